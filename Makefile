@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make book   -- set up everything, then run the main job
+#   make test   -- set up everything, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Local mirror of the image files (checked by sha256). CI and this machine keep one beside the checkout.
+export LRPKIT_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
+
+.PHONY: setup book test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,book]'
+	touch $(STAMP)
+
+book: setup
+	$(PY) -m lrpkit.demo --out _build/demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/lrp_speed.py
+
+clean:
+	rm -rf _build $(VENV)
