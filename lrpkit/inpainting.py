@@ -1,0 +1,232 @@
+"""Telea inpainting of patch masks, serially or in a pool of worker processes.
+
+Pixel-Flipping with the ``"inpainting"`` perturbation (:mod:`lrpkit.pf`) fills the flipped
+regions of an image with OpenCV's implementation of Telea's fast-marching inpainting. This module
+holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker processes start quickly:
+
+- :func:`telea` — one call of ``cv2.inpaint(..., cv2.INPAINT_TELEA)`` on a ``uint8`` image and a
+  ``uint8`` mask (OpenCV 5 rejects boolean masks).
+- :func:`inpaint_patch_masks` — one image, several masks given on the patch grid; every mask is
+  inpainted from the same original image, so the results are independent of each other.
+- :func:`inpaint_chain_thesis` — the thesis code's sequential variant: every step starts from the
+  previous step's output, passed through a lookup table that models its float round trip and
+  truncation to ``uint8`` (see :mod:`lrpkit.pf`, ``thesis_compat``).
+- :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent process pool, and
+  hands back futures, so that the caller can overlap inpainting with the model's forward passes.
+
+Two properties of OpenCV's Telea matter here and are checked by the tests: pixels outside the mask
+are returned unchanged, and a mask that covers the whole image is a no-op (there is nothing to
+inpaint from). OpenCV's Telea also reads the *masked* pixels on the image's outer ring;
+:func:`inpaint_patch_masks` therefore blanks the masked pixels first, so that the fill depends only
+on the pixels outside the mask and no information of the removed region leaks into it.
+
+References
+----------
+A. Telea, *An image inpainting technique based on the fast marching method*, Journal of Graphics
+Tools 9(1):23-34 (2004).
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chain_thesis", "Inpainter",
+           "shutdown_pool"]
+
+#: Value written into the masked pixels before inpainting (see module docstring).
+BLANK_VALUE = 0
+
+
+def telea(image: np.ndarray, mask: np.ndarray, radius: float = 3.0) -> np.ndarray:
+    """Inpaint ``image`` where ``mask`` is non-zero with Telea's method.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` image, ``[H, W, C]`` with C in (1, 3), or ``[H, W]``. OpenCV's Telea treats the
+        channels independently, so RGB and BGR order give the same result.
+    mask : numpy.ndarray
+        ``[H, W]`` mask; non-zero marks the pixels to fill. Converted to ``uint8``.
+    radius : float
+        Radius of the neighbourhood each filled pixel is computed from (the thesis uses 3).
+
+    Returns
+    -------
+    numpy.ndarray
+        The inpainted ``uint8`` image, same shape as ``image``.
+    """
+    if image.dtype != np.uint8:
+        raise TypeError(f"telea: image must be uint8, got {image.dtype}")
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    out = cv2.inpaint(np.ascontiguousarray(image), mask, float(radius), cv2.INPAINT_TELEA)
+    return out.reshape(image.shape)
+
+
+def patch_mask_to_pixels(patch_mask: np.ndarray, patch_size: int, height: int, width: int) -> np.ndarray:
+    """Blow a boolean patch-grid mask ``[..., mh, mw]`` up to pixels ``[..., height, width]``.
+
+    Edge patches of an image whose size ``patch_size`` does not divide are cropped to the image.
+    """
+    pixels = np.repeat(np.repeat(patch_mask, patch_size, axis=-2), patch_size, axis=-1)
+    return pixels[..., :height, :width]
+
+
+def inpaint_patch_masks(image: np.ndarray, patch_masks: np.ndarray, patch_size: int,
+                        radius: float = 3.0) -> np.ndarray:
+    """Inpaint one image under several masks, each independently from the original image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``uint8`` image ``[H, W, C]``.
+    patch_masks : numpy.ndarray
+        Boolean ``[K, mh, mw]``: K masks on the grid of ``patch_size`` × ``patch_size`` patches.
+    patch_size : int
+        Side of a patch in pixels.
+    radius : float
+        Telea radius.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` ``[K, H, W, C]``. Pixels outside a mask are those of ``image``. Masked pixels are
+        blanked (:data:`BLANK_VALUE`) before inpainting, so a mask covering the whole image gives a
+        blank image; the caller decides what such a step should be.
+    """
+    height, width = image.shape[:2]
+    out = np.empty((len(patch_masks),) + image.shape, dtype=np.uint8)
+    for k, patch_mask in enumerate(patch_masks):
+        mask = patch_mask_to_pixels(patch_mask, patch_size, height, width)
+        blanked = image.copy()
+        blanked[mask] = BLANK_VALUE
+        out[k] = telea(blanked, mask, radius)
+    return out
+
+
+def inpaint_chain_thesis(start: np.ndarray, patch_masks: np.ndarray, patch_size: int, lut: np.ndarray,
+                         radius: float = 3.0) -> np.ndarray:
+    """Inpaint cumulative masks one after another, as the thesis code does.
+
+    Step 1 inpaints ``start`` under the first mask; every later step inpaints the previous step's
+    output after mapping it channel-wise through ``lut`` (the thesis code's round trip
+    ``uint8 → float → normalize → un-normalize → truncate``, which drifts values down). A mask that
+    covers the whole image returns its input unchanged (OpenCV's behaviour, kept on purpose).
+
+    Parameters
+    ----------
+    start : numpy.ndarray
+        ``uint8`` ``[H, W, C]``: the truncated un-normalized input image.
+    patch_masks : numpy.ndarray
+        Boolean ``[K, mh, mw]`` cumulative masks on the patch grid, in step order.
+    patch_size : int
+        Side of a patch in pixels.
+    lut : numpy.ndarray
+        ``uint8`` ``[C, 256]``: per-channel lookup table of the round trip.
+    radius : float
+        Telea radius.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` ``[K, H, W, C]``: the output of every step.
+    """
+    height, width = start.shape[:2]
+    channels = np.arange(start.shape[2])
+    out = np.empty((len(patch_masks),) + start.shape, dtype=np.uint8)
+    current = start
+    for k, patch_mask in enumerate(patch_masks):
+        if k > 0:
+            current = lut[channels, out[k - 1]]
+        mask = patch_mask_to_pixels(patch_mask, patch_size, height, width)
+        out[k] = telea(current, mask, radius)
+    return out
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+
+
+def _run(function, *args):
+    return function(*args)
+
+
+_POOLS: dict = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A persistent pool of ``workers`` processes, created on first use and kept for the session."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        # fork where available: a worker starts at once and needs neither a re-import of the caller's
+        # main module nor an ``if __name__ == "__main__"`` guard there. Workers only run OpenCV
+        # (single-threaded) and NumPy, never torch, so the parent's torch threads do not matter
+        # (the same arrangement as torch's own DataLoader workers).
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        _POOLS[workers] = pool
+    return pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes started by :class:`Inpainter` (also done at interpreter exit)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)
+
+
+def default_workers(accelerated: bool) -> int:
+    """Number of inpainting worker processes to use by default.
+
+    With the model on an accelerator the CPU has nothing else to do, so every core but one (which
+    feeds the accelerator) inpaints. On a CPU the forward passes need the cores and inpainting is a
+    small share of the work: one worker per eight cores (at least one) keeps it off the critical path.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if accelerated:
+        return max(1, cores - 1)
+    return max(1, cores // 8)
+
+
+class Inpainter:
+    """Run inpainting jobs inline or in a persistent pool of worker processes.
+
+    Parameters
+    ----------
+    workers : int
+        0 runs every job at once in this process; ``n >= 1`` uses a pool of n processes that
+        lives until :func:`shutdown_pool` or the end of the interpreter.
+    """
+
+    def __init__(self, workers: int):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        self.workers = workers
+        self._executor: Optional[ProcessPoolExecutor] = _pool(workers) if workers > 0 else None
+
+    def submit(self, function, *args) -> Future:
+        """Run ``function(*args)`` (one of this module's functions) and return a future of its result."""
+        if self._executor is not None:
+            return self._executor.submit(_run, function, *args)
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # pragma: no cover - surfaced by future.result()
+            future.set_exception(error)
+        return future
+
+    def map_chunks(self, jobs: Sequence[tuple]) -> list:
+        """Submit ``(function, *args)`` jobs and return their futures, in order."""
+        return [self.submit(*job) for job in jobs]

@@ -1,0 +1,797 @@
+"""Pixel-Flipping (region perturbation) and the area under its curve.
+
+Pixel-Flipping grades a heatmap by destroying the input in the order the heatmap ranks it and
+watching the classifier's score fall (thesis §2.2, §3.3; Samek et al. 2017). Here the relevance map
+is cut into ``p × p`` patches, each patch is scored by the sum of its relevance, the patches are
+ordered (MoRF, LRF or random), and after step ``k`` of a schedule the first ``c_k`` patches of that
+order are perturbed — always starting again from the original image, so regions perturbed earlier
+are perturbed anew at every step (thesis §3.3). A last step turns the whole image gray. The curve of
+the target's score over the steps is reduced to its area (AUC, trapezoid rule; thesis §2.3) and to
+the AOPC of Samek et al.
+
+Because step ``k`` is a function of the original image and the cumulative mask of step ``k`` alone,
+all steps — of one heatmap and of many — are independent: they are built from the original,
+inpainted in worker processes (:mod:`lrpkit.inpainting`) and scored in batched forward passes
+without autograd, while the workers go on inpainting. Identical images are scored once: the
+unperturbed image and the gray image are shared by all heatmaps of an image, and so is every step
+whose mask two heatmaps share (all of them for the random order, which ignores the heatmap).
+
+``thesis_compat`` reproduces what the thesis code (PyPI ``lrp-pf-auc`` 0.1.6) computes, defects
+included, one switch per difference (:data:`THESIS_COMPAT`), so that its numbers can be regenerated
+and the effect of every fix shown separately.
+
+References
+----------
+W. Samek, A. Binder, G. Montavon, S. Lapuschkin, K.-R. Müller, *Evaluating the visualization of
+what a deep neural network has learned*, IEEE TNNLS 28(11):2660-2673 (2017).
+S. Bach et al., *On pixel-wise explanations for non-linear classifier decisions by layer-wise
+relevance propagation*, PLOS ONE 10(7):e0130140 (2015).
+A. Telea, *An image inpainting technique based on the fast marching method*, J. Graphics Tools
+9(1):23-34 (2004).
+R. Bermudez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance Propagation*,
+master's thesis, TU Berlin (2022), §2.2-2.3, §3.3.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torchvision.transforms.functional import rgb_to_grayscale
+from tqdm.auto import tqdm
+
+from . import inpainting
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # TODO(merge): take these from lrpkit.rules
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "pixel_flipping", "PixelFlippingResult", "flip_schedule", "patch_scores", "flip_order", "auc",
+    "aopc", "ORDERS", "MODES", "SCHEDULES", "SCORES", "AUC_X", "THESIS_COMPAT",
+]
+
+ORDERS = ("morf", "lrf", "random")
+MODES = ("inpainting", "random", "gray")
+SCHEDULES = ("thesis", "log", "linear")
+SCORES = ("logit", "softmax")
+AUC_X = ("step", "fraction")
+
+#: What ``thesis_compat`` switches on, one name per way the thesis code differs from lrpkit.
+THESIS_COMPAT = {
+    "grayscale_scores": "patch scores sum the relevance weighted 0.2989 R + 0.587 G + 0.114 B, "
+                        "not the plain sum over channels",
+    "truncation": "inpainting chains the steps: each step re-inpaints the previous step's output after "
+                  "a float round trip truncated to uint8, drifting untouched pixels down",
+    "noop_step": "when the mask covers the whole image, inpainting returns its input unchanged "
+                 "(step 28 of 224/8 repeats step 27) instead of the gray image",
+    "shared_permutation": "random order: one torch.randperm shared by the whole batch",
+    "batch_gray": "gray is (min + max) / 2 of the normalized batch, one value for every channel",
+    "random_scalar": "random mode: one uniform value per image and step in [min, max] of the "
+                     "normalized batch, written only into the patches new in that step",
+}
+
+# --------------------------------------------------------------------------------------------------
+# result
+
+
+@dataclass
+class PixelFlippingResult:
+    """Scores of a Pixel-Flipping run and what they were computed from.
+
+    Attributes
+    ----------
+    scores : torch.Tensor
+        ``[B, S]`` float64: the target's score after every step; column 0 is the unperturbed input,
+        the last column the gray image.
+    flips_per_step : list of int
+        Patches newly perturbed in every step, e.g. ``[0, 1, 3, ..., 55, 784]``; the gray step
+        counts every patch, as in the thesis.
+    fraction_flipped : list of float
+        Fraction of the patches perturbed after every step (0 for step 0, 1 for the gray step).
+    auc : torch.Tensor
+        ``[B]`` float64: area under every row of ``scores`` by the trapezoid rule (x as ``auc_x``).
+        The thesis reports the AUC of the batch-mean curve, which is ``auc.mean()``.
+    aopc : torch.Tensor
+        ``[B]`` float64: ``mean_k (scores[:, 0] - scores[:, k])`` over all steps (Samek et al.).
+    order : torch.Tensor
+        ``[B, n]`` int64: patch indices (row-major on the patch grid) in the order they are flipped.
+    patch_scores : torch.Tensor
+        ``[B, mh, mw]``: the relevance of every patch the order was taken from.
+    targets : torch.Tensor
+        ``[B]`` int64: the class whose score was recorded.
+    images : dict
+        ``{step: tensor [B, C, H, W]}``, normalized like ``x``, for the steps in ``keep_steps``.
+    masks : torch.Tensor or None
+        ``[B, S, H, W]`` bool: the pixels perturbed at every step, if ``keep_masks``.
+    n_forward : int
+        Number of distinct images the model scored (after sharing).
+    settings : dict
+        The arguments the run used.
+    """
+
+    scores: torch.Tensor
+    flips_per_step: List[int]
+    fraction_flipped: List[float]
+    auc: torch.Tensor
+    aopc: torch.Tensor
+    order: torch.Tensor
+    patch_scores: torch.Tensor
+    targets: torch.Tensor
+    images: Dict[int, torch.Tensor] = field(default_factory=dict)
+    masks: Optional[torch.Tensor] = None
+    n_forward: int = 0
+    settings: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# pieces that are useful on their own
+
+
+def auc(scores: torch.Tensor, x: Union[str, Sequence[float]] = "step",
+        fraction_flipped: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """Area under perturbation curves by the trapezoid rule.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        ``[B, S]`` or ``[S]`` scores.
+    x : str or sequence of float
+        ``"step"`` (x = 0, 1, …, S-1, the thesis's choice), ``"fraction"`` (x = ``fraction_flipped``)
+        or explicit x values.
+    fraction_flipped : sequence of float, optional
+        Needed for ``x="fraction"``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]`` (or a scalar for 1-D input), float64.
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    length = scores.shape[-1]
+    if isinstance(x, str):
+        if x == "step":
+            xs = torch.arange(length, dtype=torch.float64)
+        elif x == "fraction":
+            if fraction_flipped is None:
+                raise ValueError("auc: x='fraction' needs fraction_flipped")
+            xs = torch.as_tensor(fraction_flipped, dtype=torch.float64)
+        else:
+            raise ValueError(f"auc: unknown x {x!r}; expected one of {AUC_X} or a sequence of floats")
+    else:
+        xs = torch.as_tensor(x, dtype=torch.float64)
+    if xs.shape != (length,):
+        raise ValueError(f"auc: {xs.numel()} x values for curves of length {length}")
+    return torch.trapezoid(scores, xs, dim=-1)
+
+
+def aopc(scores: torch.Tensor) -> torch.Tensor:
+    """Area over the perturbation curve: ``mean_k (scores[..., 0] - scores[..., k])`` (Samek et al. 2017)."""
+    scores = torch.as_tensor(scores, dtype=torch.float64)
+    return (scores[..., :1] - scores).mean(dim=-1)
+
+
+def flip_schedule(n_patches: int, schedule: Union[str, Sequence[int]] = "thesis",
+                  n_steps: Optional[int] = None) -> List[int]:
+    """Cumulative number of patches perturbed after each perturbation step.
+
+    The final gray step is not included (:func:`pixel_flipping` appends it).
+
+    Parameters
+    ----------
+    n_patches : int
+        Patches in the image (784 for 224×224 and 8×8 patches).
+    schedule : str or sequence of int
+        ``"thesis"``: ``k²`` patches after step ``k`` (capped at ``n_patches``) until all are
+        flipped, i.e. 1, 3, 5, … new patches per step — 28 steps for 784 patches (thesis Fig. 3.8).
+        ``"log"``: ``n_steps`` counts log-spaced from 1 to ``n_patches`` (duplicates dropped).
+        ``"linear"``: ``n_steps`` evenly spaced counts ending at ``n_patches``.
+        A sequence: the cumulative counts themselves, strictly increasing, each in [1, n_patches].
+    n_steps : int, optional
+        Steps of the log and linear schedules; by default as many as the thesis schedule has.
+
+    Returns
+    -------
+    list of int
+    """
+    thesis_steps = math.isqrt(n_patches - 1) + 1 if n_patches > 0 else 0  # ceil(sqrt(n))
+    if isinstance(schedule, str):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES} or a list of "
+                             f"cumulative patch counts")
+        if schedule == "thesis":
+            return [min(k * k, n_patches) for k in range(1, thesis_steps + 1)]
+        steps = thesis_steps if n_steps is None else n_steps
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+        if schedule == "linear":
+            counts = np.round(np.linspace(0, n_patches, int(steps) + 1)[1:]).astype(int)
+        else:
+            counts = np.round(np.geomspace(1, n_patches, int(steps))).astype(int)
+        return sorted(set(int(c) for c in counts if c >= 1))
+    if n_steps is not None:
+        raise ValueError("n_steps applies to the 'log' and 'linear' schedules only")
+    try:
+        counts = [int(c) for c in schedule]
+        if any(not isinstance(c, numbers.Integral) or isinstance(c, bool) for c in schedule):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"schedule must be one of {SCHEDULES} or a sequence of ints, got {schedule!r}") from None
+    if not counts:
+        raise ValueError("schedule: the list of cumulative patch counts is empty")
+    if counts[0] < 1 or counts[-1] > n_patches or any(b <= a for a, b in zip(counts, counts[1:])):
+        raise ValueError(f"schedule must list strictly increasing cumulative patch counts in [1, {n_patches}], "
+                         f"got {counts}")
+    return counts
+
+
+def _pixel_map(relevance: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] or [B, H, W] → [B, C', H, W] with C' = C or 1."""
+    return relevance.unsqueeze(1) if relevance.dim() == 3 else relevance
+
+
+def patch_scores(relevance: torch.Tensor, patch_size: int, grayscale: bool = False) -> torch.Tensor:
+    """Sum the relevance over every ``patch_size`` × ``patch_size`` patch.
+
+    Parameters
+    ----------
+    relevance : torch.Tensor
+        ``[B, C, H, W]`` or ``[B, H, W]``.
+    patch_size : int
+        Side of a patch. Edge patches of a size that ``patch_size`` does not divide are smaller.
+    grayscale : bool
+        Weight the channels 0.2989, 0.587, 0.114 first and sum in float32 (the thesis code);
+        otherwise the plain sum over channels and pixels, in float64 on the CPU, so the result and
+        the order taken from it do not depend on the device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, mh, mw]`` with ``mh = ceil(H / patch_size)``, ``mw = ceil(W / patch_size)``.
+    """
+    rel = _pixel_map(relevance.detach().cpu())
+    batch, channels, height, width = rel.shape
+    mh, mw = -(-height // patch_size), -(-width // patch_size)
+    if grayscale:
+        rel = rel.float()
+        if channels == 3:  # torchvision's rgb_to_grayscale: 0.2989 R + 0.587 G + 0.114 B
+            rel = rgb_to_grayscale(rel)
+        elif channels != 1:
+            raise ValueError(f"grayscale patch scores need 1 or 3 channels, got {channels}")
+    else:
+        rel = rel.double()
+    pad = (0, mw * patch_size - width, 0, mh * patch_size - height)
+    if any(pad):
+        rel = torch.nn.functional.pad(rel, pad)
+    if grayscale:
+        # as the thesis code: unfold into patches, flatten each, sum in float32
+        patches = rel.unfold(2, patch_size, patch_size).unfold(3, patch_size, patch_size)
+        return patches.reshape(batch, mh * mw, patch_size * patch_size).sum(dim=2).reshape(batch, mh, mw)
+    return rel.reshape(batch, channels, mh, patch_size, mw, patch_size).sum(dim=(1, 3, 5))
+
+
+def flip_order(scores: torch.Tensor, order: str = "morf", seed: int = 0,
+               image_ids: Optional[Sequence[int]] = None, shared_permutation: bool = False) -> torch.Tensor:
+    """Order in which the patches are flipped.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        ``[B, mh, mw]`` patch scores (:func:`patch_scores`).
+    order : str
+        ``"morf"`` (most relevant first, descending), ``"lrf"`` (ascending) or ``"random"``.
+        Ties keep the row-major order of the patches (stable sort on the CPU), so the order does
+        not depend on the device.
+    seed : int
+        Seed of the random order.
+    image_ids : sequence of int, optional
+        Index of each row's image among the distinct images (rows showing the same image share
+        it). The random order of image ``i`` is ``numpy.random.default_rng([seed, 0, i])``'s
+        permutation, so it ignores the heatmap. Default: every row its own image.
+    shared_permutation : bool
+        Random order as the thesis code: one ``torch.randperm`` (seeded with ``seed``) for the batch.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, mh * mw]`` int64 patch indices.
+    """
+    flat = scores.detach().cpu().reshape(scores.shape[0], -1)
+    batch, n = flat.shape
+    if order == "random":
+        if shared_permutation:
+            generator = torch.Generator().manual_seed(int(seed))
+            return torch.randperm(n, generator=generator).expand(batch, n).clone()
+        ids = range(batch) if image_ids is None else image_ids
+        perms = {i: np.random.default_rng([int(seed), 0, int(i)]).permutation(n) for i in set(ids)}
+        return torch.from_numpy(np.stack([perms[i] for i in ids])).long()
+    if order not in ("morf", "lrf"):
+        raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
+    return torch.sort(flat, dim=1, descending=(order == "morf"), stable=True).indices
+
+
+# --------------------------------------------------------------------------------------------------
+# checks
+
+
+def _choice(name: str, value, options: Tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value.lower() not in options:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {options}")
+    return value.lower()
+
+
+def _compat_features(thesis_compat) -> frozenset:
+    if thesis_compat is True:
+        return frozenset(THESIS_COMPAT)
+    if thesis_compat is False or thesis_compat is None:
+        return frozenset()
+    if isinstance(thesis_compat, str):
+        thesis_compat = [thesis_compat]
+    try:
+        features = frozenset(thesis_compat)
+    except TypeError:
+        raise TypeError(f"thesis_compat must be a bool or a collection of names from {sorted(THESIS_COMPAT)}, "
+                        f"got {thesis_compat!r}") from None
+    unknown = features - set(THESIS_COMPAT)
+    if unknown:
+        raise ValueError(f"unknown thesis_compat feature(s) {sorted(unknown)}; expected names from "
+                         f"{sorted(THESIS_COMPAT)}")
+    return features
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def _model_device(model: torch.nn.Module, x: torch.Tensor) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    return x.device
+
+
+# --------------------------------------------------------------------------------------------------
+# the thesis code's arithmetic (thesis_compat)
+
+
+def _normalize_u8(images_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., C, H, W] → normalized float32, as ``(u / 255 - mean) / std`` in float32."""
+    return (images_u8.float() / 255.0 - mean) / std
+
+
+def _truncating_unnormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """The thesis code's way back to uint8: float32 inverse normalization, × 255, truncation."""
+    inv_mean = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32).view(-1, 1, 1)
+    inv_std = torch.tensor([1 / s for s in std], dtype=torch.float32).view(-1, 1, 1)
+    values = (x.float() - inv_mean) / inv_std * 255.0
+    return values.clamp(0, 255).int().to(torch.uint8)
+
+
+def _truncation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """[C, 256] uint8: where the thesis code's round trip uint8 → normalized → uint8 sends each value."""
+    channels = len(mean)
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).expand(channels, 1, 256)
+    back = _truncating_unnormalize(_normalize_u8(values, m, s), mean, std)
+    return back.reshape(channels, 256).numpy().copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# the main entry point
+
+
+def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Tensor,
+                   target: Union[int, Sequence[int], torch.Tensor, None], patch_size: int = 8,
+                   order: str = "morf", mode: str = "inpainting", schedule: Union[str, Sequence[int]] = "thesis",
+                   score: str = "logit", seed: int = 0, *, n_steps: Optional[int] = None, strict: bool = False,
+                   radius: float = 3.0, gray_value: Union[float, Sequence[float]] = 0.5,
+                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                   auc_x: str = "step", thesis_compat: Union[bool, Iterable[str]] = False,
+                   keep_steps: Iterable[int] = (), keep_masks: bool = False, batch_size: int = 16,
+                   workers: Optional[int] = None, device: Union[str, torch.device, None] = None,
+                   progress: Optional[bool] = None) -> PixelFlippingResult:
+    """Pixel-Flipping / region perturbation of a batch of heatmaps, and the AUC of every curve.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier in eval mode taking normalized input ``[N, C, H, W]`` and returning ``[N, classes]``.
+    x : torch.Tensor
+        ``[B, C, H, W]`` normalized inputs. Rows may repeat an image (e.g. one image with the B
+        heatmaps of a hyperparameter grid): work on an image is then done once.
+    relevance : torch.Tensor
+        ``[B, C, H, W]`` like ``x``, or one map per row ``[B, H, W]`` / ``[B, 1, H, W]``.
+    target : int, sequence of int, tensor or None
+        Class whose score is recorded, for all rows or per row; None takes the class the model
+        predicts for the unperturbed input.
+    patch_size : int
+        Side ``p`` of the square patches. If ``p`` does not divide the image, the last row and
+        column of patches are smaller (or, with ``strict=True``, a ValueError).
+    order : str
+        ``"morf"``, ``"lrf"`` or ``"random"`` (:func:`flip_order`).
+    mode : str
+        How flipped regions are perturbed: ``"inpainting"`` (Telea on the un-normalized image,
+        rounded to uint8; only masked pixels change), ``"random"`` (uniform noise in the valid pixel
+        range [0, 1], one noise image per distinct image and seed) or ``"gray"`` (``gray_value``).
+    schedule : str or sequence of int
+        Cumulative patches perturbed after each step (:func:`flip_schedule`); a final step that
+        turns the whole image gray is always appended.
+    score : str
+        ``"logit"`` (the thesis) or ``"softmax"`` probability of the target.
+    seed : int
+        Seed of the random order and the random mode.
+    n_steps : int, optional
+        Steps of the ``"log"`` and ``"linear"`` schedules.
+    strict : bool
+        Refuse image sizes that ``patch_size`` does not divide.
+    radius : float
+        Telea inpainting radius (the thesis uses 3).
+    gray_value : float or sequence of float
+        Gray in pixel units [0, 1] (per channel or one for all), for the gray step and mode.
+    mean, std : sequence of float
+        Normalization of ``x`` (ImageNet by default), used to get back to pixels.
+    auc_x : str
+        x of the AUC: ``"step"`` (index, the thesis) or ``"fraction"`` of patches flipped.
+    thesis_compat : bool or collection of str
+        True reproduces the thesis code (``lrp-pf-auc`` 0.1.6): every feature of
+        :data:`THESIS_COMPAT`. A collection of names switches on only those.
+    keep_steps : iterable of int
+        Steps whose perturbed images are returned in ``result.images``.
+    keep_masks : bool
+        Return the perturbed-pixel masks of every step in ``result.masks``.
+    batch_size : int
+        Images per forward pass (bounds memory).
+    workers : int, optional
+        Inpainting worker processes; 0 inpaints in this process. Default: one per eight cores on a
+        CPU model, all cores but one on an accelerator.
+    device : str or torch.device, optional
+        Where the model runs; default the device of its parameters.
+    progress : bool, optional
+        Show a progress bar (default: on a terminal only).
+
+    Returns
+    -------
+    PixelFlippingResult
+    """
+    # ---- arguments
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("model is in training mode (dropout would make the scores random); call model.eval()")
+    if not isinstance(x, torch.Tensor) or not isinstance(relevance, torch.Tensor):
+        raise TypeError("x and relevance must be torch tensors")
+    if x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f"x must be a float tensor [B, C, H, W], got shape {tuple(x.shape)} and dtype {x.dtype}")
+    batch, channels, height, width = x.shape
+    if batch == 0:
+        raise ValueError("x is an empty batch")
+    if tuple(relevance.shape) not in (tuple(x.shape), (batch, 1, height, width), (batch, height, width)):
+        raise ValueError(f"relevance shape {tuple(relevance.shape)} does not match x {tuple(x.shape)} "
+                         f"(expected {tuple(x.shape)}, {(batch, 1, height, width)} or {(batch, height, width)})")
+    _check_finite("x", x)
+    _check_finite("relevance", relevance)
+    if isinstance(patch_size, bool) or not isinstance(patch_size, numbers.Integral):
+        raise TypeError(f"patch_size must be an int, got {patch_size!r}")
+    patch_size = int(patch_size)
+    if patch_size <= 0 or patch_size > min(height, width):
+        raise ValueError(f"patch_size must be in [1, {min(height, width)}] for a {height}x{width} input, "
+                         f"got {patch_size}")
+    if strict and (height % patch_size or width % patch_size):
+        raise ValueError(f"patch_size {patch_size} does not divide the {height}x{width} input (strict=True)")
+    order = _choice("order", order, ORDERS)
+    mode = _choice("mode", mode, MODES)
+    score = _choice("score", score, SCORES)
+    auc_x = _choice("auc_x", auc_x, AUC_X)
+    if isinstance(schedule, str):
+        schedule = _choice("schedule", schedule, SCHEDULES)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    features = _compat_features(thesis_compat)
+    mean = tuple(float(v) for v in mean)
+    std = tuple(float(v) for v in std)
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need {channels} values (one per channel of x), got {len(mean)} and {len(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std must be positive, got {std}")
+    gray_pixels = [float(gray_value)] * channels if isinstance(gray_value, numbers.Real) else [float(v) for v in gray_value]
+    if len(gray_pixels) != channels or not all(0.0 <= v <= 1.0 for v in gray_pixels):
+        raise ValueError(f"gray_value must be one value or {channels} values in [0, 1], got {gray_value!r}")
+    if mode == "inpainting" and channels not in (1, 3):
+        raise ValueError(f"inpainting needs 1 or 3 channels, x has {channels}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    radius = float(radius)
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+
+    device = torch.device(device) if device is not None else _model_device(model, x)
+    if workers is None:
+        workers = inpainting.default_workers(accelerated=device.type != "cpu") if mode == "inpainting" else 0
+
+    # ---- patches, order, schedule
+    xc = x.detach().to("cpu", torch.float32).contiguous()
+    mh, mw = -(-height // patch_size), -(-width // patch_size)
+    n_patches = mh * mw
+    counts = flip_schedule(n_patches, schedule, n_steps)
+    n_pert = len(counts)
+    n_scores = n_pert + 2  # unperturbed, the steps, gray
+    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
+    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
+    keep_steps = sorted({int(s) for s in keep_steps})
+    if any(s < 0 or s >= n_scores for s in keep_steps):
+        raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {keep_steps}")
+
+    image_index: Dict[bytes, int] = {}
+    image_ids = [image_index.setdefault(xc[b].numpy().tobytes(), len(image_index)) for b in range(batch)]
+    first_row = {i: image_ids.index(i) for i in range(len(image_index))}
+
+    pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
+    flip = flip_order(pscores, order, seed, image_ids, shared_permutation="shared_permutation" in features)
+    rank = torch.empty_like(flip)
+    rank.scatter_(1, flip, torch.arange(n_patches).expand(batch, n_patches).contiguous())
+    rank_grid = rank.reshape(batch, mh, mw).numpy()
+    # patch_masks[b, k]: patches perturbed after step k+1
+    patch_masks = rank_grid[:, None] < np.asarray(counts).reshape(1, -1, 1, 1)
+    full = np.asarray(counts) == n_patches
+
+    # ---- normalization constants and the gray image
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    if "batch_gray" in features:
+        midpoint = (float(xc.min()) + float(xc.max())) / 2
+        gray = torch.full((channels, height, width), midpoint, dtype=torch.float32)
+    else:
+        gray = ((torch.tensor(gray_pixels).view(-1, 1, 1) - mean_t) / std_t).expand(channels, height, width).contiguous()
+
+    def pixel_mask(patch_mask: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(inpainting.patch_mask_to_pixels(patch_mask, patch_size, height, width))
+
+    # ---- recipes: a key per distinct image to score; recipe[key] builds it (normalized, CPU)
+    keys: List[tuple] = []
+    recipe: Dict[tuple, tuple] = {}
+    row_keys = [[None] * n_scores for _ in range(batch)]
+
+    def add(key: tuple, how: tuple) -> tuple:
+        if key not in recipe:
+            recipe[key] = how
+            keys.append(key)
+        return key
+
+    for b in range(batch):
+        row_keys[b][0] = add(("original", image_ids[b]), ("original", first_row[image_ids[b]]))
+    gray_key = add(("gray",), ("gray",))
+    for b in range(batch):
+        row_keys[b][n_scores - 1] = gray_key
+
+    chain_tasks: Dict[tuple, tuple] = {}  # truncation chains: key -> (row, patch masks)
+    if mode == "inpainting" and "truncation" in features:
+        lut = _truncation_lut(mean, std)
+    if mode == "random" and "random_scalar" in features:
+        rng = np.random.default_rng(int(seed))
+        low, high = float(xc.min()), float(xc.max())
+        values = np.array([[rng.uniform(low, high) for _ in range(batch)] for _ in range(n_pert)])  # [step, row]
+        step_of_patch = np.searchsorted(np.asarray(counts), rank_grid, side="right") + 1  # [B, mh, mw]
+
+    for b in range(batch):
+        img = image_ids[b]
+        if mode == "inpainting" and "truncation" in features:
+            chain = ("chain", img, flip[b].numpy().tobytes())
+            if chain not in chain_tasks:
+                chain_tasks[chain] = (b, patch_masks[b])
+            for k in range(n_pert):
+                if full[k] and "noop_step" not in features:
+                    row_keys[b][k + 1] = gray_key
+                else:
+                    row_keys[b][k + 1] = add(chain + (k,), ("chain", chain, k))
+            continue
+        for k in range(n_pert):
+            mask_bytes = np.packbits(patch_masks[b, k]).tobytes()
+            if mode == "random" and "random_scalar" in features:
+                key = add(("scalar", b, k), ("scalar", b, k))
+            elif full[k] and mode == "inpainting":
+                key = row_keys[b][k] if "noop_step" in features and k > 0 else gray_key
+            elif full[k] and mode == "gray":
+                key = gray_key
+            else:
+                key = add((mode, img, mask_bytes), (mode, b, k))
+            row_keys[b][k + 1] = key
+
+    # ---- inpainting tasks, submitted lazily in key order
+    tasks: List[tuple] = []          # (job tuple, [keys it produces])
+    task_of_key: Dict[tuple, Tuple[int, int]] = {}
+    if mode == "inpainting":
+        if "truncation" in features:
+            starts = {}
+            for chain, (b, masks) in chain_tasks.items():
+                img = image_ids[b]
+                if img not in starts:
+                    starts[img] = _truncating_unnormalize(xc[b], mean, std).permute(1, 2, 0).contiguous().numpy()
+            for chain, (b, masks) in chain_tasks.items():
+                produced = [chain + (k,) for k in range(n_pert) if chain + (k,) in recipe]
+                if not produced:
+                    continue
+                for produced_key in produced:
+                    task_of_key[produced_key] = (len(tasks), produced_key[-1])
+                tasks.append(((inpainting.inpaint_chain_thesis, starts[image_ids[b]], masks, patch_size, lut,
+                               radius), produced))
+        else:
+            u8_images = {}
+            group: List[tuple] = []
+
+            def close_group():
+                if group:
+                    b0 = recipe[group[0]][1]
+                    masks = np.stack([patch_masks[recipe[key][1], recipe[key][2]] for key in group])
+                    for i, key in enumerate(group):
+                        task_of_key[key] = (len(tasks), i)
+                    tasks.append(((inpainting.inpaint_patch_masks, u8_images[image_ids[b0]], masks, patch_size,
+                                   radius), list(group)))
+                    group.clear()
+
+            task_size = 4
+            for key in keys:
+                if key[0] != "inpainting":
+                    continue
+                b = recipe[key][1]
+                img = image_ids[b]
+                if img not in u8_images:
+                    pixels = xc[b] * std_t + mean_t
+                    u8_images[img] = (pixels.double() * 255).round().clamp(0, 255).to(torch.uint8) \
+                        .permute(1, 2, 0).contiguous().numpy()
+                if group and (image_ids[recipe[group[0]][1]] != img or len(group) >= task_size):
+                    close_group()
+                group.append(key)
+            close_group()
+
+    noise: Dict[int, torch.Tensor] = {}
+    if mode == "random" and "random_scalar" not in features:
+        for img, b in first_row.items():
+            pixels = np.random.default_rng([int(seed), 1, int(img)]).random((channels, height, width))
+            noise[img] = (torch.from_numpy(pixels).float() - mean_t) / std_t
+
+    inpainter = inpainting.Inpainter(workers) if tasks else None
+    futures: Dict[int, object] = {}
+    submitted = 0
+    remaining_uses = {t: len(produced) for t, (_, produced) in enumerate(tasks)}
+
+    def build(key: tuple) -> torch.Tensor:
+        how = recipe[key]
+        kind = how[0]
+        if kind == "original":
+            return xc[how[1]]
+        if kind == "gray":
+            return gray
+        if kind == "chain":
+            t, i = task_of_key[key]
+            out = futures[t].result()[i]
+            image = _normalize_u8(torch.from_numpy(out).permute(2, 0, 1), mean_t, std_t)
+        else:
+            b, k = how[1], how[2]
+            mask = pixel_mask(patch_masks[b, k])
+            if kind == "inpainting":
+                t, i = task_of_key[key]
+                out = futures[t].result()[i]
+                filled = _normalize_u8(torch.from_numpy(out).permute(2, 0, 1), mean_t, std_t)
+                image = torch.where(mask, filled, xc[b])
+            elif kind == "random":
+                image = torch.where(mask, noise[image_ids[b]], xc[b])
+            elif kind == "gray":
+                image = torch.where(mask, gray, xc[b])
+            else:  # "scalar": the thesis code's random mode
+                fill = torch.from_numpy(values[:, b][step_of_patch[b] - 1]).float()  # [mh, mw]
+                fill = torch.from_numpy(inpainting.patch_mask_to_pixels(fill.numpy(), patch_size, height, width))
+                image = torch.where(mask, fill, xc[b])
+        if kind in ("chain", "inpainting"):
+            t = task_of_key[key][0]
+            remaining_uses[t] -= 1
+            if remaining_uses[t] == 0:
+                del futures[t]
+        return image
+
+    # ---- forward passes, in fixed chunks (deterministic), overlapping the inpainting workers
+    head = [k for k in keys if k[0] in ("original", "gray")]
+    rest = [k for k in keys if k[0] not in ("original", "gray")]
+    chunks = [head[i:i + batch_size] for i in range(0, len(head), batch_size)] + \
+             [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+    lookahead = 2 * batch_size + 8 * max(workers, 1)
+    position_of_key = {key: i for i, key in enumerate(head + rest)}
+    first_position_of_task = [min(position_of_key[k] for k in produced) for _, produced in tasks]
+
+    keep_keys = {row_keys[b][s] for b in range(batch) for s in keep_steps}
+    kept: Dict[tuple, torch.Tensor] = {}
+    outputs: Dict[tuple, torch.Tensor] = {}   # full model output of the head (targets unknown yet)
+    values_of_key: Dict[tuple, torch.Tensor] = {}
+    targets: Optional[torch.Tensor] = None
+    wanted: Dict[tuple, torch.Tensor] = {}
+
+    def resolve_targets() -> torch.Tensor:
+        n_classes = next(iter(outputs.values())).shape[-1]
+        if target is None:
+            return torch.stack([outputs[row_keys[b][0]].argmax() for b in range(batch)]).long()
+        if isinstance(target, bool):
+            raise TypeError("target must be an int, a sequence of ints, a tensor or None, got a bool")
+        if isinstance(target, numbers.Integral):
+            resolved = torch.full((batch,), int(target), dtype=torch.long)
+        else:
+            resolved = torch.as_tensor(target).reshape(-1)
+            if resolved.is_floating_point() or resolved.dtype == torch.bool:
+                raise TypeError(f"target must hold ints, got dtype {resolved.dtype}")
+            if resolved.numel() == 1:
+                resolved = resolved.expand(batch)
+            if resolved.numel() != batch:
+                raise ValueError(f"target has {resolved.numel()} entries for a batch of {batch}")
+            resolved = resolved.long().cpu()
+        if (resolved < 0).any() or (resolved >= n_classes).any():
+            raise ValueError(f"target {resolved.tolist() if batch <= 16 else '...'} out of range for a model with "
+                             f"{n_classes} classes")
+        return resolved
+
+    bar = tqdm(total=len(keys), unit="img", desc="pixel flipping", disable=(None if progress is None else not progress),
+               leave=False)
+    position = 0
+    try:
+        with torch.inference_mode():
+            for chunk in chunks:
+                # keep the workers busy ahead of the forward passes
+                while submitted < len(tasks) and first_position_of_task[submitted] < position + len(chunk) + lookahead:
+                    futures[submitted] = inpainter.submit(*tasks[submitted][0])
+                    submitted += 1
+                images = []
+                for key in chunk:
+                    image = build(key)
+                    if key in keep_keys:
+                        kept[key] = image.clone()
+                    images.append(image)
+                out = model(torch.stack(images).to(device))
+                if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(chunk):
+                    raise ValueError(f"model must return [N, classes] scores, got "
+                                     f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+                if score == "softmax":
+                    out = torch.softmax(out.double(), dim=1)
+                out = out.detach().to("cpu", torch.float64)
+                for i, key in enumerate(chunk):
+                    if targets is None:
+                        outputs[key] = out[i]
+                    else:
+                        values_of_key[key] = out[i][wanted[key]]
+                position += len(chunk)
+                bar.update(len(chunk))
+                if targets is None and position >= len(head):
+                    targets = resolve_targets()
+                    needed: Dict[tuple, set] = {}
+                    for b in range(batch):
+                        for s in range(n_scores):
+                            needed.setdefault(row_keys[b][s], set()).add(int(targets[b]))
+                    wanted = {key: torch.tensor(sorted(t)) for key, t in needed.items()}
+                    for key, full_out in outputs.items():
+                        values_of_key[key] = full_out[wanted[key]]
+                    outputs.clear()
+    finally:
+        bar.close()
+        for future in futures.values():
+            future.cancel()
+
+    scores = torch.empty(batch, n_scores, dtype=torch.float64)
+    for b in range(batch):
+        t = int(targets[b])
+        for s in range(n_scores):
+            key = row_keys[b][s]
+            scores[b, s] = values_of_key[key][int((wanted[key] == t).nonzero())]
+
+    masks = None
+    if keep_masks:
+        all_counts = torch.tensor([0] + counts + [n_patches])
+        rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(rank_grid, patch_size, height, width))
+        masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
+    images = {s: torch.stack([kept[row_keys[b][s]] for b in range(batch)]) for s in keep_steps}
+
+    settings = dict(patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=int(seed),
+                    n_steps=n_steps, strict=strict, radius=radius, gray_value=tuple(gray_pixels), mean=mean, std=std,
+                    auc_x=auc_x, thesis_compat=sorted(features), batch_size=int(batch_size), workers=workers,
+                    device=str(device))
+    return PixelFlippingResult(
+        scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
+        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=flip, patch_scores=pscores,
+        targets=targets, images=images, masks=masks, n_forward=len(keys), settings=settings)
