@@ -40,7 +40,7 @@ __all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chai
            "shutdown_pool"]
 
 #: Value written into the masked pixels before inpainting (see module docstring).
-BLANK_VALUE = 0
+BLANK_VALUE = 128
 
 
 def telea(image: np.ndarray, mask: np.ndarray, radius: float = 3.0) -> np.ndarray:

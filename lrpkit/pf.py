@@ -595,7 +595,8 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
             elif full[k] and mode == "gray":
                 key = gray_key
             else:
-                key = add((mode, img, mask_bytes), (mode, b, k))
+                kind = {"inpainting": "inpainting", "random": "noise", "gray": "constant"}[mode]
+                key = add((kind, img, mask_bytes), (kind, b, k))
             row_keys[b][k + 1] = key
 
     # ---- inpainting tasks, submitted lazily in key order
@@ -675,9 +676,9 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
                 out = futures[t].result()[i]
                 filled = _normalize_u8(torch.from_numpy(out).permute(2, 0, 1), mean_t, std_t)
                 image = torch.where(mask, filled, xc[b])
-            elif kind == "random":
+            elif kind == "noise":
                 image = torch.where(mask, noise[image_ids[b]], xc[b])
-            elif kind == "gray":
+            elif kind == "constant":
                 image = torch.where(mask, gray, xc[b])
             else:  # "scalar": the thesis code's random mode
                 fill = torch.from_numpy(values[:, b][step_of_patch[b] - 1]).float()  # [mh, mw]
