@@ -197,8 +197,11 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
             img = Image.open(path)
         except UnidentifiedImageError:
             raise ValueError(f"not an image file (no image format recognised): {path}") from None
-        except Image.DecompressionBombError:
-            raise ValueError(f"image too large: {path} has more than {max_pixels} pixels") from None
+        except Image.DecompressionBombError as err:
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            count = found.group(1) if found else f"more than {max_pixels}"
+            raise ValueError(f"image too large: {path} has {count} pixels (limit {max_pixels}); "
+                             "downscale it first") from None
         except OSError as err:
             raise ValueError(f"cannot read image {path}: {err}") from None
     with img:

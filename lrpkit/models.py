@@ -219,8 +219,39 @@ def _random_model(arch: str, seed: int) -> nn.Module:
         return builder(weights=None)
 
 
+def _empty_model(arch: str) -> nn.Module:
+    """The architecture with uninitialised parameters (no time spent on a random init that a
+    state dict overwrites)."""
+    with torch.device("meta"):
+        model = getattr(torchvision.models, arch)(weights=None)
+    return model.to_empty(device="cpu")
+
+
+def _load_state(model: nn.Module, state: Any, arch: str, path: Path) -> None:
+    """Load a state dict strictly, with one-line errors that name the file."""
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"weights file {path} does not hold a state dict (a mapping of names to "
+                         "tensors, as written by torch.save(model.state_dict(), path))")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"weights file {path} does not fit {arch}: missing keys {missing[:3]}"
+            f"{'...' if len(missing) > 3 else ''}, unexpected keys {unexpected[:3]}"
+            f"{'...' if len(unexpected) > 3 else ''}")
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+             for k, v in own.items() if state[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"weights file {path} does not fit {arch}: shape of {wrong[0]}")
+    model.load_state_dict(state)
+
+
 def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module, WeightsInfo]:
-    """The real torchvision path: ``torchvision.models.<arch>(weights=<Arch>_Weights.IMAGENET1K_V1)``."""
+    """torchvision's weights API: ``<Arch>_Weights.IMAGENET1K_V1.get_state_dict(check_hash=True)``
+    (``torch.hub.load_state_dict_from_url``: the hub cache, downloading once)."""
     weights = _imagenet_weights(arch)
     file = pretrained_file(arch)
     where = (f"place {file.name} (from {weights.url}) in {file.parent} "
@@ -231,15 +262,17 @@ def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module
                 f"pretrained {arch} weights are not in the cache and downloading is off "
                 f"({_OFFLINE_ENV} is set or download=False): {where}")
     try:
-        model = getattr(torchvision.models, arch)(weights=weights, progress=progress)
+        state = weights.get_state_dict(progress=progress, check_hash=True)
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise FileNotFoundError(
             f"cannot download pretrained {arch} weights ({reason}): {where}") from None
-    except RuntimeError as err:  # torch.load of a damaged file, or a hash mismatch on download
-        raise ValueError(
-            f"pretrained {arch} weights in {file} cannot be used "
-            f"({str(err).splitlines()[0]}); delete the file and {where}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged file (torch.load) or a bad download hash
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"pretrained {arch} weights in {file} cannot be used ({first}); delete "
+                         f"the file and {where}") from None
+    model = _empty_model(arch)
+    _load_state(model, state, arch, file)
     digest = sha256_file(file)
     prefix = file.stem.rsplit("-", 1)[-1]
     verified = digest.startswith(prefix)
@@ -267,25 +300,8 @@ def _load_file(arch: str, path: Path, requested: str) -> tuple[nn.Module, Weight
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         first = (str(err).splitlines() or [type(err).__name__])[0]
         raise ValueError(f"cannot read weights file {path} as a PyTorch state dict ({first})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"weights file {path} does not hold a state dict (a mapping of names to "
-                         "tensors, as written by torch.save(model.state_dict(), path))")
-    model = _random_model(arch, seed=0)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(
-            f"weights file {path} does not fit {arch}: missing keys {missing[:3]}"
-            f"{'...' if len(missing) > 3 else ''}, unexpected keys {unexpected[:3]}"
-            f"{'...' if len(unexpected) > 3 else ''}")
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-             for k, v in own.items() if state[k].shape != v.shape]
-    if wrong:
-        raise ValueError(f"weights file {path} does not fit {arch}: shape of {wrong[0]}")
-    model.load_state_dict(state)
+    model = _empty_model(arch)
+    _load_state(model, state, arch, path)
     info = WeightsInfo(arch=arch, source="file", pretrained=False, requested=requested,
                        path=str(path.resolve()), sha256=sha256_file(path))
     return model, info
@@ -354,8 +370,8 @@ def vgg(arch: str = "vgg16", weights: Any = "auto", *, seed: int = 0,
             info = dataclasses.replace(info, requested="auto")
         except FileNotFoundError as err:
             model = _random_model(arch, seed)
-            message = (f"PRETRAINED WEIGHTS UNAVAILABLE - using RANDOM {arch} weights (seed {seed}); "
-                       f"results describe an untrained network. To use the pretrained weights, {err}")
+            message = (f"PRETRAINED WEIGHTS UNAVAILABLE - using RANDOM {arch} weights (seed {seed}): "
+                       f"results describe an untrained network. Why: {err}")
             info = WeightsInfo(arch=arch, source="random", pretrained=False, requested="auto",
                                seed=seed, url=_imagenet_weights(arch).url, warning=message)
             warnings.warn(message, RandomWeightsWarning, stacklevel=2)

@@ -87,8 +87,7 @@ def heatmap_rgb(relevance, bound: float | None = None, cmap=LRP_CMAP) -> np.ndar
     if not np.isfinite(bound) or bound < 0:
         raise ValueError(f"bound must be a finite non-negative number, not {bound}")
     scaled = np.zeros_like(values) if bound == 0 else np.clip(values / bound, -1.0, 1.0)
-    rgba = cmap((scaled + 1.0) / 2.0)
-    return np.round(rgba[..., :3] * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(cmap((scaled + 1.0) / 2.0, bytes=True)[..., :3])
 
 
 def save_heatmap(relevance, path: str | os.PathLike, bound: float | None = None,
