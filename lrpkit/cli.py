@@ -128,7 +128,6 @@ def _output_names(paths: Sequence[Path]) -> list[str]:
 
 
 def _cmd_explain(args) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from . import data, models, plotting
@@ -162,11 +161,9 @@ def _cmd_explain(args) -> int:
                disable=True if len(images) == 1 else None)
     for path, rgb, name in bar:
         x = data.normalize(rgb, device)
-        with torch.no_grad():
-            logits = model(x)[0]
-        predicted = int(logits.argmax())
-        chosen = predicted if target is None else target
-        relevance = lrp.relevance(model, x, target=chosen, composite=composite)
+        explanation = lrp.explain(model, x, target=target, composite=composite)
+        logits, relevance = explanation.logits[0], explanation.relevance
+        predicted, chosen = int(logits.argmax()), int(explanation.target[0])
         png = plotting.save_heatmap(relevance[0], out / f"{name}.png")
         if args.save_relevance:
             import numpy as np

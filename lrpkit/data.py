@@ -46,6 +46,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .rules import IMAGENET_MEAN, IMAGENET_STD  # torchvision's ImageNet normalisation
 from .models import NUM_CLASSES, class_index, imagenet_categories, sha256_file
 
 __all__ = [
@@ -69,9 +70,6 @@ __all__ = [
     "ImageNetVal",
 ]
 
-#: Per-channel mean and standard deviation of ImageNet (torchvision's normalisation).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Largest image accepted by :func:`read_rgb` (pixels); larger files are refused, not decoded.
 MAX_PIXELS = 100_000_000
 #: Smallest accepted shorter side (pixels): VGG's five pooling stages need 32.

@@ -31,10 +31,13 @@ ICLR 2015.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
 import os
+import re
+import sys
 import urllib.error
 import warnings
 from pathlib import Path
@@ -262,7 +265,8 @@ def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module
                 f"pretrained {arch} weights are not in the cache and downloading is off "
                 f"({_OFFLINE_ENV} is set or download=False): {where}")
     try:
-        state = weights.get_state_dict(progress=progress, check_hash=True)
+        with contextlib.redirect_stdout(sys.stderr):  # torch announces downloads on stdout
+            state = weights.get_state_dict(progress=progress, check_hash=True)
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise FileNotFoundError(
@@ -411,7 +415,7 @@ def class_index(cls: int | str) -> int:
     """ImageNet class index of an index (int or digits) or a class name from torchvision's metadata
     (``"axolotl"``, ``"Cardigan"``); case and underscores do not matter unless they are needed to
     tell two classes apart (``"Cardigan"`` 264, the corgi, and ``"cardigan"`` 474)."""
-    if isinstance(cls, str) and cls.strip().isdigit():
+    if isinstance(cls, str) and re.fullmatch(r"\s*[+-]?\d+\s*", cls):
         cls = int(cls)
     if not isinstance(cls, str):
         return check_target(cls)

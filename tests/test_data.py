@@ -477,3 +477,13 @@ def test_imagenet_val_devkit(tmp_path):
         ("ILSVRC2012_val_00000001.JPEG", 483), ("ILSVRC2012_val_00000002.JPEG", 29),
         ("ILSVRC2012_val_00000003.JPEG", 29)]
     assert len(val.images("n01632777", n=2)) == 2
+
+
+@needs_mirror
+def test_fetch_and_load_show_progress_bars_when_asked(capsys):
+    paths = data.fetch("random10", mirror=MIRROR, progress=True)
+    assert "fetch images" in capsys.readouterr().err
+    x, rgb = data.load_images(paths, return_rgb=True, progress=True)
+    assert "load images" in capsys.readouterr().err
+    assert x.shape == (10, 3, 224, 224) and rgb.shape == (10, 224, 224, 3)
+    torch.testing.assert_close(x[3:4], data.load_image(paths[3]))
