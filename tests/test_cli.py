@@ -222,3 +222,46 @@ def test_fetch_then_explain_the_castle(capsys, tmp_path, monkeypatch):
     for bad in (1000, -1):
         with pytest.raises(ValueError, match=f"target {bad} is out of range: the model has 1000 classes"):
             lrp.relevance(model, x, target=bad)
+
+
+# --------------------------------------------------------------------------------------------
+# heatmap rendering (what explain writes; the book reuses it)
+
+
+def test_heatmap_equals_the_thesis_codes_rendering():
+    """Pixel for pixel what the thesis's own plotting (lrp-pf-auc's lrp.plot.heatmap: seismic
+    darkened to 85 %, limits +-10 * mean(|R|^3)^(1/3)) draws at one pixel per input pixel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    thesis_plot = pytest.importorskip("lrp.plot")
+    relevance = np.random.default_rng(0).standard_t(2, size=(3, 224, 224))
+    summed = relevance.sum(0)
+    thesis_plot.heatmap(summed, width=2.24, height=2.24, dpi=100, show_plot=False)
+    figure = plt.gcf()
+    figure.canvas.draw()
+    theirs = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    plt.close(figure)
+    np.testing.assert_array_equal(plotting.heatmap_rgb(torch.from_numpy(relevance)[None]), theirs)
+
+
+def test_heatmap_colours_signs_and_bad_relevance(tmp_path):
+    relevance = np.zeros((2, 64, 64))
+    relevance[0, :8, :8] = 5.0           # positive: red
+    relevance[1, -8:, -8:] = -5.0        # negative: blue (channels are summed)
+    rgb = plotting.heatmap_rgb(relevance)
+    red, blue, none = rgb[0, 0].astype(int), rgb[-1, -1].astype(int), rgb[32, 32].astype(int)
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]
+    assert abs(none[0] - none[2]) <= 2 and none.min() > 200          # light gray
+    assert plotting.heatmap_bound(np.full((4, 4), -2.0)) == pytest.approx(20.0)
+    assert len(np.unique(plotting.heatmap_rgb(np.zeros((8, 8))).reshape(-1, 3), axis=0)) == 1
+    path = plotting.save_heatmap(torch.from_numpy(relevance), tmp_path / "h" / "map.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), rgb)
+    with pytest.raises(ValueError, match="NaN"):
+        plotting.heatmap_rgb(np.full((8, 8), np.nan))
+    with pytest.raises(ValueError, match="2 heatmaps"):
+        plotting.heatmap_rgb(np.zeros((2, 3, 8, 8)))
+    with pytest.raises(ValueError, match="must have shape"):
+        plotting.heatmap_rgb(np.zeros(8))
+    with pytest.raises(ValueError, match="PNG"):
+        plotting.save_heatmap(relevance, tmp_path / "map.jpg")
