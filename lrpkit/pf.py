@@ -44,8 +44,7 @@ from torchvision.transforms.functional import rgb_to_grayscale
 from tqdm.auto import tqdm
 
 from . import inpainting
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # TODO(merge): take these from lrpkit.rules
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .rules import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "pixel_flipping", "PixelFlippingResult", "flip_schedule", "patch_scores", "flip_order", "auc",
@@ -356,8 +355,8 @@ def _model_device(model: torch.nn.Module, x: torch.Tensor) -> torch.device:
 
 
 def _normalize_u8(images_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., C, H, W] → normalized float32, as ``(u / 255 - mean) / std`` in float32."""
-    return (images_u8.float() / 255.0 - mean) / std
+    """uint8 [..., C, H, W] → normalized, as ``(u / 255 - mean) / std`` in the dtype of ``mean``."""
+    return (images_u8.to(mean.dtype) / 255.0 - mean) / std
 
 
 def _truncating_unnormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -488,6 +487,8 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         schedule = _choice("schedule", schedule, SCHEDULES)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     features = _compat_features(thesis_compat)
     mean = tuple(float(v) for v in mean)
     std = tuple(float(v) for v in std)
@@ -495,7 +496,10 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         raise ValueError(f"mean and std need {channels} values (one per channel of x), got {len(mean)} and {len(std)}")
     if any(s <= 0 for s in std):
         raise ValueError(f"std must be positive, got {std}")
-    gray_pixels = [float(gray_value)] * channels if isinstance(gray_value, numbers.Real) else [float(v) for v in gray_value]
+    if isinstance(gray_value, numbers.Real):
+        gray_pixels = [float(gray_value)] * channels
+    else:
+        gray_pixels = [float(v) for v in gray_value]
     if len(gray_pixels) != channels or not all(0.0 <= v <= 1.0 for v in gray_pixels):
         raise ValueError(f"gray_value must be one value or {channels} values in [0, 1], got {gray_value!r}")
     if mode == "inpainting" and channels not in (1, 3):
@@ -510,289 +514,297 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     if workers is None:
         workers = inpainting.default_workers(accelerated=device.type != "cpu") if mode == "inpainting" else 0
 
-    # ---- patches, order, schedule
-    xc = x.detach().to("cpu", torch.float32).contiguous()
-    mh, mw = -(-height // patch_size), -(-width // patch_size)
-    n_patches = mh * mw
+    # the images are built on the CPU, in float64 for float64 input, else float32
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xc = x.detach().to("cpu", work).contiguous()
+    grid = (-(-height // patch_size), -(-width // patch_size))
+    n_patches = grid[0] * grid[1]
     counts = flip_schedule(n_patches, schedule, n_steps)
-    n_pert = len(counts)
-    n_scores = n_pert + 2  # unperturbed, the steps, gray
-    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
-    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
+    n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
     keep_steps = sorted({int(s) for s in keep_steps})
     if any(s < 0 or s >= n_scores for s in keep_steps):
         raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {keep_steps}")
+    targets = _targets(target, batch)
 
-    image_index: Dict[bytes, int] = {}
-    image_ids = [image_index.setdefault(xc[b].numpy().tobytes(), len(image_index)) for b in range(batch)]
-    first_row = {i: image_ids.index(i) for i in range(len(image_index))}
-
+    # rows showing the same image share its work: number the distinct images
+    index: Dict[bytes, int] = {}
+    image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
     pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
-    flip = flip_order(pscores, order, seed, image_ids, shared_permutation="shared_permutation" in features)
-    rank = torch.empty_like(flip)
-    rank.scatter_(1, flip, torch.arange(n_patches).expand(batch, n_patches).contiguous())
-    rank_grid = rank.reshape(batch, mh, mw).numpy()
-    # patch_masks[b, k]: patches perturbed after step k+1
-    patch_masks = rank_grid[:, None] < np.asarray(counts).reshape(1, -1, 1, 1)
-    full = np.asarray(counts) == n_patches
+    order_ = flip_order(pscores, order, seed, image_ids, shared_permutation="shared_permutation" in features)
+    rank = torch.empty_like(order_).scatter_(1, order_, torch.arange(n_patches).expand(batch, n_patches).contiguous())
+    rank_grid = rank.reshape(batch, *grid).numpy()
 
-    # ---- normalization constants and the gray image
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    if "batch_gray" in features:
-        midpoint = (float(xc.min()) + float(xc.max())) / 2
-        gray = torch.full((channels, height, width), midpoint, dtype=torch.float32)
-    else:
-        gray = ((torch.tensor(gray_pixels).view(-1, 1, 1) - mean_t) / std_t).expand(channels, height, width).contiguous()
+    run = _Run(xc=xc, image_ids=image_ids, rank_grid=rank_grid, counts=counts, patch_size=patch_size, mode=mode,
+               features=features, mean=mean, std=std, gray_pixels=gray_pixels, radius=radius, seed=int(seed))
+    values, targets = run.score(model, device, x.dtype, targets, score, batch_size, workers, progress,
+                                keep={run.row_keys[b][s] for b in range(batch) for s in keep_steps})
 
-    def pixel_mask(patch_mask: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(inpainting.patch_mask_to_pixels(patch_mask, patch_size, height, width))
-
-    # ---- recipes: a key per distinct image to score; recipe[key] builds it (normalized, CPU)
-    keys: List[tuple] = []
-    recipe: Dict[tuple, tuple] = {}
-    row_keys = [[None] * n_scores for _ in range(batch)]
-
-    def add(key: tuple, how: tuple) -> tuple:
-        if key not in recipe:
-            recipe[key] = how
-            keys.append(key)
-        return key
-
-    for b in range(batch):
-        row_keys[b][0] = add(("original", image_ids[b]), ("original", first_row[image_ids[b]]))
-    gray_key = add(("gray",), ("gray",))
-    for b in range(batch):
-        row_keys[b][n_scores - 1] = gray_key
-
-    chain_tasks: Dict[tuple, tuple] = {}  # truncation chains: key -> (row, patch masks)
-    if mode == "inpainting" and "truncation" in features:
-        lut = _truncation_lut(mean, std)
-    if mode == "random" and "random_scalar" in features:
-        rng = np.random.default_rng(int(seed))
-        low, high = float(xc.min()), float(xc.max())
-        values = np.array([[rng.uniform(low, high) for _ in range(batch)] for _ in range(n_pert)])  # [step, row]
-        step_of_patch = np.searchsorted(np.asarray(counts), rank_grid, side="right") + 1  # [B, mh, mw]
-
-    for b in range(batch):
-        img = image_ids[b]
-        if mode == "inpainting" and "truncation" in features:
-            chain = ("chain", img, flip[b].numpy().tobytes())
-            if chain not in chain_tasks:
-                chain_tasks[chain] = (b, patch_masks[b])
-            for k in range(n_pert):
-                if full[k] and "noop_step" not in features:
-                    row_keys[b][k + 1] = gray_key
-                else:
-                    row_keys[b][k + 1] = add(chain + (k,), ("chain", chain, k))
-            continue
-        for k in range(n_pert):
-            mask_bytes = np.packbits(patch_masks[b, k]).tobytes()
-            if mode == "random" and "random_scalar" in features:
-                key = add(("scalar", b, k), ("scalar", b, k))
-            elif full[k] and mode == "inpainting":
-                key = row_keys[b][k] if "noop_step" in features and k > 0 else gray_key
-            elif full[k] and mode == "gray":
-                key = gray_key
-            else:
-                kind = {"inpainting": "inpainting", "random": "noise", "gray": "constant"}[mode]
-                key = add((kind, img, mask_bytes), (kind, b, k))
-            row_keys[b][k + 1] = key
-
-    # ---- inpainting tasks, submitted lazily in key order
-    tasks: List[tuple] = []          # (job tuple, [keys it produces])
-    task_of_key: Dict[tuple, Tuple[int, int]] = {}
-    if mode == "inpainting":
-        if "truncation" in features:
-            starts = {}
-            for chain, (b, masks) in chain_tasks.items():
-                img = image_ids[b]
-                if img not in starts:
-                    starts[img] = _truncating_unnormalize(xc[b], mean, std).permute(1, 2, 0).contiguous().numpy()
-            for chain, (b, masks) in chain_tasks.items():
-                produced = [chain + (k,) for k in range(n_pert) if chain + (k,) in recipe]
-                if not produced:
-                    continue
-                for produced_key in produced:
-                    task_of_key[produced_key] = (len(tasks), produced_key[-1])
-                tasks.append(((inpainting.inpaint_chain_thesis, starts[image_ids[b]], masks, patch_size, lut,
-                               radius), produced))
-        else:
-            u8_images = {}
-            group: List[tuple] = []
-
-            def close_group():
-                if group:
-                    b0 = recipe[group[0]][1]
-                    masks = np.stack([patch_masks[recipe[key][1], recipe[key][2]] for key in group])
-                    for i, key in enumerate(group):
-                        task_of_key[key] = (len(tasks), i)
-                    tasks.append(((inpainting.inpaint_patch_masks, u8_images[image_ids[b0]], masks, patch_size,
-                                   radius), list(group)))
-                    group.clear()
-
-            task_size = 4
-            for key in keys:
-                if key[0] != "inpainting":
-                    continue
-                b = recipe[key][1]
-                img = image_ids[b]
-                if img not in u8_images:
-                    pixels = xc[b] * std_t + mean_t
-                    u8_images[img] = (pixels.double() * 255).round().clamp(0, 255).to(torch.uint8) \
-                        .permute(1, 2, 0).contiguous().numpy()
-                if group and (image_ids[recipe[group[0]][1]] != img or len(group) >= task_size):
-                    close_group()
-                group.append(key)
-            close_group()
-
-    noise: Dict[int, torch.Tensor] = {}
-    if mode == "random" and "random_scalar" not in features:
-        for img, b in first_row.items():
-            pixels = np.random.default_rng([int(seed), 1, int(img)]).random((channels, height, width))
-            noise[img] = (torch.from_numpy(pixels).float() - mean_t) / std_t
-
-    inpainter = inpainting.Inpainter(workers) if tasks else None
-    futures: Dict[int, object] = {}
-    submitted = 0
-    remaining_uses = {t: len(produced) for t, (_, produced) in enumerate(tasks)}
-
-    def build(key: tuple) -> torch.Tensor:
-        how = recipe[key]
-        kind = how[0]
-        if kind == "original":
-            return xc[how[1]]
-        if kind == "gray":
-            return gray
-        if kind == "chain":
-            t, i = task_of_key[key]
-            out = futures[t].result()[i]
-            image = _normalize_u8(torch.from_numpy(out).permute(2, 0, 1), mean_t, std_t)
-        else:
-            b, k = how[1], how[2]
-            mask = pixel_mask(patch_masks[b, k])
-            if kind == "inpainting":
-                t, i = task_of_key[key]
-                out = futures[t].result()[i]
-                filled = _normalize_u8(torch.from_numpy(out).permute(2, 0, 1), mean_t, std_t)
-                image = torch.where(mask, filled, xc[b])
-            elif kind == "noise":
-                image = torch.where(mask, noise[image_ids[b]], xc[b])
-            elif kind == "constant":
-                image = torch.where(mask, gray, xc[b])
-            else:  # "scalar": the thesis code's random mode
-                fill = torch.from_numpy(values[:, b][step_of_patch[b] - 1]).float()  # [mh, mw]
-                fill = torch.from_numpy(inpainting.patch_mask_to_pixels(fill.numpy(), patch_size, height, width))
-                image = torch.where(mask, fill, xc[b])
-        if kind in ("chain", "inpainting"):
-            t = task_of_key[key][0]
-            remaining_uses[t] -= 1
-            if remaining_uses[t] == 0:
-                del futures[t]
-        return image
-
-    # ---- forward passes, in fixed chunks (deterministic), overlapping the inpainting workers
-    head = [k for k in keys if k[0] in ("original", "gray")]
-    rest = [k for k in keys if k[0] not in ("original", "gray")]
-    chunks = [head[i:i + batch_size] for i in range(0, len(head), batch_size)] + \
-             [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
-    lookahead = 2 * batch_size + 8 * max(workers, 1)
-    position_of_key = {key: i for i, key in enumerate(head + rest)}
-    first_position_of_task = [min(position_of_key[k] for k in produced) for _, produced in tasks]
-
-    keep_keys = {row_keys[b][s] for b in range(batch) for s in keep_steps}
-    kept: Dict[tuple, torch.Tensor] = {}
-    outputs: Dict[tuple, torch.Tensor] = {}   # full model output of the head (targets unknown yet)
-    values_of_key: Dict[tuple, torch.Tensor] = {}
-    targets: Optional[torch.Tensor] = None
-    wanted: Dict[tuple, torch.Tensor] = {}
-
-    def resolve_targets() -> torch.Tensor:
-        n_classes = next(iter(outputs.values())).shape[-1]
-        if target is None:
-            return torch.stack([outputs[row_keys[b][0]].argmax() for b in range(batch)]).long()
-        if isinstance(target, bool):
-            raise TypeError("target must be an int, a sequence of ints, a tensor or None, got a bool")
-        if isinstance(target, numbers.Integral):
-            resolved = torch.full((batch,), int(target), dtype=torch.long)
-        else:
-            resolved = torch.as_tensor(target).reshape(-1)
-            if resolved.is_floating_point() or resolved.dtype == torch.bool:
-                raise TypeError(f"target must hold ints, got dtype {resolved.dtype}")
-            if resolved.numel() == 1:
-                resolved = resolved.expand(batch)
-            if resolved.numel() != batch:
-                raise ValueError(f"target has {resolved.numel()} entries for a batch of {batch}")
-            resolved = resolved.long().cpu()
-        if (resolved < 0).any() or (resolved >= n_classes).any():
-            raise ValueError(f"target {resolved.tolist() if batch <= 16 else '...'} out of range for a model with "
-                             f"{n_classes} classes")
-        return resolved
-
-    bar = tqdm(total=len(keys), unit="img", desc="pixel flipping", disable=(None if progress is None else not progress),
-               leave=False)
-    position = 0
-    try:
-        with torch.inference_mode():
-            for chunk in chunks:
-                # keep the workers busy ahead of the forward passes
-                while submitted < len(tasks) and first_position_of_task[submitted] < position + len(chunk) + lookahead:
-                    futures[submitted] = inpainter.submit(*tasks[submitted][0])
-                    submitted += 1
-                images = []
-                for key in chunk:
-                    image = build(key)
-                    if key in keep_keys:
-                        kept[key] = image.clone()
-                    images.append(image)
-                out = model(torch.stack(images).to(device))
-                if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(chunk):
-                    raise ValueError(f"model must return [N, classes] scores, got "
-                                     f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
-                if score == "softmax":
-                    out = torch.softmax(out.double(), dim=1)
-                out = out.detach().to("cpu", torch.float64)
-                for i, key in enumerate(chunk):
-                    if targets is None:
-                        outputs[key] = out[i]
-                    else:
-                        values_of_key[key] = out[i][wanted[key]]
-                position += len(chunk)
-                bar.update(len(chunk))
-                if targets is None and position >= len(head):
-                    targets = resolve_targets()
-                    needed: Dict[tuple, set] = {}
-                    for b in range(batch):
-                        for s in range(n_scores):
-                            needed.setdefault(row_keys[b][s], set()).add(int(targets[b]))
-                    wanted = {key: torch.tensor(sorted(t)) for key, t in needed.items()}
-                    for key, full_out in outputs.items():
-                        values_of_key[key] = full_out[wanted[key]]
-                    outputs.clear()
-    finally:
-        bar.close()
-        for future in futures.values():
-            future.cancel()
-
-    scores = torch.empty(batch, n_scores, dtype=torch.float64)
-    for b in range(batch):
-        t = int(targets[b])
-        for s in range(n_scores):
-            key = row_keys[b][s]
-            scores[b, s] = values_of_key[key][int((wanted[key] == t).nonzero())]
-
+    scores = torch.tensor([[values[run.row_keys[b][s], int(targets[b])] for s in range(n_scores)]
+                           for b in range(batch)], dtype=torch.float64)
+    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
+    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
     masks = None
     if keep_masks:
         all_counts = torch.tensor([0] + counts + [n_patches])
         rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(rank_grid, patch_size, height, width))
         masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
-    images = {s: torch.stack([kept[row_keys[b][s]] for b in range(batch)]) for s in keep_steps}
-
+    images = {s: torch.stack([run.kept[run.row_keys[b][s]] for b in range(batch)]).to(x.dtype) for s in keep_steps}
     settings = dict(patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=int(seed),
                     n_steps=n_steps, strict=strict, radius=radius, gray_value=tuple(gray_pixels), mean=mean, std=std,
                     auc_x=auc_x, thesis_compat=sorted(features), batch_size=int(batch_size), workers=workers,
                     device=str(device))
     return PixelFlippingResult(
         scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
-        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=flip, patch_scores=pscores,
-        targets=targets, images=images, masks=masks, n_forward=len(keys), settings=settings)
+        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=order_, patch_scores=pscores,
+        targets=targets, images=images, masks=masks, n_forward=len(run.keys), settings=settings)
+
+
+def _targets(target, batch: int) -> Optional[torch.Tensor]:
+    """Target as a [B] int64 tensor (range checked once the number of classes is known), or None."""
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a sequence of ints, a tensor or None, got a bool")
+    if isinstance(target, numbers.Integral):
+        return torch.full((batch,), int(target), dtype=torch.long)
+    try:
+        resolved = torch.as_tensor(target).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"target must be an int, a sequence of ints, a tensor or None, got {target!r}") from None
+    if resolved.is_floating_point() or resolved.is_complex() or resolved.dtype == torch.bool:
+        raise TypeError(f"target must hold ints, got dtype {resolved.dtype}")
+    if resolved.numel() == 1:
+        resolved = resolved.expand(batch)
+    if resolved.numel() != batch:
+        raise ValueError(f"target has {resolved.numel()} entries for a batch of {batch}")
+    return resolved.long().cpu().clone()
+
+
+class _Run:
+    """The distinct images of a Pixel-Flipping run, how to build each, and their scoring.
+
+    Every score of row ``b`` and step ``s`` refers to a *key* (``row_keys[b][s]``); equal keys are
+    equal images, built and scored once. A key's *recipe* says how to build it from the original:
+    ``original``, ``gray``, ``inpainting`` (mask of row b, step k, filled by a worker), ``chain`` (the
+    thesis code's sequential inpainting), ``noise``, ``constant`` or ``scalar`` (thesis random mode).
+    """
+
+    def __init__(self, *, xc, image_ids, rank_grid, counts, patch_size, mode, features, mean, std, gray_pixels,
+                 radius, seed):
+        self.xc, self.image_ids, self.mode, self.features = xc, image_ids, mode, features
+        self.patch_size, self.radius, self.seed = patch_size, radius, seed
+        self.mean, self.std = mean, std
+        batch, channels, self.height, self.width = xc.shape
+        work = xc.dtype
+        self.counts = np.asarray(counts)
+        self.rank_grid = rank_grid
+        self.patch_masks = rank_grid[:, None] < self.counts.reshape(1, -1, 1, 1)   # [B, steps, mh, mw]
+        full = self.counts == rank_grid[0].size
+        self.mean_t = torch.tensor(mean, dtype=work).view(-1, 1, 1)
+        self.std_t = torch.tensor(std, dtype=work).view(-1, 1, 1)
+        if "batch_gray" in features:
+            midpoint = (float(xc.min()) + float(xc.max())) / 2
+            self.gray = torch.full((channels, self.height, self.width), midpoint, dtype=work)
+        else:
+            gray = (torch.tensor(gray_pixels, dtype=work).view(-1, 1, 1) - self.mean_t) / self.std_t
+            self.gray = gray.expand(channels, self.height, self.width).contiguous()
+
+        self.keys: List[tuple] = []
+        self.recipe: Dict[tuple, tuple] = {}
+        n_scores = len(counts) + 2
+        self.row_keys = [[None] * n_scores for _ in range(batch)]
+        first_row = {}
+        for b in range(batch):
+            first_row.setdefault(image_ids[b], b)
+            self.row_keys[b][0] = self._add(("original", image_ids[b]), ("original", first_row[image_ids[b]]))
+        gray_key = self._add(("gray",), ("gray",))
+        chained = mode == "inpainting" and "truncation" in features
+        kind = {"inpainting": "chain" if chained else "inpainting", "gray": "constant",
+                "random": "scalar" if "random_scalar" in features else "noise"}[mode]
+        for b in range(batch):
+            self.row_keys[b][-1] = gray_key
+            chain = ("chain", image_ids[b], rank_grid[b].tobytes())
+            for k in range(len(counts)):
+                if full[k] and mode == "gray":
+                    key = gray_key
+                elif full[k] and mode == "inpainting" and "noop_step" not in features:
+                    key = gray_key            # nothing left to inpaint from: the image is gone
+                elif full[k] and mode == "inpainting" and not chained:
+                    key = self.row_keys[b][k]  # the thesis code's no-op: the previous step again
+                elif kind == "chain":
+                    key = self._add(chain + (k,), (kind, b, k))
+                elif kind == "scalar":
+                    key = self._add((kind, b, k), (kind, b, k))
+                else:
+                    key = self._add((kind, image_ids[b], np.packbits(self.patch_masks[b, k]).tobytes()), (kind, b, k))
+                self.row_keys[b][k + 1] = key
+
+        # what the recipes need
+        self.tasks: List[Tuple[tuple, List[tuple]]] = []       # (inpainting job, keys it produces)
+        self.task_of_key: Dict[tuple, Tuple[int, int]] = {}
+        if kind == "inpainting":
+            self._plan_inpainting(first_row)
+        elif kind == "chain":
+            self._plan_chains()
+        elif kind == "noise":
+            self.noise = {}
+            for img, b in first_row.items():
+                pixels = np.random.default_rng([seed, 1, img]).random((channels, self.height, self.width))
+                self.noise[img] = (torch.from_numpy(pixels).to(work) - self.mean_t) / self.std_t
+        elif kind == "scalar":
+            rng = np.random.default_rng(seed)
+            low, high = float(xc.min()), float(xc.max())
+            # one value per step and row, drawn step by step as the thesis code does
+            values = np.array([[rng.uniform(low, high) for _ in range(batch)] for _ in range(len(counts))])
+            step_of_patch = np.searchsorted(self.counts, rank_grid, side="right")          # [B, mh, mw]
+            self.scalar_fill = [torch.from_numpy(inpainting.patch_mask_to_pixels(
+                values[step_of_patch[b], b], patch_size, self.height, self.width)).to(work) for b in range(batch)]
+        self.kept: Dict[tuple, torch.Tensor] = {}
+
+    def _add(self, key: tuple, how: tuple) -> tuple:
+        if key not in self.recipe:
+            self.recipe[key] = how
+            self.keys.append(key)
+        return key
+
+    def _u8(self, b: int) -> np.ndarray:
+        """Row b's image as uint8 HWC pixels, rounded (not truncated) from the normalized input."""
+        pixels = (self.xc[b] * self.std_t + self.mean_t).double() * 255
+        return pixels.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    def _plan_inpainting(self, first_row: Dict[int, int], task_size: int = 4) -> None:
+        """Group the masks of one image into jobs of a few, each inpainted from the original image."""
+        u8 = {img: self._u8(b) for img, b in first_row.items()}
+        group: List[tuple] = []
+        for key in self.keys + [None]:
+            if key is not None and self.recipe[key][0] != "inpainting":
+                continue
+            img = None if key is None else self.image_ids[self.recipe[key][1]]
+            if group and (key is None or len(group) == task_size or self.image_ids[self.recipe[group[0]][1]] != img):
+                masks = np.stack([self.patch_masks[self.recipe[g][1], self.recipe[g][2]] for g in group])
+                for i, g in enumerate(group):
+                    self.task_of_key[g] = (len(self.tasks), i)
+                first = self.image_ids[self.recipe[group[0]][1]]
+                job = (inpainting.inpaint_patch_masks, u8[first], masks, self.patch_size, self.radius)
+                self.tasks.append((job, group))
+                group = []
+            if key is not None:
+                group.append(key)
+
+    def _plan_chains(self) -> None:
+        """One job per distinct (image, order): the thesis code's steps, one after the other."""
+        lut = _truncation_lut(self.mean, self.std)
+        chains: Dict[tuple, List[tuple]] = {}
+        for key in self.keys:
+            if self.recipe[key][0] == "chain":
+                chains.setdefault(key[:3], []).append(key)
+        for produced in chains.values():
+            b = self.recipe[produced[0]][1]
+            start = _truncating_unnormalize(self.xc[b], self.mean, self.std)
+            job = (inpainting.inpaint_chain_thesis, start.permute(1, 2, 0).contiguous().numpy(), self.patch_masks[b],
+                   self.patch_size, lut, self.radius)
+            for key in produced:
+                self.task_of_key[key] = (len(self.tasks), self.recipe[key][2])
+            self.tasks.append((job, produced))
+
+    def _build(self, key: tuple, futures: dict) -> torch.Tensor:
+        how = self.recipe[key]
+        kind = how[0]
+        if kind == "original":
+            return self.xc[how[1]]
+        if kind == "gray":
+            return self.gray
+        b, k = how[1], how[2]
+        if kind in ("chain", "inpainting"):
+            task, i = self.task_of_key[key]
+            out = torch.from_numpy(futures[task].result()[i]).permute(2, 0, 1)
+            if kind == "chain":  # the thesis code's arithmetic, float32
+                return _normalize_u8(out, self.mean_t.float(), self.std_t.float()).to(self.xc.dtype)
+            fill = _normalize_u8(out, self.mean_t, self.std_t)
+        elif kind == "noise":
+            fill = self.noise[self.image_ids[b]]
+        elif kind == "constant":
+            fill = self.gray
+        else:  # "scalar"
+            fill = self.scalar_fill[b]
+        mask = torch.from_numpy(inpainting.patch_mask_to_pixels(self.patch_masks[b, k], self.patch_size, self.height,
+                                                                self.width))
+        return torch.where(mask, fill, self.xc[b])
+
+    def score(self, model, device, dtype, targets, score, batch_size, workers, progress, keep):
+        """Score every key in batched forward passes; returns ``{(key, class): value}`` and the targets.
+
+        The originals and the gray image go first (they also resolve ``target=None``), then the rest
+        in fixed chunks of ``batch_size``, so that the numbers do not depend on timing. Inpainting
+        jobs are handed to the workers a few chunks ahead of the forward passes.
+        """
+        head = [k for k in self.keys if k[0] in ("original", "gray")]
+        rest = [k for k in self.keys if k[0] not in ("original", "gray")]
+        chunks = [head[i:i + batch_size] for i in range(0, len(head), batch_size)] + \
+                 [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+        position = {key: i for i, key in enumerate(head + rest)}
+        task_start = [min(position[key] for key in produced) for _, produced in self.tasks]
+        uses_left = [len(produced) for _, produced in self.tasks]
+        lookahead = 2 * batch_size + 8 * max(workers, 1)
+        inpainter = inpainting.Inpainter(workers) if self.tasks else None
+        futures: Dict[int, object] = {}
+        needed: Dict[tuple, set] = {}
+        head_out: Dict[tuple, torch.Tensor] = {}   # full outputs, until the targets are known
+        values: Dict[tuple, float] = {}
+        done = submitted = 0
+        bar = tqdm(total=len(self.keys), unit="img", desc="pixel flipping", leave=False,
+                   disable=None if progress is None else not progress)
+        try:
+            with torch.inference_mode():
+                for chunk in chunks:
+                    while submitted < len(self.tasks) and task_start[submitted] < done + len(chunk) + lookahead:
+                        futures[submitted] = inpainter.submit(*self.tasks[submitted][0])
+                        submitted += 1
+                    images = []
+                    for key in chunk:
+                        image = self._build(key, futures)
+                        if key in keep:
+                            self.kept[key] = image.clone()
+                        images.append(image)
+                        if key in self.task_of_key:                       # free finished jobs' results
+                            task = self.task_of_key[key][0]
+                            uses_left[task] -= 1
+                            if uses_left[task] == 0:
+                                del futures[task]
+                    out = model(torch.stack(images).to(device, dtype))
+                    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(chunk):
+                        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                        raise ValueError(f"model must return [N, classes] scores, got {shape}")
+                    out = out.detach().to("cpu", torch.float64)
+                    if score == "softmax":
+                        out = torch.softmax(out, dim=1)
+                    for i, key in enumerate(chunk):
+                        if needed:
+                            for cls in needed[key]:
+                                values[key, cls] = float(out[i, cls])
+                        else:
+                            head_out[key] = out[i]
+                    done += len(chunk)
+                    bar.update(len(chunk))
+                    if not needed and done >= len(head):   # the originals are scored: fix the targets
+                        targets = self._resolve_targets(targets, head_out)
+                        for b, row in enumerate(self.row_keys):
+                            for key in row:
+                                needed.setdefault(key, set()).add(int(targets[b]))
+                        for key, row_out in head_out.items():
+                            for cls in needed[key]:
+                                values[key, cls] = float(row_out[cls])
+        finally:
+            bar.close()
+            for future in futures.values():
+                future.cancel()
+        return values, targets
+
+    def _resolve_targets(self, targets, head_out):
+        n_classes = next(iter(head_out.values())).shape[0]
+        if targets is None:  # the class predicted for the unperturbed input
+            return torch.tensor([int(head_out[row[0]].argmax()) for row in self.row_keys], dtype=torch.long)
+        if (targets < 0).any() or (targets >= n_classes).any():
+            shown = targets.tolist() if len(targets) <= 16 else f"with values {targets.min()}..{targets.max()}"
+            raise ValueError(f"target {shown} out of range for a model with {n_classes} classes")
+        return targets

@@ -106,8 +106,7 @@ def test_inpainting_removes_the_relevance(scene):
 
 
 def test_gray_mode_scores_are_exact(scene):
-    x, model, relevance = scene
-    background = normalize_u8(torch.full((3, 1, 1), 100, dtype=torch.uint8))
+    x, model, _ = scene
     w = model.w[0].reshape(x.shape[1:]).float()
     rel0 = w * x[0]  # relevance w.r.t. gray at the mean (0 after normalization)
     res = pf.pixel_flipping(model, x, rel0[None], 0, order="morf", mode="gray", gray_value=MEAN, workers=0)
@@ -115,7 +114,6 @@ def test_gray_mode_scores_are_exact(scene):
     expected = expected_curve(model, x, rel0[None], "morf", 8, counts)
     np.testing.assert_allclose(res.scores[0, 1:-1].numpy(), expected, rtol=0, atol=1e-4)
     assert res.scores[0, -1].item() == pytest.approx(0.25, abs=1e-5)  # all gray: only the bias is left
-    del background
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -325,3 +323,26 @@ def test_training_mode_model_is_refused(scene):
     with pytest.raises(ValueError, match="training mode"):
         pf.pixel_flipping(model.train(), x, relevance, 0)
     model.eval()
+
+
+def test_float64_input_and_model(scene):
+    x, model, relevance = scene
+    model64 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), 2)).double().eval()
+    with torch.no_grad():
+        model64[1].weight.copy_(model.w)
+        model64[1].bias.copy_(model.b)
+    for mode in ("inpainting", "random"):
+        res64 = pf.pixel_flipping(model64, x.double(), relevance.double(), 0, mode=mode, workers=0)
+        res32 = pf.pixel_flipping(model, x, relevance, 0, mode=mode, workers=0)
+        torch.testing.assert_close(res64.scores, res32.scores, rtol=1e-5, atol=1e-3)
+
+
+def test_small_batches_give_the_same_scores(scene):
+    """Chunking (batch_size) and the predicted-class lookup across chunks do not change the result."""
+    x, model, relevance = scene
+    xs = torch.cat([x, x.flip(-1)])
+    rel = torch.cat([relevance, relevance.flip(-1)])
+    big = pf.pixel_flipping(model, xs, rel, None, workers=0, batch_size=64)
+    small = pf.pixel_flipping(model, xs, rel, None, workers=0, batch_size=1)
+    assert torch.equal(big.targets, small.targets)
+    torch.testing.assert_close(big.scores, small.scores, rtol=1e-6, atol=1e-4)

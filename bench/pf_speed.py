@@ -1,0 +1,146 @@
+"""Pixel-Flipping speed, measured side by side in one run (machines are noisy: compare ratios).
+
+One castle heatmap (LRP-Tutorial on a random-weight VGG-16; pretrained weights do not change the
+cost), 224×224, 8×8 patches, thesis schedule (29 steps, 30 scores), inpainting, MoRF:
+
+- lrpkit ``pf.pixel_flipping``;
+- the thesis code, ``lrp-pf-auc`` 0.1.6, scoring with the same plain forward pass (the thesis ran
+  it on its LRP-wrapped model, about twice the cost per forward);
+- the floor: 28 forward passes one by one plus the 27 Telea calls of the run, serially;
+
+then the 16 heatmaps of a 16-setting LRP-Tutorial γ grid of the same image scored in one call,
+against one heatmap, for the MoRF and the random order. Methods are interleaved within each
+repetition and the median is reported.
+
+    python bench/pf_speed.py [--device cpu|cuda] [--repeats 3] [--no-thesis] [--no-grid]
+"""
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrpkit import composites, data, inpainting, lrp, models, pf
+
+CASTLE = 483
+
+
+def find_castle() -> Path:
+    repository = Path(__file__).resolve().parents[1]
+    for folder in (os.environ.get("LRPKIT_DATA_MIRROR"), repository / ".." / "shared" / "data"):
+        if folder and (Path(folder) / "castle.jpg").is_file():
+            return Path(folder) / "castle.jpg"
+    sys.exit("castle.jpg not found: set LRPKIT_DATA_MIRROR to the image mirror folder")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device):
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+def floor(model, x, rgb, order, device):
+    """28 single forward passes plus the 27 Telea inpaintings of the thesis schedule, one after another."""
+    counts = pf.flip_schedule(784)[:-1]                                  # 27 inpainted steps (step 28 is full)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(784)
+    with torch.inference_mode():
+        for _ in range(28):
+            model(x)
+    for c in counts:
+        mask = inpainting.patch_mask_to_pixels((rank < c).reshape(28, 28).numpy(), 8, 224, 224)
+        inpainting.telea(rgb, mask, 3)
+    sync(device)
+
+
+def thesis_code(model, x, relevance):
+    from pf.core import PixelFlipping  # the thesis code (lrp-pf-auc 0.1.6), not lrpkit.pf
+    from pf.objectives.constants import PixelFlippingObjectives
+    from pf.perturbation_modes.constants import PerturbModes
+    flipper = PixelFlipping(perturbation_steps=29, perturbation_size=8, perturb_mode=PerturbModes.INPAINTING,
+                            sort_objective=PixelFlippingObjectives.MoRF)
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):   # it prints a line per step
+        flipper(x.clone(), relevance.clone(), lambda batch: model(batch)[:, CASTLE])
+        return flipper.calculate_auc_score()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="inpainting processes (default: lrpkit's)")
+    parser.add_argument("--no-thesis", action="store_true", help="skip lrp-pf-auc")
+    parser.add_argument("--no-grid", action="store_true", help="skip the 16-heatmap grid")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
+    x, rgb = data.load_image(find_castle(), return_rgb=True, device=device)
+    one = lrp.relevance(model, x, CASTLE, composites.tutorial())
+    gammas = torch.tensor([0.0] + np.logspace(-4, 0, 15).tolist(), device=device)
+    grid = lrp.relevance(model, x, CASTLE, composites.tutorial(gamma=gammas))        # [16, 3, 224, 224]
+    grid_x = x.expand(len(gammas), -1, -1, -1)
+    kwargs = dict(patch_size=8, mode="inpainting", schedule="thesis", score="logit", workers=args.workers)
+
+    def ours(order="morf", xs=x, rel=one):
+        return pf.pixel_flipping(model, xs, rel, CASTLE, order=order, **kwargs)
+
+    print(f"device {device}; torch threads {torch.get_num_threads()}; inpainting workers "
+          f"{kwargs['workers'] if kwargs['workers'] is not None else inpainting.default_workers(device.type != 'cpu')}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    # warm-up: worker processes, allocator, kernels
+    ours(xs=x, rel=one)
+    with torch.inference_mode():
+        model(x)
+    res = ours()
+    order = res.order[0]
+
+    times = {"floor": [], "lrpkit": [], "thesis": [], "forward": []}
+    for repeat in range(args.repeats):
+        def single_forward():
+            with torch.inference_mode():
+                model(x)
+        times["forward"].append(timed(single_forward, device)[0])
+        times["floor"].append(timed(lambda: floor(model, x, rgb, order, device), device)[0])
+        times["lrpkit"].append(timed(ours, device)[0])
+        if not args.no_thesis:
+            times["thesis"].append(timed(lambda: thesis_code(model, x, one), device)[0])
+        print(f"  repetition {repeat + 1}/{args.repeats}: " +
+              ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v), flush=True)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+
+    print("\nPixel-Flipping of one 224x224 heatmap, 8x8 patches, thesis schedule (30 scores), inpainting, MoRF")
+    print(f"{'':44s}{'s / heatmap':>12s}{'x floor':>9s}")
+    print(f"{'one VGG-16 forward pass (batch 1)':44s}{med['forward']:12.3f}")
+    print(f"{'floor: 28 forwards + 27 Telea calls':44s}{med['floor']:12.2f}{1:9.2f}")
+    print(f"{'lrpkit pf.pixel_flipping':44s}{med['lrpkit']:12.2f}{med['lrpkit'] / med['floor']:9.2f}"
+          f"   ({res.n_forward} images scored)")
+    if "thesis" in med:
+        print(f"{'lrp-pf-auc 0.1.6 (plain forward)':44s}{med['thesis']:12.2f}{med['thesis'] / med['floor']:9.2f}"
+              f"   lrpkit is {med['thesis'] / med['lrpkit']:.2f}x faster")
+
+    if not args.no_grid:
+        print("\n16 heatmaps of one image (LRP-Tutorial, 16 gamma values) in one call, against one heatmap")
+        one_random = statistics.median(timed(lambda: ours("random"), device)[0] for _ in range(args.repeats))
+        for order, single in (("morf", med["lrpkit"]), ("random", one_random)):
+            seconds, result = timed(lambda: ours(order, grid_x, grid), device)
+            print(f"  {order:7s} grid {seconds:7.2f} s = {seconds / single:5.2f} x one heatmap ({single:.2f} s); "
+                  f"{result.n_forward} images scored for 16 heatmaps")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
