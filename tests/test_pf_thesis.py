@@ -22,6 +22,8 @@ ORDERS = {"morf": PixelFlippingObjectives.MoRF, "lrf": PixelFlippingObjectives.L
           "random": PixelFlippingObjectives.RANDOM}
 MODES = {"inpainting": PerturbModes.INPAINTING, "random": PerturbModes.RANDOM}
 CASTLE = 483
+# the thesis code moves its work to the GPU whenever there is one: put the model there too
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def data_dir() -> Path:
@@ -42,7 +44,7 @@ def images():
         torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     castle = Image.open(folder / "castle.jpg").convert("RGB").resize((224, 224))
     axolotl = Image.open(next((folder / "imagenet-samples").glob("*axolotl*"))).convert("RGB").resize((224, 224))
-    return torch.stack([transform(castle), transform(axolotl)])
+    return torch.stack([transform(castle), transform(axolotl)]).to(DEVICE)
 
 
 def run_thesis_code(model, x, relevance, order, mode, seed=0):
@@ -73,7 +75,7 @@ def assert_agree(ours, theirs, their_auc):
 def test_thesis_compat_agrees_with_lrp_pf_auc_on_vgg16(images):
     """Random-weight VGG-16 (no pretrained weights offline), castle, gradient x input heatmap, MoRF, inpainting."""
     torch.manual_seed(0)
-    model = torchvision.models.vgg16().eval()
+    model = torchvision.models.vgg16().eval().to(DEVICE)
     castle = images[:1]
     x = castle.clone().requires_grad_(True)
     model(x)[:, CASTLE].sum().backward()
@@ -104,8 +106,8 @@ def test_thesis_compat_agrees_on_other_orders_and_modes(images, order, mode):
     """Batch of two: the shared permutation, the batch's gray and the per-image random values."""
     if order == "random" and torch.cuda.is_available():
         pytest.skip("the thesis code draws its random order from the CUDA generator when a GPU is present")
-    model = SmallNet().eval()
-    relevance = torch.randn(images.shape, generator=torch.Generator().manual_seed(2))
+    model = SmallNet().eval().to(DEVICE)
+    relevance = torch.randn(images.shape, generator=torch.Generator().manual_seed(2)).to(DEVICE)
     theirs, their_auc = run_thesis_code(model, images, relevance, order, mode)
     ours = lpf.pixel_flipping(model, images, relevance, CASTLE, order=order, mode=mode, thesis_compat=True)
     assert_agree(ours, theirs, their_auc)
