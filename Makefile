@@ -26,6 +26,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/lrp_speed.py
+	$(PY) bench/pf_speed.py
 
 clean:
 	rm -rf _build $(VENV)

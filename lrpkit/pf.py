@@ -16,9 +16,33 @@ without autograd, while the workers go on inpainting. Identical images are score
 unperturbed image and the gray image are shared by all heatmaps of an image, and so is every step
 whose mask two heatmaps share (all of them for the random order, which ignores the heatmap).
 
+Where the thesis is silent, or its code has a defect, lrpkit's conventions are:
+
+- inpainting (Telea) works on the input rounded — not truncated — to ``uint8`` and changes only
+  the masked pixels; all other pixels keep their exact input values at every step. Masked pixels
+  are blanked first, because OpenCV's Telea reads masked pixels on the image's outer ring;
+- a step whose mask covers every patch is the gray image: nothing is left to inpaint from;
+- gray is 0.5 in pixel units (the middle of [0, 1]) in every channel, unless ``gray_value`` says
+  otherwise;
+- ``mode="random"`` fills with uniform noise in [0, 1] pixel units, one noise image per distinct
+  image, so a region keeps its noise from step to step;
+- the random order is one permutation per distinct image, drawn from ``(seed, image index)``;
+- ties between patch scores keep the patches' row-major order (stable sort, on the CPU).
+
 ``thesis_compat`` reproduces what the thesis code (PyPI ``lrp-pf-auc`` 0.1.6) computes, defects
 included, one switch per difference (:data:`THESIS_COMPAT`), so that its numbers can be regenerated
 and the effect of every fix shown separately.
+
+Example
+-------
+>>> from lrpkit import composites, lrp, pf
+>>> R = lrp.relevance(model, x, 483, composites.tutorial())          # doctest: +SKIP
+>>> res = pf.pixel_flipping(model, x, R, 483, order="morf")           # doctest: +SKIP
+>>> res.scores.shape, res.flips_per_step[:4], res.auc                 # doctest: +SKIP
+(torch.Size([1, 30]), [0, 1, 3, 5], tensor([...]))
+
+The 16 heatmaps of a hyperparameter grid for one image: ``pf.pixel_flipping(model,
+x.expand(16, -1, -1, -1), R16, 483)`` — the image's shared steps are scored once.
 
 References
 ----------
