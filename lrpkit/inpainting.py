@@ -31,7 +31,7 @@ import atexit
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -162,6 +162,9 @@ _POOLS: dict = {}
 def _pool(workers: int) -> ProcessPoolExecutor:
     """A persistent pool of ``workers`` processes, created on first use and kept for the session."""
     pool = _POOLS.get(workers)
+    if pool is not None and getattr(pool, "_broken", False):  # a worker died (e.g. killed): start afresh
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = None
     if pool is None:
         # fork where available: a worker starts at once and needs neither a re-import of the caller's
         # main module nor an ``if __name__ == "__main__"`` guard there. Workers only run OpenCV
@@ -226,7 +229,3 @@ class Inpainter:
         except BaseException as error:  # pragma: no cover - surfaced by future.result()
             future.set_exception(error)
         return future
-
-    def map_chunks(self, jobs: Sequence[tuple]) -> list:
-        """Submit ``(function, *args)`` jobs and return their futures, in order."""
-        return [self.submit(*job) for job in jobs]

@@ -536,11 +536,14 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
 
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0):
+        raise ValueError(f"workers must be an int >= 0 (0: inpaint in this process), got {workers!r}")
     device = torch.device(device) if device is not None else _model_device(model, x)
     if batch_size is None:
         batch_size = 2 if device.type == "cpu" else 64
     if workers is None:
         workers = inpainting.default_workers(accelerated=device.type != "cpu") if mode == "inpainting" else 0
+    workers = int(workers)
 
     # the images are built on the CPU, in float64 for float64 input, else float32
     work = torch.float64 if x.dtype == torch.float64 else torch.float32

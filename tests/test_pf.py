@@ -213,6 +213,22 @@ def test_worker_pool_gives_the_same_numbers(scene):
     pooled = pf.pixel_flipping(model, x, relevance, 0, workers=2, batch_size=3, keep_steps=[3])
     assert torch.equal(inline.images[3], pooled.images[3])
     torch.testing.assert_close(inline.scores, pooled.scores, rtol=1e-6, atol=1e-6)
+    again = pf.pixel_flipping(model, x, relevance, 0, workers=2, batch_size=3)
+    assert torch.equal(again.scores, pooled.scores)              # identical run to run
+
+
+def test_one_channel_inpainting():
+    rng = np.random.default_rng(3)
+    u8 = torch.from_numpy(rng.integers(0, 256, (1, 1, 24, 24), dtype=np.uint8))
+    x = (u8.float() / 255 - 0.5) / 0.25
+    w = torch.randn(1, 24, 24, generator=torch.Generator().manual_seed(0))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(576, 3)).eval()
+    res = pf.pixel_flipping(model, x, w * x, 1, patch_size=6, mean=[0.5], std=[0.25], keep_steps=[2],
+                            keep_masks=True, workers=0)
+    assert res.scores.shape == (1, 6)                           # 16 patches: 4 steps, plus 0 and gray
+    step2 = res.images[2][0, 0]
+    assert torch.equal(step2[~res.masks[0, 2]], x[0, 0][~res.masks[0, 2]])
+    assert not torch.equal(step2[res.masks[0, 2]], x[0, 0][res.masks[0, 2]])
 
 
 def test_heatmaps_of_one_image_share_work(scene):
@@ -309,6 +325,12 @@ def test_auc_and_aopc():
     (dict(target=[0, 1]), ValueError, "target has 2 entries"),
     (dict(thesis_compat=["truncate"]), ValueError, "unknown thesis_compat"),
     (dict(model="vgg16"), TypeError, "model must be"),
+    (dict(workers=-1), ValueError, "workers"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(keep_steps=[10]), ValueError, "keep_steps"),
+    (dict(gray_value=1.5), ValueError, "gray_value"),
+    (dict(target=0.5), TypeError, "target"),
 ])
 def test_bad_input_gets_a_clear_error(scene, change, error, message):
     x, model, relevance = scene
