@@ -7,6 +7,9 @@ not in the repository); what a reader should open in Colab is the *source* noteb
 every chapter page and executed-notebook page, a launch menu with one Colab link per figure
 notebook of that page, built from ``_config.yml``'s ``launch_buttons.colab_url`` and
 ``repository.url`` / ``repository.branch``.
+
+It also drops repeated inline scripts from a page: sphinx-thebe 0.3.1 under Sphinx 7.4 adds its
+``const THEBE_JS_URL = ...`` script twice, a JavaScript error on every page.
 """
 from __future__ import annotations
 
@@ -59,7 +62,20 @@ def add_colab_buttons(app, pagename, templatename, context, doctree):
                    "icon": "fas fa-rocket", "buttons": buttons, "label": "launch-buttons"})
 
 
+def drop_repeated_scripts(app, pagename, templatename, context, doctree):
+    seen, kept = set(), []
+    for script in context.get("script_files", []):
+        key = (getattr(script, "filename", script) or "",   # None and "" both mean inline
+               tuple(sorted((getattr(script, "attributes", None) or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    if "script_files" in context:
+        context["script_files"] = kept
+
+
 def setup(app):
+    app.connect("html-page-context", drop_repeated_scripts, priority=502)
     # After the theme's launch and header buttons (priority 501).
     app.connect("html-page-context", add_colab_buttons, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
