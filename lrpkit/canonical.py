@@ -1,0 +1,242 @@
+"""The canonical, flat and indexed layer list of a VGG-style network.
+
+LRP rules are assigned by *layer index* (thesis Tables 2.3 and 2.4). The index is the one of
+Montavon's LRP tutorial: torchvision's ``features`` are indices 0-30 (for VGG-16), the
+``classifier`` follows (31 = first Linear, read as a 7x7 convolution; 32 ReLU; 33 Dropout; ...),
+and the ``AdaptiveAvgPool2d(7)`` between them, the identity for 224x224 inputs, is skipped.
+Batch normalization (the ``vgg*_bn`` models) is folded into the preceding convolution, so that a
+``vgg16_bn`` has the same indices as a ``vgg16``.
+
+A :class:`Layer` knows its forward pass and, for linear layers (convolutions and dense layers),
+the transposed product that LRP's backward pass needs. Dense layers are kept as matrix products on
+the flattened input, which is the same linear map as the tutorial's "Linear as convolution" and
+much faster than a 7x7 convolution.
+
+References
+----------
+G. Montavon, *LRP tutorial* (2021), https://git.tu-berlin.de/gmontavon/lrp-tutorial
+R. Bermudez Schettino, *In-Depth Hyperparameter Selection for LRP*, TU Berlin (2022), §2.1.4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Layer", "layers", "NonCanonicalModelError"]
+
+
+class NonCanonicalModelError(ValueError):
+    """The model is not a plain chain of convolution, ReLU, pooling and linear layers."""
+
+
+@dataclass(eq=False)
+class Layer:
+    """One layer of the canonical chain.
+
+    Attributes
+    ----------
+    index : int
+        Position in the flat list (the thesis's layer index).
+    name : str
+        Qualified name of the module in the original model, e.g. ``"features.0"``.
+    kind : str
+        ``"conv"``, ``"linear"``, ``"relu"``, ``"maxpool"`` or ``"identity"`` (dropout, flatten).
+    weight, bias : torch.Tensor or None
+        Parameters of a conv or linear layer (batch norm already folded in).
+    options : dict
+        Convolution or pooling options (stride, padding, ...).
+    """
+
+    index: int
+    name: str
+    kind: str
+    weight: Optional[torch.Tensor] = None
+    bias: Optional[torch.Tensor] = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the layer is an affine map (convolution or dense) that LRP rules act on."""
+        return self.kind in ("conv", "linear")
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        """The layer's ordinary forward pass (dropout is the identity: models are in eval mode)."""
+        if self.is_linear:
+            return self.affine(a, self.weight, self.bias)
+        if self.kind == "relu":
+            return F.relu(a)
+        if self.kind == "maxpool":
+            return F.max_pool2d(a, **self.options)
+        return a
+
+    def affine(self, a: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """The layer's linear map with other parameters (e.g. ``W⁺``); ``bias`` may be None."""
+        if self.kind == "conv":
+            return F.conv2d(a, weight, bias, **self.options)
+        return F.linear(a.flatten(1), weight, bias)
+
+    def transpose(self, s: torch.Tensor, weight: torch.Tensor, input_shape: torch.Size) -> torch.Tensor:
+        """The transposed linear map ``Wᵀ s`` (the gradient of ``affine`` with respect to its input).
+
+        ``input_shape`` is the shape of the layer's input; its batch size is taken from ``s``.
+        """
+        shape = (s.shape[0], *input_shape[1:])
+        if self.kind == "conv":
+            return torch.nn.grad.conv2d_input(shape, weight, s, **self.options)
+        return (s @ weight).view(shape)
+
+
+_LINEAR_TYPES = (nn.Conv2d, nn.Linear)
+_PASSTHROUGH_TYPES = (nn.Dropout, nn.Flatten, nn.Identity)
+
+
+def layers(model: nn.Module) -> list[Layer]:
+    """Flatten a VGG-style model into its canonical, indexed list of layers.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A torchvision ``VGG`` (``vgg11``/``13``/``16``/``19`` and their ``_bn`` variants) or an
+        ``nn.Sequential`` (possibly nested) of ``Conv2d``, ``BatchNorm2d`` (after a convolution),
+        ``ReLU``, ``MaxPool2d``, ``Flatten``, ``Dropout`` and ``Linear`` modules.
+
+    Returns
+    -------
+    list of Layer
+        The chain, indexed as in the thesis's tables.
+
+    Raises
+    ------
+    NonCanonicalModelError
+        If the model has residual connections, unknown layer types or a batch norm that does not
+        follow a convolution; the message names the offending layer.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    from torchvision.models import VGG  # local import: torchvision is heavy
+
+    if isinstance(model, VGG):
+        if not (isinstance(model.avgpool, nn.AdaptiveAvgPool2d) and _pair(model.avgpool.output_size) == (7, 7)):
+            raise NonCanonicalModelError(
+                f"layer 'avgpool' ({model.avgpool!r}) is not AdaptiveAvgPool2d(7), the identity for 224x224 inputs"
+            )
+        modules = _leaves(model.features, "features") + [("avgpool", model.avgpool)] + _leaves(
+            model.classifier, "classifier"
+        )
+    elif isinstance(model, nn.Sequential):
+        modules = _leaves(model, "")
+    else:
+        offending = _first_unsupported(model)
+        where = f"layer '{offending[0]}' ({type(offending[1]).__name__})" if offending else "its forward pass"
+        raise NonCanonicalModelError(
+            f"{type(model).__name__} is not a canonical conv/ReLU/pool/linear chain: {where} cannot be "
+            "read as a sequence (residual connections or unknown layer types); lrpkit handles torchvision "
+            "VGG models and nn.Sequential chains"
+        )
+
+    chain: list[Layer] = []
+    for name, module in modules:
+        if isinstance(module, nn.BatchNorm2d):
+            if not chain or chain[-1].kind != "conv":
+                raise NonCanonicalModelError(f"layer '{name}' (BatchNorm2d) does not follow a convolution and cannot be folded")
+            _fold_batchnorm(chain[-1], module, name)
+            continue
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            continue  # identity for the 7x7 feature map of a 224x224 input; checked in ``check_input``
+        chain.append(_layer(len(chain), name, module))
+    return chain
+
+
+def check_feature_size(chain: list[Layer], x: torch.Tensor) -> None:
+    """Raise a clear error if a dense layer would not get the number of features its weights expect.
+
+    Shapes are propagated on the ``meta`` device, which costs no computation.
+    """
+    a = torch.empty(x.shape, device="meta", dtype=x.dtype)
+    for layer in chain:
+        if layer.kind == "linear":
+            expected, got = layer.weight.shape[1], a[0].numel()
+            if got != expected:
+                raise ValueError(
+                    f"input of size {tuple(x.shape[-2:])} gives {got} features at layer {layer.index} "
+                    f"('{layer.name}'), which expects {expected}; VGG models need 224x224 inputs"
+                )
+            return
+        meta = Layer(layer.index, layer.name, layer.kind, _on_meta(layer.weight), _on_meta(layer.bias), layer.options)
+        a = meta.forward(a)
+
+
+def _on_meta(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else torch.empty(t.shape, device="meta", dtype=t.dtype)
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _leaves(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    """The leaf modules of a (nested) Sequential, with qualified names."""
+    out = []
+    for name, child in module.named_children():
+        qualified = f"{prefix}.{name}" if prefix else name
+        if isinstance(child, nn.Sequential):
+            out.extend(_leaves(child, qualified))
+        else:
+            out.append((qualified, child))
+    return out
+
+
+def _first_unsupported(model: nn.Module):
+    supported = _LINEAR_TYPES + _PASSTHROUGH_TYPES + (nn.ReLU, nn.MaxPool2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d, nn.Sequential)
+    for name, module in model.named_modules():
+        if name and not isinstance(module, supported):
+            return name, module
+    return None
+
+
+def _layer(index: int, name: str, module: nn.Module) -> Layer:
+    if isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise NonCanonicalModelError(f"layer '{name}' (Conv2d) uses padding={module.padding!r}, "
+                                         f"padding_mode={module.padding_mode!r}; only explicit zero padding is supported")
+        options = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups)
+        return Layer(index, name, "conv", module.weight.detach(), _bias(module), options)
+    if isinstance(module, nn.Linear):
+        return Layer(index, name, "linear", module.weight.detach(), _bias(module))
+    if isinstance(module, nn.ReLU):
+        return Layer(index, name, "relu")
+    if isinstance(module, nn.MaxPool2d):
+        if _pair(module.dilation) != (1, 1) or module.return_indices:
+            raise NonCanonicalModelError(f"layer '{name}' (MaxPool2d) uses dilation or return_indices, which are not supported")
+        options = dict(kernel_size=module.kernel_size, stride=module.stride, padding=module.padding, ceil_mode=module.ceil_mode)
+        return Layer(index, name, "maxpool", options=options)
+    if isinstance(module, _PASSTHROUGH_TYPES):
+        return Layer(index, name, "identity")
+    raise NonCanonicalModelError(
+        f"layer '{name}' ({type(module).__name__}) is not a canonical conv/ReLU/pool/linear layer"
+    )
+
+
+def _bias(module: nn.Module) -> torch.Tensor:
+    if module.bias is not None:
+        return module.bias.detach()
+    return module.weight.new_zeros(module.weight.shape[0])
+
+
+def _fold_batchnorm(conv: Layer, bn: nn.BatchNorm2d, name: str) -> None:
+    """Fold an eval-mode batch norm into the preceding convolution (in place on the Layer)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise NonCanonicalModelError(f"layer '{name}' (BatchNorm2d) keeps no running statistics and cannot be folded")
+    scale = (bn.running_var + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    conv.weight = conv.weight * scale.view(-1, 1, 1, 1)
+    conv.bias = conv.bias * scale + shift
+    conv.name = f"{conv.name}+{name}"

@@ -1,0 +1,83 @@
+"""The three denominator heuristics of thesis §2.1.5.
+
+Every LRP rule divides the relevance of a neuron by its (modified) pre-activation ``z``. How that
+denominator is stabilized is an implementation choice that changes the heatmap:
+
+``"vanilla"``
+    ``z + ε`` with no floor at all (``ε = 0`` for LRP-0 and LRP-γ). This is what produces the
+    numerical-instability "patches" of thesis Figures 2.3-2.5 (with trained weights).
+``"zennit"``
+    ``z + ((z == 0) + sign(z)) · ε``, the stabilizer of zennit, with ``ε = 1e-6`` where the rule has
+    no ε of its own (zennit's default).
+``"tutorial"``
+    ``z + 1e-9 + ε · sqrt(mean(z²))``, Montavon's LRP tutorial: ε scaled by the root mean square of
+    the layer's output (per sample), ``ε = 0`` where the rule has none.
+
+A denominator that is exactly zero (a neuron all of whose inputs are zero) gets the quotient 0: no
+activation, no relevance (:func:`divide`).
+
+References
+----------
+A. Anders et al., *Software for dataset-wide XAI: from local explanations to global insights with
+Zennit, CoRelAy, and ViRelAy*, arXiv:2106.13200 (2021).
+G. Montavon, *LRP tutorial* (2021).
+R. Bermudez Schettino, thesis (2022), §2.1.5.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+__all__ = ["HEURISTICS", "ZENNIT_DEFAULT_EPSILON", "TUTORIAL_FLOOR", "check_heuristic", "denominator", "divide", "per_sample"]
+
+HEURISTICS = ("vanilla", "zennit", "tutorial")
+ZENNIT_DEFAULT_EPSILON = 1e-6
+TUTORIAL_FLOOR = 1e-9
+
+Epsilon = Union[None, float, torch.Tensor]
+
+
+def check_heuristic(heuristic: str) -> str:
+    """Return ``heuristic`` if it is one of :data:`HEURISTICS`, else raise a ValueError naming it."""
+    if heuristic not in HEURISTICS:
+        raise ValueError(f"unknown heuristic {heuristic!r}; choose one of {', '.join(map(repr, HEURISTICS))}")
+    return heuristic
+
+
+def per_sample(value: Union[float, torch.Tensor], like: torch.Tensor) -> Union[float, torch.Tensor]:
+    """A float as is; a 1-D per-sample tensor reshaped to broadcast over ``like``'s non-batch dims."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like).view(-1, *([1] * (like.dim() - 1)))
+    return value
+
+
+def denominator(z: torch.Tensor, epsilon: Epsilon, heuristic: str) -> torch.Tensor:
+    """The stabilized denominator of a rule.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+        The (rule-modified) pre-activations, ``[B, ...]``.
+    epsilon : None, float or torch.Tensor
+        The rule's ε (a float or a 1-D tensor of length B), or None for rules without one
+        (LRP-0, LRP-γ, z^B and pooling outside an ε block).
+    heuristic : str
+        ``"vanilla"``, ``"zennit"`` or ``"tutorial"``.
+    """
+    if heuristic == "vanilla":
+        return z if epsilon is None else z + per_sample(epsilon, z)
+    if heuristic == "zennit":
+        eps = ZENNIT_DEFAULT_EPSILON if epsilon is None else per_sample(epsilon, z)
+        return z + ((z == 0).to(z) + z.sign()) * eps
+    if heuristic == "tutorial":
+        if epsilon is None:
+            return z + TUTORIAL_FLOOR
+        rms = z.pow(2).mean(dim=tuple(range(1, z.dim())), keepdim=True).sqrt()
+        return z + TUTORIAL_FLOOR + per_sample(epsilon, z) * rms
+    raise ValueError(f"unknown heuristic {heuristic!r}")
+
+
+def divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator`` with the quotient taken as 0 where the denominator is exactly 0."""
+    return torch.where(denominator == 0, 0.0, numerator / denominator)

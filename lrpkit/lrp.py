@@ -1,0 +1,243 @@
+"""Sequential Layer-wise Relevance Propagation (thesis Appendix C.1) and Gradient × Input.
+
+The backward pass is Montavon's tutorial loop, batched over images and over hyperparameter
+settings: one forward pass keeps every layer's input; the relevance starts as the target's logit
+and walks back through the canonical layer list, each linear layer applying the rule its composite
+assigns to its index.
+
+If every sample of a batch shows the same image (a hyperparameter grid), the forward pass runs
+once and is shared by all settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from . import canonical
+from .composites import Composite
+from .rules import pool_relevance
+
+__all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
+
+Target = Union[None, int, torch.Tensor]
+
+
+@dataclass
+class Explanation:
+    """The result of :func:`explain`.
+
+    Attributes
+    ----------
+    relevance : torch.Tensor
+        Relevance of the input pixels, ``[B, C, H, W]``.
+    logits : torch.Tensor
+        The model's output, ``[B, classes]``.
+    target : torch.Tensor
+        The explained class of each sample, ``[B]``.
+    layer_sums : torch.Tensor
+        ``layer_sums[i, b]`` is Σ R at the *input* of layer ``i`` for sample ``b``;
+        the last row is Σ R at the output (the target's logit).
+    layers : list of Layer
+        The canonical layer list.
+    composite : Composite
+    layer_relevance : list of torch.Tensor or None
+        With ``keep_layers=True``: the relevance at the input of every layer (and, last, at the output).
+    """
+
+    relevance: torch.Tensor
+    logits: torch.Tensor
+    target: torch.Tensor
+    layer_sums: torch.Tensor
+    layers: list
+    composite: Composite
+    layer_relevance: Optional[list] = field(default=None, repr=False)
+
+    def conservation(self, sample: int = 0):
+        """A conservation report: Σ R at each layer's input against the target's logit.
+
+        Returns a pandas DataFrame with the columns ``index``, ``layer``, ``kind``, ``rule``,
+        ``relevance`` (Σ R at the layer's input) and ``ratio`` (that sum over the logit).
+        """
+        import pandas as pd
+
+        logit = self.layer_sums[-1, sample].item()
+        rows = []
+        for layer in self.layers:
+            rule = self.composite.rule(layer.index).label if layer.is_linear else ""
+            total = self.layer_sums[layer.index, sample].item()
+            rows.append((layer.index, layer.name, layer.kind, rule, total, total / logit if logit else float("nan")))
+        rows.append((len(self.layers), "output", "logit", "", logit, 1.0))
+        return pd.DataFrame(rows, columns=["index", "layer", "kind", "rule", "relevance", "ratio"])
+
+
+def relevance(model: nn.Module, x: torch.Tensor, target: Target = None, composite: Optional[Composite] = None,
+              *, chunk_size: int = 16) -> torch.Tensor:
+    """LRP relevance of the input pixels.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A torchvision VGG (or canonical ``nn.Sequential``) in eval mode.
+    x : torch.Tensor
+        Normalized input, ``[B, C, H, W]``, on the model's device and dtype. A batch of one image
+        with a composite of per-sample hyperparameters of length B explains that image B times.
+    target : None, int or torch.Tensor
+        The class to explain: None for the predicted class (argmax), an int for all samples, or a
+        1-D tensor of B class indices (e.g. the ground truth).
+    composite : Composite
+        The rules by layer index (:mod:`lrpkit.composites`). Default: LRP-Tutorial.
+    chunk_size : int
+        Samples per backward pass; bounds memory for large grids.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, C, H, W]``; sums to about the target's logit per sample where the rules conserve.
+    """
+    return explain(model, x, target, composite, chunk_size=chunk_size).relevance
+
+
+def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite: Optional[Composite] = None,
+            *, keep_layers: bool = False, chunk_size: int = 16) -> Explanation:
+    """Like :func:`relevance`, returning an :class:`Explanation` with logits, targets, per-layer
+    sums (a conservation report) and, with ``keep_layers=True``, every layer's relevance."""
+    if composite is None:
+        from .composites import tutorial
+        composite = tutorial()
+    if not isinstance(composite, Composite):
+        raise TypeError(f"composite must be an lrpkit Composite, got {type(composite).__name__}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    layers = canonical.layers(model)
+    _check_model_and_input(model, layers, x)
+    composite.check(len(layers))
+    batch = _batch_size(x, composite)
+    shared = x.shape[0] == 1 or bool((x == x[:1]).all())  # one image for every sample: share the forward pass
+
+    chunks = []
+    with torch.no_grad():
+        activations = _forward(layers, x[:1]) if shared else None
+        for start in range(0, batch, chunk_size):
+            index = slice(start, min(start + chunk_size, batch))
+            acts = activations if shared else _forward(layers, x[index])
+            logits = acts[-1].flatten(1).expand(index.stop - index.start, -1)
+            chunk_target = _target(target, logits, batch, index)
+            chunks.append(_backward(layers, acts, logits, chunk_target, composite.take(index), keep_layers))
+
+    def cat(i):
+        return torch.cat([c[i] for c in chunks])
+
+    layer_relevance = None
+    if keep_layers:
+        layer_relevance = [torch.cat([c[4][k] for c in chunks]) for k in range(len(layers) + 1)]
+    return Explanation(cat(0), cat(1), cat(2), torch.cat([c[3] for c in chunks], dim=1), layers, composite, layer_relevance)
+
+
+def _forward(layers, x):
+    """The forward pass, keeping the input of every layer (and the output, last)."""
+    activations = [x]
+    for layer in layers:
+        activations.append(layer.forward(activations[-1]))
+    return activations
+
+
+def _backward(layers, activations, logits, target, composite, keep_layers):
+    """The LRP backward pass: the tutorial's loop, over a batch of samples and settings."""
+    R = torch.zeros_like(logits).scatter_(1, target[:, None], logits.gather(1, target[:, None]))
+    R = R.view(-1, *activations[-1].shape[1:])  # relevance at the top: the target's logit
+    sums = [R.flatten(1).sum(1)]
+    kept = [R] if keep_layers else None
+    for layer in reversed(layers):
+        a, z = activations[layer.index], activations[layer.index + 1]
+        rule = composite.rule(layer.index)
+        if layer.is_linear:
+            R = rule.relevance(layer, a, z, R, composite.heuristic)
+        elif layer.kind == "maxpool":
+            R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
+        # ReLU, dropout, flatten: relevance passes unchanged
+        sums.append(R.flatten(1).sum(1))
+        if keep_layers:
+            kept.append(R)
+    sums.reverse()
+    if keep_layers:
+        kept.reverse()
+    return R, logits, target, torch.stack(sums), kept
+
+
+def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
+    """Gradient × Input: ``x ⊙ ∂f_target/∂x``, computed with the model's own autograd.
+
+    Equals uniform LRP-0 without z^B and with winner-takes-all max-pooling (Shrikumar et al. 2016).
+    """
+    _check_model_and_input(model, None, x)
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        params = [p for p in model.parameters() if p.requires_grad]
+        for p in params:  # only the input gradient is needed
+            p.requires_grad_(False)
+        try:
+            logits = model(x)
+            chosen = _target(target, logits.detach(), x.shape[0], slice(0, x.shape[0]))
+            (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), x)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+    return (x * grad).detach()
+
+
+def _check_model_and_input(model, layers, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D [B, C, H, W], got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x holds no image (batch size 0)")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (normalized image), got {x.dtype}")
+    if model.training:
+        raise ValueError("model is in training mode (dropout, batch-norm statistics); call model.eval() first")
+    param = next(model.parameters(), None)
+    if param is not None and (param.device != x.device or param.dtype != x.dtype):
+        raise ValueError(f"x is {x.dtype} on {x.device} but the model is {param.dtype} on {param.device}; "
+                         "move one to the other (x.to(...) or model.to(...))")
+    first_linear = next((l for l in (layers or []) if l.is_linear), None)
+    if first_linear is not None and first_linear.kind == "conv" and x.shape[1] != first_linear.weight.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} channels but layer {first_linear.index} ('{first_linear.name}') expects "
+                         f"{first_linear.weight.shape[1]}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or Inf")
+    if layers is not None:
+        canonical.check_feature_size(layers, x)
+
+
+def _batch_size(x, composite):
+    settings = composite.batch_size
+    if settings is None or settings == x.shape[0]:
+        return x.shape[0]
+    if x.shape[0] == 1:
+        return settings
+    raise ValueError(f"the composite has per-sample hyperparameters for {settings} samples but x has {x.shape[0]} images")
+
+
+def _target(target, logits, batch, index):
+    """The explained class of each sample in ``index``, validated against the number of classes."""
+    classes = logits.shape[1]
+    if target is None:
+        chosen = logits.argmax(1)
+    elif isinstance(target, bool) or not isinstance(target, (int, torch.Tensor)):
+        raise TypeError(f"target must be None, an int or a 1-D tensor of class indices, got {type(target).__name__}")
+    elif isinstance(target, int):
+        chosen = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
+    else:
+        if target.dim() != 1 or target.numel() != batch:
+            raise ValueError(f"target must hold one class index per sample ({batch}), got shape {tuple(target.shape)}")
+        if target.is_floating_point() or target.is_complex():
+            raise TypeError(f"target must hold integer class indices, got {target.dtype}")
+        chosen = target[index].to(device=logits.device, dtype=torch.long)
+    if ((chosen < 0) | (chosen >= classes)).any():
+        bad = chosen[(chosen < 0) | (chosen >= classes)][0].item()
+        raise ValueError(f"target {bad} is out of range: the model has {classes} classes (0-{classes - 1})")
+    return chosen

@@ -1,0 +1,288 @@
+"""LRP rules for the layers of a deep rectifier network (thesis Table 2.2).
+
+Each rule turns the relevance ``R`` at a layer's output into the relevance at its input. With
+``a`` the layer's input, ``z`` its pre-activation and ``ρ`` a modification of the parameters,
+every rule here has the form
+
+.. math:: R_j = a_j \\sum_k \\frac{\\rho(w_{jk})}{\\mathrm{den}(\\sum_{0,j} a_j \\rho(w_{jk}))} R_k
+
+computed as ``s = R / den(z_ρ)``, ``c = ρ(W)ᵀ s``, ``R_in = a ⊙ c`` (Montavon's four steps), where
+``den`` is one of the three heuristics of :mod:`lrpkit.heuristics`.
+
+Hyperparameters (γ, ε) may be a float or a 1-D tensor with one value per sample: one backward pass
+then computes a whole grid of settings. For γ this uses the identity, valid for ``a ≥ 0``,
+
+.. math:: z_\\gamma = z + \\gamma (W^+ a + b^+), \\qquad
+          c = W^\\top s + W^{+\\top} (\\gamma s),
+
+so one extra convolution serves every γ in the batch.
+
+References
+----------
+G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller, *Layer-Wise Relevance Propagation:
+An Overview*, in Explainable AI, LNCS 11700 (2019).
+G. Montavon et al., *Explaining nonlinear classification decisions with deep Taylor
+decomposition*, Pattern Recognition 65 (2017) (the z^B rule).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar, Optional, Sequence, Union
+
+import torch
+from torch.nn import functional as F
+
+from .canonical import Layer
+from .heuristics import denominator, divide, per_sample
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "Rule", "Zero", "Epsilon", "Gamma", "ZBox",
+    "pool_relevance", "POOLING",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+POOLING = ("avg", "max")
+
+Hyperparameter = Union[float, torch.Tensor]
+
+
+def _check_hyperparameter(name: str, value: Hyperparameter, negative_ok: bool = False) -> Hyperparameter:
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 1 or value.numel() == 0:
+            raise ValueError(f"{name} must be a float or a non-empty 1-D tensor (one value per sample), got shape {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        if not negative_ok and (value < 0).any():
+            raise ValueError(f"{name} must be >= 0, got {value.min().item():g}")
+        if value.numel() > 1 and bool((value == value[0]).all()):
+            return float(value[0])  # one value for every sample: cheaper as a scalar
+        return value.detach()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float or a 1-D tensor, got {type(value).__name__}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if not negative_ok and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value:g}")
+    return value
+
+
+def _take(value: Hyperparameter, index) -> Hyperparameter:
+    return value[index] if isinstance(value, torch.Tensor) else value
+
+
+def _describe(symbol: str, value: Hyperparameter) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{symbol} per sample ({value.numel()} values, {value.min().item():.3g} … {value.max().item():.3g})"
+    return f"{symbol} = {value:g}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base class of the rules for convolutional and dense layers."""
+
+    label: ClassVar[str] = "rule"
+
+    @property
+    def epsilon(self) -> Optional[Hyperparameter]:
+        """The ε the rule adds to its denominator, or None if it has none."""
+        return None
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        """The number of samples the rule's per-sample hyperparameters describe (None if scalar)."""
+        sizes = {v.numel() for v in vars(self).values() if isinstance(v, torch.Tensor) and v.dim() == 1}
+        return sizes.pop() if sizes else None
+
+    def take(self, index) -> "Rule":
+        """The rule restricted to the samples ``index`` (a slice or index tensor)."""
+        return self
+
+    def hyperparameters(self) -> str:
+        """The hyperparameters as the thesis's tables print them."""
+        return ""
+
+    def relevance(self, layer: Layer, a: torch.Tensor, z: torch.Tensor, R: torch.Tensor, heuristic: str) -> torch.Tensor:
+        """Relevance at the input of ``layer`` from the relevance ``R`` at its output.
+
+        Parameters
+        ----------
+        layer : Layer
+            A convolution or dense layer.
+        a : torch.Tensor
+            The layer's input activations (may have batch 1 when shared by all samples of ``R``).
+        z : torch.Tensor
+            The layer's ordinary output ``W a + b`` from the forward pass.
+        R : torch.Tensor
+            Relevance at the layer's output, ``[B, ...]``.
+        heuristic : str
+            Denominator heuristic.
+        """
+        s = divide(R, denominator(z, self.epsilon, heuristic))
+        return a * layer.transpose(s, layer.weight, a.shape)
+
+
+@dataclass(frozen=True)
+class Zero(Rule):
+    """LRP-0: ``R_j = Σ_k a_j w_jk / z_k · R_k``. Uniform LRP-0 equals Gradient × Input."""
+
+    label: ClassVar[str] = "LRP-0"
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-ε: adds ε to the denominator, absorbing weak or contradictory relevance.
+
+    Parameters
+    ----------
+    epsilon : float or torch.Tensor
+        ε >= 0, or one value per sample (1-D tensor of length B).
+    """
+
+    epsilon_value: Hyperparameter = 0.25
+    label: ClassVar[str] = "LRP-ε"
+
+    def __init__(self, epsilon: Hyperparameter = 0.25):
+        object.__setattr__(self, "epsilon_value", _check_hyperparameter("epsilon", epsilon))
+
+    @property
+    def epsilon(self) -> Hyperparameter:
+        return self.epsilon_value
+
+    def take(self, index) -> "Epsilon":
+        return Epsilon(_take(self.epsilon_value, index))
+
+    def hyperparameters(self) -> str:
+        return _describe("ε", self.epsilon_value)
+
+    def __repr__(self) -> str:
+        return f"Epsilon({self.hyperparameters()})"
+
+
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """LRP-γ: ``ρ(p) = p + γ p⁺`` on weights and biases, favouring positive contributions.
+
+    Parameters
+    ----------
+    gamma : float or torch.Tensor
+        γ >= 0, or one value per sample (1-D tensor of length B). γ = 0 is LRP-0.
+
+    Notes
+    -----
+    Valid for non-negative inputs (after a ReLU or a max-pool), as in VGG; with them it equals
+    zennit's generalized ``Gamma`` rule.
+    """
+
+    gamma: Hyperparameter = 0.25
+    label: ClassVar[str] = "LRP-γ"
+
+    def __init__(self, gamma: Hyperparameter = 0.25):
+        object.__setattr__(self, "gamma", _check_hyperparameter("gamma", gamma))
+
+    def take(self, index) -> "Gamma":
+        return Gamma(_take(self.gamma, index))
+
+    def hyperparameters(self) -> str:
+        return _describe("γ", self.gamma)
+
+    def __repr__(self) -> str:
+        return f"Gamma({self.hyperparameters()})"
+
+    def relevance(self, layer, a, z, R, heuristic):
+        if isinstance(self.gamma, float) and self.gamma == 0.0:
+            return super().relevance(layer, a, z, R, heuristic)
+        w_plus = layer.weight.clamp(min=0)
+        gamma = per_sample(self.gamma, R)
+        z_gamma = z + gamma * layer.affine(a, w_plus, layer.bias.clamp(min=0))
+        s = divide(R, denominator(z_gamma, None, heuristic))
+        if isinstance(self.gamma, float):  # one γ: one transposed product with ρ(W)
+            c = layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape)
+        else:  # one γ per sample: Wᵀ s + W⁺ᵀ (γ s)
+            c = layer.transpose(s, layer.weight, a.shape) + layer.transpose(gamma * s, w_plus, a.shape)
+        return a * c
+
+
+@dataclass(frozen=True)
+class ZBox(Rule):
+    """The z^B rule for the pixel layer, with box constraints ``low <= x <= high``.
+
+    ``R_i = x_i c_i - l_i c⁺_i - h_i c⁻_i`` with ``c = Wᵀ s``, ``c± = (W±)ᵀ s`` and
+    ``s = R / den(W x - W⁺ l - W⁻ h)``; the biases cancel.
+
+    Parameters
+    ----------
+    low, high : sequence of float
+        Per-channel bounds of the *normalized* input. Default: the bounds of pixel values in
+        [0, 1] under the ImageNet normalization, ``l = (0 - μ) / σ``, ``h = (1 - μ) / σ``.
+    """
+
+    low: tuple = tuple((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+    high: tuple = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+    label: ClassVar[str] = "z^B"
+
+    def __init__(self, low: Optional[Sequence[float]] = None, high: Optional[Sequence[float]] = None):
+        default = ZBox.from_normalization()
+        low = default.low if low is None else tuple(float(v) for v in low)
+        high = default.high if high is None else tuple(float(v) for v in high)
+        if len(low) != len(high) or any(lo >= hi for lo, hi in zip(low, high)):
+            raise ValueError(f"z^B bounds must have one low < high per channel, got low={low}, high={high}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @classmethod
+    def from_normalization(cls, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> "ZBox":
+        """Bounds of pixel values in [0, 1] after ``(x - mean) / std``."""
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std must have one value per channel and std > 0, got mean={mean}, std={std}")
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "low", tuple((0 - m) / s for m, s in zip(mean, std)))
+        object.__setattr__(obj, "high", tuple((1 - m) / s for m, s in zip(mean, std)))
+        return obj
+
+    def hyperparameters(self) -> str:
+        return "low, high (" + ", ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(self.low, self.high)) + ")"
+
+    def __repr__(self) -> str:
+        return f"ZBox(low={self.low}, high={self.high})"
+
+    def relevance(self, layer, a, z, R, heuristic):
+        if a.shape[1] != len(self.low):
+            raise ValueError(f"z^B has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
+        low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
+        high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
+        w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+        z_box = (layer.affine(a, layer.weight, None) - layer.affine(low, w_plus, None)
+                 - layer.affine(high, w_minus, None))
+        s = divide(R, denominator(z_box, None, heuristic))
+        c, c_plus, c_minus = (layer.transpose(s, w, a.shape) for w in (layer.weight, w_plus, w_minus))
+        return a * c - low * c_plus - high * c_minus
+
+
+def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, epsilon, heuristic: str) -> torch.Tensor:
+    """Relevance through a max-pooling layer.
+
+    ``mode="avg"`` (Montavon's tutorial): the pool is read as an average pool in the backward pass,
+    ``z = avgpool(a)`` with the denominator of the rule at the pool's index (``epsilon``).
+    ``mode="max"`` (zennit, the thesis code): winner takes all, the relevance of each output goes
+    to the input that attained the maximum.
+    """
+    opts = layer.options
+    if mode == "max":
+        _, indices = F.max_pool2d(a, return_indices=True, **opts)
+        out = R.new_zeros(R.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+        out.scatter_add_(2, indices.flatten(2).expand(R.shape[0], -1, -1), R.flatten(2))
+        return out.view(R.shape[0], *a.shape[1:])
+    stride = opts["stride"] if opts["stride"] else opts["kernel_size"]
+    z = F.avg_pool2d(a, opts["kernel_size"], stride, opts["padding"], opts["ceil_mode"])
+    s = divide(R, denominator(z, epsilon, heuristic))
+    c = torch.ops.aten.avg_pool2d_backward(
+        s, a.expand(R.shape[0], *a.shape[1:]), _pair(opts["kernel_size"]), _pair(stride), _pair(opts["padding"]),
+        opts["ceil_mode"], True, None,
+    )
+    return a * c
+
+
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]

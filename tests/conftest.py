@@ -1,0 +1,29 @@
+"""Shared fixtures: small, seeded random models (pretrained weights cannot be downloaded here)."""
+import pytest
+import torch
+import torchvision
+
+
+def randomize_biases(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """Give every bias a non-zero random value (torchvision initializes them to zero), so that tests
+    exercise the bias terms of the rules."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "bias", None) is not None:
+                module.bias.copy_(0.05 * torch.randn(module.bias.shape, generator=g, dtype=module.bias.dtype))
+    return model
+
+
+@pytest.fixture(scope="session")
+def vgg16_f64():
+    """A random VGG-16 in float64 with non-zero random biases, in eval mode."""
+    torch.manual_seed(0)
+    return randomize_biases(torchvision.models.vgg16()).double().eval()
+
+
+@pytest.fixture(scope="session")
+def images_f64():
+    """Two different random 'normalized images', float64, [2, 3, 224, 224]."""
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(2, 3, 224, 224, generator=g, dtype=torch.float64)

@@ -1,0 +1,230 @@
+"""LRP core: agreement with independent implementations, conservation, batching, errors."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from lrpkit import canonical, composites, lrp
+from lrpkit.rules import Epsilon, Gamma, ZBox, Zero
+
+from conftest import randomize_biases
+from zennit_oracle import tutorial_oracle, zennit_rules_oracle
+
+
+def rel_err(a, b):
+    """Max absolute difference over pixels, relative to the largest reference value."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.fixture(scope="module")
+def target(vgg16_f64, images_f64):
+    with torch.no_grad():
+        return vgg16_f64(images_f64).argmax(1)
+
+
+def test_canonical_indices_match_the_thesis(vgg16_f64):
+    chain = canonical.layers(vgg16_f64)
+    assert len(chain) == 38
+    assert [l.index for l in chain if l.kind == "conv"] == [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+    assert [l.index for l in chain if l.kind == "maxpool"] == [4, 9, 16, 23, 30]
+    assert [(l.index, l.name) for l in chain if l.kind == "linear"] == [
+        (31, "classifier.0"), (34, "classifier.3"), (37, "classifier.6")]
+    assert [l.index for l in chain if l.kind == "identity"] == [33, 36]  # dropout
+
+
+def test_uniform_lrp0_equals_gradient_x_input(vgg16_f64, images_f64):
+    comp = composites.uniform("zero", zbox=False, heuristic="vanilla", maxpool="max")
+    R = lrp.relevance(vgg16_f64, images_f64, composite=comp)
+    G = lrp.gradient_x_input(vgg16_f64, images_f64)
+    assert rel_err(R, G) <= 1e-8
+
+
+def test_tutorial_composite_equals_zennit_oracle(vgg16_f64, images_f64, target):
+    R = lrp.relevance(vgg16_f64, images_f64, target, composites.tutorial())
+    expected = tutorial_oracle(vgg16_f64, images_f64, target)
+    for b in range(2):
+        assert rel_err(R[b], expected[b]) <= 1e-6
+
+
+def test_zennit_heuristic_equals_zennit_rules(vgg16_f64, images_f64, target):
+    comp = composites.tutorial(gamma=0.5, epsilon=0.1, heuristic="zennit", maxpool="max")
+    R = lrp.relevance(vgg16_f64, images_f64, target, comp)
+    expected = zennit_rules_oracle(vgg16_f64, images_f64, target, gamma=0.5, epsilon=0.1)
+    for b in range(2):
+        assert rel_err(R[b], expected[b]) <= 1e-6
+
+
+def test_batched_grid_equals_settings_one_by_one(vgg16_f64, images_f64):
+    gammas = torch.tensor([0.0, 1e-3, 0.1, 1.0], dtype=torch.float64)
+    epsilons = torch.tensor([0.25, 0.0, 1e-2, 1.0], dtype=torch.float64)
+    image = images_f64[:1]
+    grid = lrp.relevance(vgg16_f64, image, 7, composites.tutorial(gamma=gammas, epsilon=epsilons), chunk_size=3)
+    assert grid.shape == (4, 3, 224, 224)
+    for b in range(4):
+        one = lrp.relevance(vgg16_f64, image, 7, composites.tutorial(gamma=float(gammas[b]), epsilon=float(epsilons[b])))
+        assert rel_err(grid[b], one[0]) <= 1e-6
+
+
+def test_grid_over_different_images_and_decreasing_gamma(vgg16_f64, images_f64, target):
+    gammas = (torch.tensor([0.5, 0.0], dtype=torch.float64), 0.25, torch.tensor([0.1, 0.3], dtype=torch.float64), 0.0)
+    grid = lrp.relevance(vgg16_f64, images_f64, target, composites.decreasing_gamma(gammas, heuristic="zennit"))
+    for b in range(2):
+        one = composites.decreasing_gamma([float(g[b]) if torch.is_tensor(g) else g for g in gammas], heuristic="zennit")
+        assert rel_err(grid[b], lrp.relevance(vgg16_f64, images_f64[b:b + 1], int(target[b]), one)[0]) <= 1e-6
+
+
+@pytest.mark.parametrize("comp", [
+    composites.uniform("zero", zbox=True, heuristic="vanilla"),
+    composites.uniform("gamma", gamma=0.3, zbox=True, heuristic="vanilla", maxpool="max"),
+    composites.decreasing_gamma(heuristic="vanilla"),
+], ids=["lrp0-zbox-avgpool", "gamma-zbox-maxpool", "decreasing-gamma"])
+def test_conservation_layer_by_layer(comp, images_f64):
+    """Without biases, LRP-0, LRP-γ, z^B and both pool treatments conserve relevance exactly."""
+    torch.manual_seed(3)
+    model = torchvision.models.vgg16().double().eval()  # torchvision initializes biases to zero
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None:
+                m.bias.zero_()
+    e = lrp.explain(model, images_f64, None, comp)
+    logits = e.logits.gather(1, e.target[:, None])[:, 0]
+    assert torch.allclose(e.layer_sums, logits.expand_as(e.layer_sums), rtol=1e-9, atol=0)
+    report = e.conservation(sample=1)
+    assert (report["ratio"] - 1).abs().max() < 1e-9
+
+
+def test_epsilon_absorbs_relevance(vgg16_f64, images_f64):
+    e = lrp.explain(vgg16_f64, images_f64, None, composites.uniform("epsilon", epsilon=1.0, heuristic="vanilla"))
+    assert (e.layer_sums[0].abs() < e.layer_sums[-1].abs()).all()
+
+
+def test_keep_layers_and_explanation(vgg16_f64, images_f64):
+    e = lrp.explain(vgg16_f64, images_f64, None, composites.tutorial(), keep_layers=True)
+    assert len(e.layer_relevance) == 39
+    assert torch.equal(e.layer_relevance[0], e.relevance)
+    assert e.layer_relevance[31].shape == (2, 512, 7, 7)
+    assert torch.equal(e.target, e.logits.argmax(1))
+    assert torch.allclose(e.layer_relevance[0].flatten(1).sum(1), e.layer_sums[0])
+
+
+def test_vgg16_bn_folding_keeps_logits():
+    torch.manual_seed(4)
+    model = randomize_biases(torchvision.models.vgg16_bn()).double()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+    model.eval()
+    x = torch.randn(1, 3, 224, 224, generator=g, dtype=torch.float64)
+    chain = canonical.layers(model)
+    assert len(chain) == 38 and chain[0].name == "features.0+features.1"
+    a = x
+    with torch.no_grad():
+        for layer in chain:
+            a = layer.forward(a)
+        expected = model(x)
+    assert rel_err(a, expected) <= 1e-10
+    comp = composites.uniform("zero", heuristic="vanilla", maxpool="max")
+    assert rel_err(lrp.relevance(model, x, composite=comp), lrp.gradient_x_input(model, x)) <= 1e-8
+
+
+def test_float32_close_to_float64(vgg16_f64, images_f64):
+    model32 = torchvision.models.vgg16().eval()
+    model32.load_state_dict({k: v.float() for k, v in vgg16_f64.state_dict().items()})
+    R64 = lrp.relevance(vgg16_f64, images_f64[:1], 3)
+    R32 = lrp.relevance(model32, images_f64[:1].float(), 3)
+    assert R32.dtype == torch.float32
+    assert rel_err(R32.double(), R64) <= 1e-3
+
+
+def test_targets_and_chunking(vgg16_f64, images_f64):
+    x = torch.cat([images_f64, images_f64[:1]])
+    t = torch.tensor([1, 500, 999])
+    R = lrp.relevance(vgg16_f64, x, t, chunk_size=2)
+    for b, image in ((1, 1), (2, 0)):  # chunk boundaries change nothing; each sample keeps its own target
+        alone = lrp.relevance(vgg16_f64, images_f64[image:image + 1], int(t[b]))
+        assert rel_err(R[b], alone[0]) <= 1e-10
+    # Σ R ≈ target logit for every sample
+    with torch.no_grad():
+        logits = vgg16_f64(x).gather(1, t[:, None])[:, 0]
+    e = lrp.explain(vgg16_f64, x, t, composites.uniform("zero", heuristic="vanilla", maxpool="max"))
+    assert torch.equal(e.target, t)
+    assert torch.allclose(e.layer_sums[-1], logits, rtol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(vgg16_f64, images_f64):
+    model = torchvision.models.vgg16().double().eval()
+    model.load_state_dict(vgg16_f64.state_dict())
+    gammas = torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)
+    cpu = lrp.relevance(model, images_f64[:1], 5, composites.tutorial(gamma=gammas))
+    gpu = lrp.relevance(model.cuda(), images_f64[:1].cuda(), 5, composites.tutorial(gamma=gammas.cuda()))
+    assert rel_err(gpu.cpu(), cpu) <= 1e-9
+
+
+# --- bad input: a clear error, never a wrong answer -------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_vgg():
+    torch.manual_seed(6)
+    return torchvision.models.vgg11().eval()
+
+
+def test_errors_on_bad_input(small_vgg):
+    x = torch.randn(2, 3, 224, 224)
+    u = composites.uniform("epsilon")  # VGG-11 has 28 layers: the VGG-16 composites do not fit it
+    cases = [
+        (lambda: lrp.relevance(small_vgg, x[0], composite=u), ValueError, "4-D"),
+        (lambda: lrp.relevance(small_vgg, torch.randn(1, 1, 224, 224), composite=u), ValueError, "channels"),
+        (lambda: lrp.relevance(small_vgg, torch.randn(1, 3, 100, 100), composite=u), ValueError, "224x224"),
+        (lambda: lrp.relevance(small_vgg, x, 1000, composite=u), ValueError, "target 1000 is out of range"),
+        (lambda: lrp.relevance(small_vgg, x, -1, composite=u), ValueError, "out of range"),
+        (lambda: lrp.relevance(small_vgg, x, torch.tensor([1, 2, 3]), composite=u), ValueError, "one class index per sample"),
+        (lambda: lrp.relevance(small_vgg, x, torch.tensor([1.0, 2.0]), composite=u), TypeError, "integer"),
+        (lambda: lrp.relevance(small_vgg, x, composite=composites.uniform("gamma", gamma=torch.tensor([0.1, 0.2, 0.3]))),
+         ValueError, "per-sample hyperparameters for 3 samples but x has 2"),
+        (lambda: lrp.relevance(small_vgg, x.double(), composite=u), ValueError, "float64"),
+        (lambda: lrp.relevance(small_vgg, x * float("nan"), composite=u), ValueError, "NaN"),
+        (lambda: lrp.relevance(small_vgg.train(), x, composite=u), ValueError, "training mode"),
+        (lambda: composites.tutorial(gamma=-0.1), ValueError, "gamma must be >= 0"),
+        (lambda: composites.tutorial(gamma=torch.tensor([[0.1]])), ValueError, "1-D"),
+        (lambda: composites.tutorial(heuristic="magic"), ValueError, "unknown heuristic 'magic'"),
+        (lambda: composites.tutorial(maxpool="min"), ValueError, "unknown maxpool"),
+        (lambda: composites.uniform("alpha-beta"), ValueError, "unknown rule 'alpha-beta'"),
+        (lambda: composites.Composite({(0, 10): Zero(), (5, 20): Gamma(0.1)}), ValueError, "overlap"),
+        (lambda: composites.Composite({(5, 2): Zero()}), ValueError, "out of range"),
+        (lambda: composites.Composite({-1: Zero()}), ValueError, "out of range"),
+        (lambda: composites.Composite({3: ZBox()}), ValueError, "index 0 only"),
+        (lambda: composites.Composite({3: "gamma"}), TypeError, "must be an lrpkit.rules.Rule"),
+        (lambda: composites.Composite({(0, 3): Gamma(torch.tensor([0.1, 0.2])), 5: Epsilon(torch.tensor([1.0, 2, 3]))}),
+         ValueError, "different lengths"),
+    ]
+    small_vgg.eval()
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+        small_vgg.eval()
+    with pytest.raises(ValueError, match="out of range: the model has layers 0-27"):
+        lrp.relevance(small_vgg, x, composite=composites.Composite({(25, 40): Zero()}))
+
+
+def test_non_canonical_models_are_refused():
+    with pytest.raises(canonical.NonCanonicalModelError, match=r"layer 'layer1\.0' \(BasicBlock\)"):
+        lrp.relevance(torchvision.models.resnet18().eval(), torch.randn(1, 3, 224, 224))
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).eval()
+    with pytest.raises(canonical.NonCanonicalModelError, match=r"layer '1' \(Tanh\)"):
+        lrp.relevance(seq, torch.randn(1, 3, 32, 32))
+
+
+def test_sequential_chain_matches_gradient_x_input():
+    """Canonical nn.Sequential chains (not only VGG) are supported, Linear after Flatten included."""
+    torch.manual_seed(7)
+    seq = randomize_biases(nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 7 * 7, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 5))).double().eval()
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    R = lrp.relevance(seq, x, composite=composites.uniform("zero", heuristic="vanilla", maxpool="max"))
+    assert rel_err(R, lrp.gradient_x_input(seq, x)) <= 1e-10

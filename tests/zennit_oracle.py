@@ -1,0 +1,80 @@
+"""The zennit oracle of FACTS.md: zennit 0.5.1 configured to compute LRP-Tutorial exactly, and
+zennit's own rules with their default stabilizer. Used only by the tests."""
+import torch
+from torch.nn import functional as F
+from zennit.attribution import Gradient
+from zennit.composites import NameMapComposite
+from zennit.core import Hook
+from zennit.rules import Epsilon, Gamma, ZBox
+
+from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
+
+CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+POOLS = [4, 9, 16, 23, 30]
+
+
+def bounds(x):
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((0 - mean) / std).expand_as(x), ((1 - mean) / std).expand_as(x)
+
+
+def rms(z):
+    return z.pow(2).mean(dim=tuple(range(1, z.dim())), keepdim=True).sqrt()
+
+
+class AvgPoolHook(Hook):
+    """Relevance through a max-pool read as 2x2 average pooling, with a given stabilizer."""
+
+    def __init__(self, stabilizer):
+        super().__init__()
+        self.stabilizer = stabilizer
+
+    def copy(self):
+        return AvgPoolHook(self.stabilizer)
+
+    def forward(self, module, input, output):
+        self.stored_tensors["input"] = input
+
+    def backward(self, module, grad_input, grad_output):
+        a = self.stored_tensors["input"][0].detach().requires_grad_(True)
+        with torch.enable_grad():
+            z = F.avg_pool2d(a, 2)
+            (c,) = torch.autograd.grad(z, a, grad_outputs=grad_output[0] / self.stabilizer(z))
+        return (a * c,)
+
+
+def _attribute(model, x, target, name_map):
+    onehot = F.one_hot(target, 1000).to(x)
+    with Gradient(model, NameMapComposite(name_map)) as attributor:
+        _, attribution = attributor(x, lambda out: out * onehot)
+    return attribution
+
+
+def tutorial_oracle(model, x, target, gamma=0.25, epsilon=0.25):
+    """LRP-Tutorial (Table 2.4, Montavon's tutorial heuristic) in zennit, per FACTS.md."""
+    low, high = bounds(x)
+    floor = lambda z: z + 1e-9  # noqa: E731
+    eps = lambda z: z + 1e-9 + epsilon * rms(z)  # noqa: E731
+    name_map = [
+        (["features.0"], ZBox(low, high, stabilizer=floor)),
+        ([f"features.{i}" for i in CONVS if 2 <= i <= 16], Gamma(gamma, stabilizer=floor)),
+        ([f"features.{i}" for i in CONVS if 17 <= i <= 30], Epsilon(epsilon=eps)),
+        (["classifier.0", "classifier.3", "classifier.6"], Epsilon(epsilon=floor)),
+        ([f"features.{i}" for i in POOLS if i <= 16], AvgPoolHook(floor)),
+        ([f"features.{i}" for i in POOLS if i > 16], AvgPoolHook(eps)),
+    ]
+    return _attribute(model, x, target, name_map)
+
+
+def zennit_rules_oracle(model, x, target, gamma=0.25, epsilon=0.25):
+    """The tutorial's layout with zennit's own ZBox/Gamma/Epsilon and their default stabilizer
+    (1e-6); max-pools left to the gradient (winner takes all)."""
+    low, high = bounds(x)
+    name_map = [
+        (["features.0"], ZBox(low, high)),
+        ([f"features.{i}" for i in CONVS if 2 <= i <= 16], Gamma(gamma)),
+        ([f"features.{i}" for i in CONVS if 17 <= i <= 30], Epsilon(epsilon)),
+        (["classifier.0", "classifier.3", "classifier.6"], Epsilon(1e-6)),
+    ]
+    return _attribute(model, x, target, name_map)
