@@ -223,11 +223,16 @@ class Banner:
                     'built. They show how the methods behave on this network, not what a trained '
                     'network attends to. Rebuild with pretrained weights to reproduce the '
                     "thesis's pictures.</p></div>")
+        if p.weights is None:
+            return ('<div class="admonition note lrpkit-weights"><p class="admonition-title">'
+                    'Weights</p><p>No network is involved in making this output.</p></div>')
         return ('<div class="admonition note lrpkit-weights"><p class="admonition-title">Weights'
                 '</p><p>Figures computed with ' + html.escape(p._weights_text()) + '.</p></div>')
 
     def __repr__(self) -> str:
-        return "Random weights" if self.provenance.random_weights else "Pretrained weights"
+        if self.provenance.weights is None:
+            return "No network weights involved"
+        return "Random weights" if self.provenance.random_weights else "Trained weights"
 
 
 def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
