@@ -875,6 +875,9 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
     if html:
         t1 = time.perf_counter()
         fresh = changed or not (root / "_build" / ".doctrees").is_dir()
+        if progress:
+            print(f"building the HTML book with Jupyter Book ({'all pages' if fresh else 'changed pages'}"
+                  f"; log: {root / '_build' / 'logs' / 'jupyter-book.log'})", file=sys.stderr)
         jupyter_book(root, fresh=fresh, log=root / "_build" / "logs" / "jupyter-book.log")
         summary["html_seconds"] = round(time.perf_counter() - t1, 2)
         summary["html_full_rebuild"] = fresh
