@@ -86,7 +86,7 @@ def relevance(model: nn.Module, x: torch.Tensor, target: Target = None, composit
         with a composite of per-sample hyperparameters of length B explains that image B times.
     target : None, int or torch.Tensor
         The class to explain: None for the predicted class (argmax), an int for all samples, or a
-        1-D tensor of B class indices (e.g. the ground truth).
+        1-D tensor of B class indices (e.g. the ground truth) or of one.
     composite : Composite
         The rules by layer index (:mod:`lrpkit.composites`). Default: LRP-Tutorial.
     chunk_size : int
@@ -145,26 +145,57 @@ def _forward(layers, x):
 
 
 def _backward(layers, activations, logits, target, composite, keep_layers):
-    """The LRP backward pass: the tutorial's loop, over a batch of samples and settings."""
+    """The LRP backward pass: the tutorial's loop, over a batch of samples and settings.
+
+    When all samples show one image (``activations`` of batch 1), samples that agree on the target
+    and on every hyperparameter seen so far share one row of ``R``: ``groups[b]`` is sample b's row.
+    Rows split only at a layer whose rule has per-sample hyperparameters, so the part of the network
+    above the first varied layer is computed once for the whole grid.
+    """
     R = torch.zeros_like(logits).scatter_(1, target[:, None], logits.gather(1, target[:, None]))
     R = R.view(-1, *activations[-1].shape[1:])  # relevance at the top: the target's logit
-    sums = [R.flatten(1).sum(1)]
-    kept = [R] if keep_layers else None
+    shared = activations[0].shape[0] == 1
+    groups = torch.arange(R.shape[0], device=R.device)
+    if shared:
+        targets, groups = torch.unique(target, return_inverse=True)
+        R = R[_first_of_each(groups, len(targets))]
+    sums = [R.flatten(1).sum(1)[groups]]
+    kept = [R[groups]] if keep_layers else None
     for layer in reversed(layers):
         a, z = activations[layer.index], activations[layer.index + 1]
         rule = composite.rule(layer.index)
-        if layer.is_linear:
-            R = rule.relevance(layer, a, z, R, composite.heuristic)
-        elif layer.kind == "maxpool":
-            R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
+        if layer.is_linear or layer.kind == "maxpool":
+            if rule.batch_size is not None:
+                if shared:
+                    R, groups = _split(R, groups, rule)
+                rule = rule.take(_first_of_each(groups, R.shape[0]))
+            if layer.is_linear:
+                R = rule.relevance(layer, a, z, R, composite.heuristic)
+            else:
+                R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
         # ReLU, dropout, flatten: relevance passes unchanged
-        sums.append(R.flatten(1).sum(1))
+        sums.append(R.flatten(1).sum(1)[groups])
         if keep_layers:
-            kept.append(R)
+            kept.append(R[groups])
     sums.reverse()
     if keep_layers:
         kept.reverse()
-    return R, logits, target, torch.stack(sums), kept
+    return R[groups], logits, target, torch.stack(sums), kept
+
+
+def _split(R, groups, rule):
+    """Split the rows of ``R`` so that each row's samples share the rule's hyperparameters."""
+    params = [v for v in vars(rule).values() if isinstance(v, torch.Tensor)]
+    key = torch.stack([groups.to(params[0].dtype), *params], dim=1)
+    unique, new_groups = torch.unique(key, dim=0, return_inverse=True)
+    rows = groups[_first_of_each(new_groups, unique.shape[0])]
+    return R[rows], new_groups
+
+
+def _first_of_each(groups, count):
+    """For each group 0..count-1, the index of its first sample."""
+    first = torch.full((count,), len(groups), dtype=torch.long, device=groups.device)
+    return first.scatter_reduce(0, groups, torch.arange(len(groups), device=groups.device), "amin")
 
 
 def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
@@ -232,10 +263,12 @@ def _target(target, logits, batch, index):
     elif isinstance(target, int):
         chosen = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
     else:
-        if target.dim() != 1 or target.numel() != batch:
-            raise ValueError(f"target must hold one class index per sample ({batch}), got shape {tuple(target.shape)}")
+        if target.dim() != 1 or target.numel() not in (1, batch):
+            raise ValueError(f"target must hold one class index per sample ({batch}) or a single one, "
+                             f"got shape {tuple(target.shape)}")
         if target.is_floating_point() or target.is_complex():
             raise TypeError(f"target must hold integer class indices, got {target.dtype}")
+        target = target.expand(batch) if target.numel() == 1 else target
         chosen = target[index].to(device=logits.device, dtype=torch.long)
     if ((chosen < 0) | (chosen >= classes)).any():
         bad = chosen[(chosen < 0) | (chosen >= classes)][0].item()

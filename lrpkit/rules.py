@@ -12,10 +12,10 @@ computed as ``s = R / den(z_ρ)``, ``c = ρ(W)ᵀ s``, ``R_in = a ⊙ c`` (Monta
 Hyperparameters (γ, ε) may be a float or a 1-D tensor with one value per sample: one backward pass
 then computes a whole grid of settings. For γ this uses the identity, valid for ``a ≥ 0``,
 
-.. math:: z_\\gamma = z + \\gamma (W^+ a + b^+), \\qquad
-          c = W^\\top s + W^{+\\top} (\\gamma s),
+.. math:: z_\\gamma = z + \\gamma (W^+ a + b^+), \\qquad c = (W + \\gamma W^+)^\\top s,
 
-so one extra convolution serves every γ in the batch.
+so one extra convolution (``W⁺ a``) serves every γ in the batch; the transposed product uses
+``ρ(W) = W + γW⁺`` once per distinct γ.
 
 References
 ----------
@@ -194,13 +194,16 @@ class Gamma(Rule):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
             return super().relevance(layer, a, z, R, heuristic)
         w_plus = layer.weight.clamp(min=0)
-        gamma = per_sample(self.gamma, R)
-        z_gamma = z + gamma * layer.affine(a, w_plus, layer.bias.clamp(min=0))
+        z_gamma = z + per_sample(self.gamma, R) * layer.affine(a, w_plus, layer.bias.clamp(min=0))
         s = divide(R, denominator(z_gamma, None, heuristic))
-        if isinstance(self.gamma, float):  # one γ: one transposed product with ρ(W)
-            c = layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape)
-        else:  # one γ per sample: Wᵀ s + W⁺ᵀ (γ s)
-            c = layer.transpose(s, layer.weight, a.shape) + layer.transpose(gamma * s, w_plus, a.shape)
+        if isinstance(self.gamma, float):
+            return a * layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape)
+        # One transposed product per distinct γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs).
+        values, which = torch.unique(self.gamma, return_inverse=True)
+        c = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device)
+        for i, gamma in enumerate(values.tolist()):
+            rows = (which == i).nonzero()[:, 0]
+            c[rows] = layer.transpose(s[rows], layer.weight + gamma * w_plus, a.shape)
         return a * c
 
 

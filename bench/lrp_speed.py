@@ -1,0 +1,82 @@
+"""LRP speed, measured side by side in one run (machines are noisy: compare ratios, not seconds).
+
+Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle of FACTS.md
+(LRP-Tutorial reproduced exactly in zennit), and a 16-setting (γ, ε) grid batched in one call
+against the same 16 settings run one by one. Methods are interleaved within each repetition and
+the median is reported.
+
+    python bench/lrp_speed.py [--device cpu|cuda] [--repeats 5] [--dtype float32]
+
+Random VGG-16 weights (pretrained weights make no difference to the cost).
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from lrpkit import composites, lrp  # noqa: E402
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--no-zennit", action="store_true", help="skip the zennit oracle")
+    args = parser.parse_args()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    model = torchvision.models.vgg16().to(device, dtype).eval()
+    x = torch.randn(1, 3, 224, 224, device=device, dtype=dtype)
+    target = torch.tensor([483], device=device)
+    values = torch.cat([torch.zeros(1), torch.logspace(-4, 0, 15)]).to(device, dtype)  # Tables 4.2/4.3 grid
+    tutorial = composites.tutorial()
+    grid = composites.tutorial(gamma=values, epsilon=values.flip(0))
+
+    methods = {
+        "gradient_x_input": lambda: lrp.gradient_x_input(model, x, target),
+        "lrp_tutorial": lambda: lrp.relevance(model, x, target, tutorial),
+        "grid16_batched": lambda: lrp.relevance(model, x, target, grid),
+        "grid16_loop": lambda: [lrp.relevance(model, x, target, composites.tutorial(gamma=float(g), epsilon=float(e)))
+                                for g, e in zip(values, values.flip(0))],
+    }
+    if not args.no_zennit:
+        from zennit_oracle import tutorial_oracle
+        methods["zennit_oracle"] = lambda: tutorial_oracle(model, x, target)
+
+    for fn in methods.values():  # warm-up
+        fn()
+    times = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, fn in methods.items():
+            times[name].append(timed(fn, device))
+    med = {name: statistics.median(t) for name, t in times.items()}
+
+    print(f"device={device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
+          f", dtype={args.dtype}, repeats={args.repeats}, random VGG-16, batch 1")
+    for name, t in med.items():
+        print(f"  {name:18s} {t:8.3f} s")
+    gxi, tut = med["gradient_x_input"], med["lrp_tutorial"]
+    print(f"LRP-Tutorial / Gradient×Input          = {tut / gxi:5.2f}x   (target <= 1.6x)")
+    if "zennit_oracle" in med:
+        print(f"zennit oracle / LRP-Tutorial           = {med['zennit_oracle'] / tut:5.2f}x   (target >= 3x)")
+    print(f"16 settings one by one / batched grid  = {med['grid16_loop'] / med['grid16_batched']:5.2f}x   (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,682 @@
+"""Images: loading and normalising, the checksummed image sets of the book, ILSVRC-2012 validation.
+
+Image loading
+-------------
+:func:`load_image` turns any image file Pillow reads into the normalised tensor a torchvision
+ImageNet model expects, ``[1, 3, size, size]``, and can also hand back the uint8 RGB pixels the
+tensor was made from (Pixel-Flipping inpaints those). Grayscale, palette, RGBA/LA (composited over
+white), CMYK, YCbCr and 16-bit images become 8-bit RGB; EXIF orientation is applied. Bad files raise
+one clear error naming the file.
+
+Image sets
+----------
+The images of the book are listed in ``data/images.tsv`` (file, sha256, public source URL, class)
+and grouped into named sets in ``data/sets.tsv`` (``castle``, ``castle2``, ``axolotl``,
+``dalmatian``, ``alp``, ``random10``, ``imagenet-samples``). :func:`fetch` copies them from a mirror
+folder (argument ``mirror`` or the environment variable ``LRPKIT_DATA_MIRROR``) or downloads them
+from their URLs, checks each sha256, and keeps them in the cache folder (:func:`cache_dir`:
+``$LRPKIT_CACHE`` if set, else ``data/cache/`` of the checkout, which git ignores). A file whose
+checksum does not match is rejected and never used.
+
+ILSVRC-2012 validation
+----------------------
+:class:`ImageNetVal` reads a user's copy of the validation set: class subfolders named by wnid, or
+flat files with a label file or the devkit. Classes are selected by index, wnid or name.
+
+References
+----------
+O. Russakovsky et al. ImageNet Large Scale Visual Recognition Challenge. IJCV 115, 2015.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .rules import IMAGENET_MEAN, IMAGENET_STD  # torchvision's ImageNet normalisation
+from .models import NUM_CLASSES, class_index, imagenet_categories, sha256_file
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "RESIZE_MODES",
+    "ChecksumError",
+    "ImageRecord",
+    "read_rgb",
+    "normalize",
+    "load_image",
+    "load_images",
+    "manifest",
+    "image_sets",
+    "image_set",
+    "fetch",
+    "cache_dir",
+    "data_dir",
+    "ImageNetVal",
+]
+
+#: Largest image accepted by :func:`read_rgb` (pixels); larger files are refused, not decoded.
+MAX_PIXELS = 100_000_000
+#: Smallest accepted shorter side (pixels): VGG's five pooling stages need 32.
+MIN_SIDE = 32
+#: Ways to bring an image to ``size x size``.
+RESIZE_MODES = ("auto", "crop", "exact", "none")
+
+MIRROR_ENV = "LRPKIT_DATA_MIRROR"
+CACHE_ENV = "LRPKIT_CACHE"
+_WNID = re.compile(r"n\d{8}")
+_IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+
+
+class ChecksumError(ValueError):
+    """A file's sha256 differs from the manifest's; the file is rejected."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading one image
+
+
+def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (alpha composited over white)."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I"):  # 16-bit (I;16, I;16B, ...) or 32-bit integer grayscale
+        values = np.asarray(img)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"unsupported image {path}: integer pixels outside the 16-bit range")
+        gray = np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(np.stack([gray] * 3, axis=-1), "RGB")
+    if mode == "F":
+        raise ValueError(f"unsupported image {path}: floating-point pixels (mode F) have no "
+                         "defined range; convert it to 8- or 16-bit first")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:] / 255.0
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return Image.fromarray(np.round(rgb).astype(np.uint8), "RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError as err:
+        raise ValueError(f"unsupported image {path}: cannot convert mode {mode} to RGB ({err})") from None
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size must be an int, not {type(size).__name__}")
+    if size < MIN_SIDE:
+        raise ValueError(f"size {size} too small: VGG needs at least {MIN_SIDE} pixels")
+    return size
+
+
+def _resize(img: Image.Image, size: int, resize: str, path: Path) -> Image.Image:
+    width, height = img.size
+    if resize == "auto":
+        resize = "none" if (width, height) == (size, size) else "crop"
+    if resize == "none":
+        if (width, height) != (size, size):
+            raise ValueError(f"image {path} is {width}x{height}, not {size}x{size} "
+                             "(resize='none'); use resize='crop' or 'exact'")
+        return img
+    if resize == "exact":
+        return img.resize((size, size), Image.BILINEAR)
+    # "crop": shorter side to size * 256 / 224 (256 for 224), then the centre size x size, as
+    # torchvision's ImageNet evaluation transform does.
+    short = round(size * 256 / 224)
+    if width <= height:
+        new = (short, max(short, int(short * height / width)))
+    else:
+        new = (max(short, int(short * width / height)), short)
+    img = img.resize(new, Image.BILINEAR)
+    left = int(round((new[0] - size) / 2.0))
+    top = int(round((new[1] - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
+             max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Read an image file as uint8 RGB pixels ``[size, size, 3]``.
+
+    Parameters
+    ----------
+    path : str or path
+        Any file Pillow reads (JPEG, PNG, TIFF, BMP, WebP, GIF: first frame).
+    size : int
+        Side of the square output.
+    resize : {"auto", "crop", "exact", "none"}
+        ``"crop"``: shorter side to ``round(size * 256 / 224)`` (bilinear), then the centre
+        ``size x size`` (torchvision's ImageNet evaluation transform). ``"exact"``: stretch to
+        ``size x size``. ``"none"``: the image must already be ``size x size``. ``"auto"``
+        (default): ``"none"`` for an image that is already ``size x size`` (like the thesis's
+        224x224 castle), else ``"crop"``.
+    max_pixels : int
+        Larger images are refused before they are decoded.
+    min_side : int
+        Images whose shorter side is smaller are refused (upsampling them would invent content).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Empty, not an image, truncated or corrupt, too small, too large, or unsupported pixels.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    size = _check_size(size)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"not an image file but a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"empty file, not an image: {path}")
+    with warnings.catch_warnings():
+        # lrpkit applies its own limit (max_pixels) before decoding
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except UnidentifiedImageError:
+            raise ValueError(f"not an image file (no image format recognised): {path}") from None
+        except Image.DecompressionBombError as err:
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            count = found.group(1) if found else f"more than {max_pixels}"
+            raise ValueError(f"image too large: {path} has {count} pixels (limit {max_pixels}); "
+                             "downscale it first") from None
+        except OSError as err:
+            raise ValueError(f"cannot read image {path}: {err}") from None
+    with img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ValueError(f"image too large: {path} is {width}x{height} = {width * height} "
+                             f"pixels (limit {max_pixels}); downscale it first")
+        if min(width, height) < min_side:
+            raise ValueError(f"image too small: {path} is {width}x{height} pixels; the shorter "
+                             f"side must be at least {min_side}")
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise ValueError(f"truncated or corrupt image file {path}: {err}") from None
+        try:
+            oriented = ImageOps.exif_transpose(img)
+        except Exception as err:  # noqa: BLE001 - malformed EXIF must not stop the image
+            warnings.warn(f"{path}: EXIF orientation ignored (unreadable EXIF: {err})", stacklevel=2)
+            oriented = img.copy()
+        rgb = _to_rgb(oriented, path)
+    rgb = _resize(rgb, size, resize, path)
+    return np.array(rgb, dtype=np.uint8)
+
+
+def normalize(rgb: np.ndarray | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+    """uint8 RGB ``[H, W, 3]`` (or a batch ``[B, H, W, 3]``) to the normalised float32 tensor
+    ``[B, 3, H, W]``: ``(rgb / 255 - IMAGENET_MEAN) / IMAGENET_STD``."""
+    pixels = torch.as_tensor(np.asarray(rgb))
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"rgb must be uint8 pixels, not {pixels.dtype}")
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise ValueError(f"rgb must have shape [H, W, 3] or [B, H, W, 3], not {list(pixels.shape)}")
+    x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous().to(device) if device is not None else x.contiguous()
+
+
+def load_image(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
+               return_rgb: bool = False, device: str | torch.device | None = None,
+               max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE):
+    """Load an image as the normalised tensor ``[1, 3, size, size]`` of a torchvision model.
+
+    Parameters are those of :func:`read_rgb`; with ``return_rgb=True`` the uint8 RGB pixels
+    ``[size, size, 3]`` the tensor was made from are returned too, as ``(x, rgb)``.
+    """
+    rgb = read_rgb(path, size, resize, max_pixels=max_pixels, min_side=min_side)
+    x = normalize(rgb, device)
+    return (x, rgb) if return_rgb else x
+
+
+def load_images(paths: Sequence[str | os.PathLike], size: int = 224, resize: str = "auto", *,
+                return_rgb: bool = False, device: str | torch.device | None = None,
+                progress: bool | None = None):
+    """Load several images as one batch ``[N, 3, size, size]`` (and ``[N, size, size, 3]`` uint8
+    with ``return_rgb=True``), with a progress bar for long lists."""
+    paths = list(paths)
+    if not paths:
+        raise ValueError("no images given")
+    rgbs = [read_rgb(p, size, resize) for p in
+            tqdm(paths, desc="load images", unit="image", disable=_no_bar(progress, len(paths)))]
+    rgb = np.stack(rgbs)
+    x = normalize(rgb, device)
+    return (x, rgb) if return_rgb else x
+
+
+def _no_bar(progress: bool | None, count: int) -> bool | None:
+    """tqdm's ``disable``: None (automatic: only on a terminal) unless forced, and never for one item."""
+    if progress is None:
+        return True if count <= 1 else None
+    return not progress
+
+
+# --------------------------------------------------------------------------------------------
+# Image sets: manifest, cache, fetch
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One image of the manifest ``data/images.tsv``.
+
+    Attributes
+    ----------
+    file : str
+        Path relative to the cache (and to a mirror folder), e.g. ``imagenet-samples/...JPEG``.
+    sha256 : str
+        Checksum the fetched file must have.
+    source_url : str
+        Public URL it is downloaded from.
+    class_index, wnid, class_name :
+        ImageNet label (torchvision's class index, WordNet id, name).
+    path : pathlib.Path or None
+        Where the verified file lies in the cache (set by :func:`image_set`).
+    """
+
+    file: str
+    sha256: str
+    source_url: str
+    class_index: int
+    wnid: str
+    class_name: str
+    path: Path | None = None
+
+
+def data_dir() -> Path:
+    """The checkout's ``data/`` folder with the manifests."""
+    folder = Path(__file__).resolve().parent.parent / "data"
+    if not (folder / "images.tsv").is_file():
+        raise FileNotFoundError(
+            f"image manifest not found: {folder / 'images.tsv'} (lrpkit's image sets need its "
+            "source checkout; install it with pip install -e)")
+    return folder
+
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Folder the fetched images are kept in: ``cache`` if given, else ``$LRPKIT_CACHE``, else
+    ``data/cache/`` of the checkout (ignored by git)."""
+    if cache is None:
+        cache = os.environ.get(CACHE_ENV) or None
+    if cache is None:
+        return data_dir() / "cache"
+    return Path(cache).expanduser()
+
+
+def _mirror(mirror: str | os.PathLike | None) -> Path | None:
+    source = "mirror"
+    if mirror is None:
+        mirror = os.environ.get(MIRROR_ENV, "").strip() or None
+        source = f"mirror folder of {MIRROR_ENV}"
+    if mirror is None:
+        return None
+    folder = Path(mirror).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{source} not found: {folder}")
+    return folder
+
+
+def manifest() -> list[ImageRecord]:
+    """All images of ``data/images.tsv``, in file order."""
+    with open(data_dir() / "images.tsv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [ImageRecord(file=r["file"], sha256=r["sha256"], source_url=r["source_url"],
+                        class_index=int(r["class_index"]), wnid=r["wnid"],
+                        class_name=r["class_name"]) for r in rows]
+
+
+def image_sets() -> dict[str, tuple[str, ...]]:
+    """Named image sets of ``data/sets.tsv``: set name -> files (in the order listed)."""
+    sets: dict[str, list[str]] = {}
+    with open(data_dir() / "sets.tsv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            sets.setdefault(row["set"], []).append(row["file"])
+    return {name: tuple(files) for name, files in sets.items()}
+
+
+def _select(names: str | Iterable[str] | None) -> list[ImageRecord]:
+    records = manifest()
+    if names is None:
+        return records
+    if isinstance(names, str):
+        names = [names]
+    sets = image_sets()
+    by_file = {r.file: r for r in records}
+    chosen: dict[str, ImageRecord] = {}
+    for name in names:
+        if name not in sets:
+            near = difflib.get_close_matches(name, sets, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown image set {name!r}{hint}; known sets: {', '.join(sorted(sets))}")
+        for file in sets[name]:
+            chosen.setdefault(file, by_file[file])
+    return list(chosen.values())
+
+
+def _download(url: str, dest: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "lrpkit"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        reason = getattr(err, "reason", err)
+        raise FileNotFoundError(
+            f"cannot download {url} ({reason}); without network, set {MIRROR_ENV} or pass "
+            "--mirror DIR with a folder holding the files") from None
+
+
+def _fetch_one(record: ImageRecord, dest: Path, mirror: Path | None, timeout: float) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        if mirror is not None:
+            source = mirror / record.file
+            if not source.is_file():
+                raise FileNotFoundError(f"{record.file} is not in the mirror folder {mirror}")
+            shutil.copyfile(source, part)
+        else:
+            source = record.source_url
+            _download(record.source_url, part, timeout)
+        digest = sha256_file(part)
+        if digest != record.sha256:
+            raise ChecksumError(f"checksum mismatch for {record.file} from {source}: sha256 "
+                                f"{digest}, expected {record.sha256}; the file was rejected")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _verified(path: Path, record: ImageRecord) -> bool:
+    """True if the cached file is there and intact; a damaged one is deleted."""
+    if not path.is_file():
+        return False
+    if sha256_file(path) == record.sha256:
+        return True
+    path.unlink()
+    return False
+
+
+def fetch(sets: str | Iterable[str] | None = None, *, mirror: str | os.PathLike | None = None,
+          cache: str | os.PathLike | None = None, force: bool = False,
+          progress: bool | None = None, timeout: float = 30.0) -> list[Path]:
+    """Fetch the images of the named sets (all of the manifest by default) into the cache.
+
+    Each file is copied from the mirror folder (``mirror``, else ``$LRPKIT_DATA_MIRROR``) when one
+    is set, else downloaded from its source URL, and kept only if its sha256 matches the manifest.
+    Files already cached and intact are not fetched again (unless ``force``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The cached files, in manifest order.
+
+    Raises
+    ------
+    ChecksumError
+        A fetched file has the wrong sha256 (it is deleted, not cached).
+    FileNotFoundError
+        A file missing from the mirror, a failed download, a mirror folder that does not exist.
+    ValueError
+        An unknown set name.
+    """
+    records = _select(sets)
+    root = cache_dir(cache)
+    source = _mirror(mirror)
+    paths = []
+    bar = tqdm(records, desc="fetch images", unit="file", disable=_no_bar(progress, len(records)))
+    for record in bar:
+        dest = root / record.file
+        if force or not _verified(dest, record):
+            _fetch_one(record, dest, source, timeout)
+        paths.append(dest)
+    return paths
+
+
+def image_set(name: str, *, fetch_missing: bool = True, mirror: str | os.PathLike | None = None,
+              cache: str | os.PathLike | None = None) -> list[ImageRecord]:
+    """The images of a named set, each with the ``path`` of its verified file in the cache.
+
+    Missing or damaged files are fetched (see :func:`fetch`) unless ``fetch_missing=False``, in
+    which case a :class:`FileNotFoundError` says to run ``lrpkit data fetch``.
+    """
+    records = _select(name)
+    root = cache_dir(cache)
+    out = []
+    for record in records:
+        path = root / record.file
+        if not _verified(path, record):
+            if not fetch_missing:
+                raise FileNotFoundError(f"{record.file} of image set {name!r} is not in the cache "
+                                        f"{root}; run `lrpkit data fetch {name}`")
+            _fetch_one(record, path, _mirror(mirror), 30.0)
+        out.append(dataclasses.replace(record, path=path))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# ILSVRC-2012 validation
+
+
+def _read_wnids(wnids: str | os.PathLike | Sequence[str]) -> list[str]:
+    """1000 wnids in torchvision's class order (sorted), from a list or a file holding one per
+    line (the first ``n########`` token of each line: LOC_synset_mapping.txt, a TSV, ...)."""
+    if isinstance(wnids, (str, os.PathLike)):
+        path = Path(wnids)
+        if not path.is_file():
+            raise FileNotFoundError(f"wnid file not found: {path}")
+        found = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = _WNID.search(line)
+            if match:
+                found.append(match.group())
+        wnids = found
+    unique = sorted(set(wnids))
+    if len(unique) != NUM_CLASSES or len(unique) != len(list(wnids)):
+        raise ValueError(f"expected {NUM_CLASSES} distinct ImageNet wnids, got {len(unique)} "
+                         f"distinct of {len(list(wnids))}")
+    return unique
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+
+
+def _read_devkit(devkit: Path) -> tuple[list[str], list[str]]:
+    """Leaf wnids in ILSVRC2012_ID order and, per validation image, its wnid (devkit t12)."""
+    meta = devkit / "data" / "meta.mat"
+    truth = devkit / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    for needed in (meta, truth):
+        if not needed.is_file():
+            raise FileNotFoundError(f"devkit file not found: {needed}")
+    try:
+        import scipy.io
+    except ImportError:
+        raise ValueError("reading the devkit's meta.mat needs scipy (pip install scipy)") from None
+    synsets = scipy.io.loadmat(meta, squeeze_me=True)["synsets"]
+    id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets
+                  if int(s["num_children"]) == 0}
+    try:
+        labels = [id_to_wnid[int(line)] for line in truth.read_text().split()]
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{truth} holds an ILSVRC2012_ID that is not a leaf class of {meta}: {err}") from None
+    return sorted(id_to_wnid.values()), labels
+
+
+class ImageNetVal:
+    """A local copy of the ILSVRC-2012 validation images.
+
+    Parameters
+    ----------
+    root : str or path
+        Either a folder with one subfolder per class, named by wnid (``n01632777/...``; all 1000,
+        or pass ``wnids``), or a folder of flat files (``ILSVRC2012_val_00000001.JPEG``, ...) with
+        ``labels`` or ``devkit``.
+    labels : str or path, optional
+        For flat files: a text or CSV file with a line per image, ``<file or id> <label>``, the
+        label being torchvision's class index (0-999, e.g. Caffe's ``val.txt``) or a wnid (e.g.
+        Kaggle's ``LOC_val_solution.csv``).
+    devkit : str or path, optional
+        For flat files: the ``ILSVRC2012_devkit_t12`` folder (its ``data/meta.mat`` and
+        ``data/ILSVRC2012_validation_ground_truth.txt``; needs scipy).
+    wnids : str, path or sequence of str, optional
+        The 1000 wnids (a list, or a file with one per line such as ``LOC_synset_mapping.txt``);
+        class index = position in sorted order, as in torchvision.
+
+    Attributes
+    ----------
+    samples : list of (pathlib.Path, int)
+        Every image with its class index, sorted by file name within a class.
+    wnids : list of str or None
+        The 1000 wnids in class-index order, when known.
+    categories : list of str
+        Class names from torchvision's weights metadata.
+
+    Examples
+    --------
+    The thesis's 50 axolotl images: ``ImageNetVal(root).images("axolotl", n=50)`` (class 29).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, labels: str | os.PathLike | None = None,
+                 devkit: str | os.PathLike | None = None,
+                 wnids: str | os.PathLike | Sequence[str] | None = None):
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"ImageNet validation folder not found: {self.root}")
+        self.categories = imagenet_categories()
+        self.wnids: list[str] | None = _read_wnids(wnids) if wnids is not None else None
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and _WNID.fullmatch(p.name))
+        if folders:
+            self._from_folders(folders)
+        else:
+            self._from_flat(labels, devkit)
+        if not self.samples:
+            raise ValueError(f"no images found in {self.root}")
+
+    def _from_folders(self, folders: list[Path]) -> None:
+        names = [f.name for f in folders]
+        if self.wnids is None:
+            if len(names) != NUM_CLASSES:
+                raise ValueError(
+                    f"{self.root} has {len(names)} class folders, not {NUM_CLASSES}: the class "
+                    "index is the position among all 1000 sorted wnids, so pass wnids=FILE")
+            self.wnids = names
+        index = {w: i for i, w in enumerate(self.wnids)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise ValueError(f"class folders {unknown[:3]} in {self.root} are not ImageNet-1k wnids")
+        self.samples = [(p, index[f.name]) for f in folders for p in _image_files(f)]
+
+    def _from_flat(self, labels, devkit) -> None:
+        files = _image_files(self.root)
+        if labels is None and devkit is None:
+            raise ValueError(f"{self.root} has no wnid class folders; for flat files pass "
+                             "labels=FILE (or --labels) or devkit=DIR (or --devkit)")
+        by_stem = {p.stem: p for p in files}
+        pairs: list[tuple[Path, int]] = []
+        if devkit is not None:
+            leaf_wnids, truth = _read_devkit(Path(devkit).expanduser())
+            self.wnids = self.wnids or leaf_wnids
+            index = {w: i for i, w in enumerate(self.wnids)}
+            for number, wnid in enumerate(truth, start=1):
+                path = by_stem.get(f"ILSVRC2012_val_{number:08d}")
+                if path is not None:
+                    pairs.append((path, index[wnid]))
+        else:
+            pairs = self._read_labels(Path(labels).expanduser(), by_stem)
+        self.samples = sorted(pairs, key=lambda s: (s[1], s[0].name))
+
+    def _read_labels(self, labels: Path, by_stem: dict[str, Path]) -> list[tuple[Path, int]]:
+        if not labels.is_file():
+            raise FileNotFoundError(f"label file not found: {labels}")
+        rows = []
+        for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), start=1):
+            tokens = line.replace(",", " ").split()
+            if not tokens:
+                continue
+            if len(tokens) == 1:
+                raise ValueError(
+                    f"{labels} line {number} has no file name; the devkit's ground truth "
+                    "(ILSVRC2012_IDs, not class indices) needs devkit=DIR instead")
+            rows.append((number, tokens[0], tokens[1]))
+        if rows and not (rows[0][2].isdigit() or _WNID.fullmatch(rows[0][2])):
+            rows = rows[1:]  # header line, e.g. "ImageId,PredictionString"
+        label_wnids = sorted({r[2] for r in rows if _WNID.fullmatch(r[2])})
+        if label_wnids and self.wnids is None:
+            if len(label_wnids) != NUM_CLASSES:
+                raise ValueError(f"{labels} names {len(label_wnids)} wnids, not {NUM_CLASSES}; "
+                                 "pass wnids=FILE to fix the class order")
+            self.wnids = label_wnids
+        index = {w: i for i, w in enumerate(self.wnids or [])}
+        pairs = []
+        for number, name, label in rows:
+            if label.isdigit():
+                cls = int(label)
+                if cls >= NUM_CLASSES:
+                    raise ValueError(f"{labels} line {number}: class {cls} out of range 0-999")
+            elif label in index:
+                cls = index[label]
+            else:
+                raise ValueError(f"{labels} line {number}: label {label!r} is neither a class "
+                                 "index nor a known wnid")
+            path = by_stem.get(Path(name).stem)
+            if path is not None:
+                pairs.append((path, cls))
+        return pairs
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int) -> tuple[Path, int]:
+        return self.samples[item]
+
+    def class_index(self, cls: int | str) -> int:
+        """Class index of an index, a wnid (``"n01632777"``) or a name (``"axolotl"``; case and
+        underscores do not matter unless they are needed to tell two classes apart)."""
+        if not isinstance(cls, str):
+            return class_index(cls)
+        if _WNID.fullmatch(cls):
+            if self.wnids is None:
+                raise ValueError(f"wnids of {self.root} are unknown (labels are class indices); "
+                                 "pass wnids=FILE to select by wnid")
+            if cls not in self.wnids:
+                raise ValueError(f"wnid {cls} is not an ImageNet-1k class")
+            return self.wnids.index(cls)
+        return class_index(cls)
+
+    def images(self, cls: int | str, n: int | None = None) -> list[Path]:
+        """The first ``n`` images of a class (all if None), in sorted file-name order: the same
+        images on every machine."""
+        index = self.class_index(cls)
+        paths = sorted((p for p, c in self.samples if c == index), key=lambda p: p.name)
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"n must be a positive int, not {n!r}")
+            if n > len(paths):
+                raise ValueError(f"class {index} ({self.categories[index]}) has {len(paths)} "
+                                 f"images in {self.root}, fewer than n={n}")
+            paths = paths[:n]
+        return paths

@@ -1,0 +1,101 @@
+"""Heatmaps: relevance to colours with the red/blue map of the thesis.
+
+The thesis (and Montavon et al.'s LRP tutorial it follows) draws a heatmap by summing the relevance
+over the colour channels, clipping it to ``[-b, b]`` with ``b = 10 * mean(|R|^3)^(1/3)``, and
+colouring it with matplotlib's ``seismic`` map darkened to 85 %: red for positive relevance, blue
+for negative, light gray (217) for none.
+
+References
+----------
+G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller. Layer-Wise Relevance Propagation:
+An Overview. In *Explainable AI*, Springer LNCS 11700, 2019.
+R. Bermudez Schettino. In-Depth Hyperparameter Selection for Layer-Wise Relevance Propagation.
+Master's thesis, TU Berlin, 2022 (heatmap figures).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import ListedColormap
+from PIL import Image
+
+__all__ = ["LRP_CMAP", "relevance_map", "heatmap_bound", "heatmap_rgb", "save_heatmap"]
+
+
+def _lrp_cmap() -> ListedColormap:
+    seismic = colormaps["seismic"]
+    colours = seismic(np.arange(seismic.N))
+    colours[:, :3] *= 0.85
+    return ListedColormap(colours, name="lrp")
+
+
+#: The thesis's colour map: seismic with its RGB scaled by 0.85 (blue - gray - red).
+LRP_CMAP = _lrp_cmap()
+
+
+def relevance_map(relevance) -> np.ndarray:
+    """Relevance ``[H, W]``, ``[C, H, W]`` or ``[1, C, H, W]`` (tensor or array) summed over the
+    channels to a float64 ``[H, W]`` map.
+
+    Raises
+    ------
+    ValueError
+        A batch of more than one heatmap, a shape that is not an image, or NaN/inf values.
+    """
+    if torch.is_tensor(relevance):
+        relevance = relevance.detach().to("cpu", torch.float64).numpy()
+    values = np.asarray(relevance, dtype=np.float64)
+    if values.ndim == 4:
+        if values.shape[0] != 1:
+            raise ValueError(f"relevance holds {values.shape[0]} heatmaps; pass one at a time")
+        values = values[0]
+    if values.ndim == 3:
+        values = values.sum(axis=0)
+    if values.ndim != 2 or 0 in values.shape:
+        raise ValueError(f"relevance must have shape [H, W], [C, H, W] or [1, C, H, W], "
+                         f"not {list(np.shape(relevance))}")
+    if not np.isfinite(values).all():
+        raise ValueError("relevance contains NaN or infinite values; no heatmap drawn")
+    return values
+
+
+def heatmap_bound(values: np.ndarray) -> float:
+    """The thesis's colour limit ``10 * mean(|R|^3)^(1/3)`` of a ``[H, W]`` map."""
+    return float(10.0 * np.mean(np.abs(values) ** 3) ** (1.0 / 3.0))
+
+
+def heatmap_rgb(relevance, bound: float | None = None, cmap=LRP_CMAP) -> np.ndarray:
+    """Colour a relevance map: uint8 RGB ``[H, W, 3]``, one pixel per input pixel.
+
+    Parameters
+    ----------
+    relevance : tensor or array
+        ``[H, W]``, ``[C, H, W]`` or ``[1, C, H, W]``; channels are summed.
+    bound : float, optional
+        Values are clipped to ``[-bound, bound]``; default :func:`heatmap_bound`. A map of zeros
+        is drawn all gray.
+    cmap : matplotlib colormap
+        Default :data:`LRP_CMAP`.
+    """
+    values = relevance_map(relevance)
+    if bound is None:
+        bound = heatmap_bound(values)
+    if not np.isfinite(bound) or bound < 0:
+        raise ValueError(f"bound must be a finite non-negative number, not {bound}")
+    scaled = np.zeros_like(values) if bound == 0 else np.clip(values / bound, -1.0, 1.0)
+    return np.ascontiguousarray(cmap((scaled + 1.0) / 2.0, bytes=True)[..., :3])
+
+
+def save_heatmap(relevance, path: str | os.PathLike, bound: float | None = None,
+                 cmap=LRP_CMAP) -> Path:
+    """Write :func:`heatmap_rgb` of ``relevance`` as a PNG at the input's resolution."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"heatmaps are written as PNG; {path} does not end in .png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(heatmap_rgb(relevance, bound, cmap), "RGB").save(path)
+    return path
