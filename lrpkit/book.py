@@ -126,11 +126,28 @@ def _weights_record(model: Any) -> dict[str, Any] | None:
                          "with lrpkit.models.vgg16(...) so that the page can say which weights "
                          "made its figures")
     if isinstance(record, Mapping):
-        return dict(record)
-    if hasattr(record, "__dataclass_fields__"):
+        record = dict(record)
+    elif hasattr(record, "__dataclass_fields__"):
         import dataclasses
-        return dataclasses.asdict(record)
-    return dict(vars(record))
+        record = dataclasses.asdict(record)
+    else:
+        record = dict(vars(record))
+    record["state_sha256"] = state_sha256(model)
+    return record
+
+
+def state_sha256(model: Any) -> str:
+    """SHA-256 over a model's ``state_dict`` (names, dtypes, shapes and values, on the CPU).
+
+    Random weights have no file to checksum; this identifies them all the same (the same seed
+    and torch version give the same hash on every machine).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -169,17 +186,18 @@ class Provenance:
         if self.weights is None:
             return "none (no network involved)"
         w = self.weights
-        name = w.get("source", w.get("kind", w.get("name", "?")))
-        sha = w.get("sha256")
-        seed = w.get("seed")
-        text = str(name)
-        if seed is not None and self.random_weights:
-            text += f" (seed {seed})"
-        if sha:
-            text += f", sha256 {sha}"
-        path = w.get("path")
-        if path:
-            text += f", file {path}"
+        text = f"{w.get('arch', 'network')} {w.get('source', '?')}"
+        if self.random_weights:
+            text += f" (seed {w.get('seed')}"
+            if w.get("requested") not in (None, "random"):
+                text += f"; {w['requested']!r} was requested, pretrained weights unavailable"
+            text += ")"
+        elif w.get("source") == "imagenet":
+            text += " pretrained" + ("" if w.get("verified", True) else " (UNVERIFIED checksum)")
+        if w.get("path"):
+            text += f", file {w['path']} (sha256 {w.get('sha256')})"
+        if w.get("state_sha256"):
+            text += f", parameters sha256 {w['state_sha256'][:16]}…"
         return text
 
     def _repr_html_(self) -> str:
@@ -302,7 +320,7 @@ class Figure:
     notebook: Path          # relative to the book root
     chapter: str            # docname of the prose page showing it, e.g. "book/what-lrp-sees"
     gpu: bool               # whether the `full` profile needs a GPU to be practical
-    data: list[str]         # files or folders relative to the data mirror
+    data: list[str]         # image sets of data/sets.tsv that the notebook reads
     parameters: dict[str, dict[str, Any]]   # "all" and one entry per profile
 
     @property
@@ -426,39 +444,51 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_mirror() -> Path | None:
-    """The local data mirror (``LRPKIT_DATA_MIRROR``), if set."""
-    value = os.environ.get("LRPKIT_DATA_MIRROR", "").strip()
-    return Path(value) if value else None
-
-
 def data_checksums(figure: Figure) -> dict[str, str]:
-    """SHA-256 of every data file the figure declares (folders: every file inside)."""
+    """SHA-256 of every image of the image sets the figure declares (``data:`` in the registry),
+    from the manifest ``data/images.tsv`` that :mod:`lrpkit.data` checks every fetched file
+    against."""
     if not figure.data:
         return {}
-    mirror = data_mirror()
-    if mirror is None or not mirror.is_dir():
-        raise FileNotFoundError(f"figure {figure.id!r} reads {figure.data} but the data mirror "
-                                f"LRPKIT_DATA_MIRROR={os.environ.get('LRPKIT_DATA_MIRROR', '')!r} "
-                                "is not a folder (the Makefile sets it to ../shared/data)")
-    sums = {}
-    for name in figure.data:
-        path = mirror / name
-        if path.is_dir():
-            for item in sorted(p for p in path.rglob("*") if p.is_file()):
-                sums[item.relative_to(mirror).as_posix()] = _sha256_file(item)
-        elif path.is_file():
-            sums[name] = _sha256_file(path)
-        else:
-            raise FileNotFoundError(f"figure {figure.id!r}: data {name!r} not found in {mirror}")
-    return sums
+    from . import data
+
+    sets = data.image_sets()
+    unknown = [name for name in figure.data if name not in sets]
+    if unknown:
+        raise ValueError(f"figure {figure.id!r}: data {unknown} are not image sets of "
+                         f"data/sets.tsv ({', '.join(sorted(sets))})")
+    wanted = {file for name in figure.data for file in sets[name]}
+    return {r.file: r.sha256 for r in data.manifest() if r.file in wanted}
 
 
-def _weights_inputs(weights: str) -> dict[str, str]:
-    path = Path(str(weights)).expanduser()
-    if str(weights) not in ("auto", "imagenet", "random") and path.is_file():
-        return {"weights_file_sha256": _sha256_file(path)}
-    return {}
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _sha256_memo(path: Path) -> str:
+    """sha256 of a (large) file, remembered per (path, size, mtime) within the process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = _sha256_file(path)
+    return _SHA_MEMO[key]
+
+
+def _weights_inputs(weights: str) -> dict[str, Any]:
+    """What the ``weights`` parameter resolves to: for ``auto``/``imagenet`` whether the
+    pretrained file is present (and its checksum), for a path the file's checksum."""
+    weights = str(weights)
+    if weights == "random":
+        return {}
+    if weights in ("auto", "imagenet"):
+        from . import models
+
+        file = models.pretrained_file("vgg16")
+        return {"pretrained_file_sha256": _sha256_memo(file) if file.is_file() else None}
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights {weights!r}: no such file (use auto, imagenet, "
+                                "random or the path of a VGG-16 state dict)")
+    return {"weights_file_sha256": _sha256_memo(path)}
 
 
 def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -470,7 +500,7 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> 
         "lrpkit_version": lrpkit_version(),
         "packages": _package_versions(PINNED_PACKAGES),
         "data_sha256": data_checksums(figure),
-        **_weights_inputs(parameters.get("weights", "")),
+        **_weights_inputs(parameters["weights"]),
     }
 
 

@@ -6,6 +6,7 @@ built (smoke profile) and browsed in tests/test_book_site.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import textwrap
@@ -14,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lrpkit import book
+from lrpkit import book, data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +79,7 @@ def tiny_book(tmp_path, monkeypatch):
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     shutil.copytree(REPO / "book" / "_ext", root / "book" / "_ext")
     shutil.copytree(REPO / "book" / "_static", root / "book" / "_static")
+    shutil.copy(REPO / "book" / "references.bib", root / "book" / "references.bib")
     (root / "_toc.yml").write_text(textwrap.dedent("""\
         format: jb-book
         root: book/index
@@ -95,15 +97,11 @@ def tiny_book(tmp_path, monkeypatch):
             title: A line
             notebook: a.ipynb
             chapter: book/chap
-            data: [castle.txt]
+            data: [castle]
             parameters:
               all: {scale: 2.0}
               smoke: {scale: 0.5}
         """))
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    (mirror / "castle.txt").write_text("not really a castle\n")
-    monkeypatch.setenv("LRPKIT_DATA_MIRROR", str(mirror))
     return root
 
 
@@ -184,10 +182,14 @@ def test_cache_key_follows_notebook_parameters_data_and_lrpkit(tiny_book, monkey
     assert key() == base                                           # deterministic
     assert key({**params, "scale": 0.25}) != base                  # parameters
     assert key({**params, "device": "cuda"}) != base
-    data = Path(book.data_mirror()) / "castle.txt"
-    data.write_text("another castle\n")                            # data checksum
+    records = data.manifest()
+    assert book.data_checksums(figure) == {"castle.jpg": next(
+        r.sha256 for r in records if r.file == "castle.jpg")}
+    changed = [dataclasses.replace(r, sha256="0" * 64) if r.file == "castle.jpg" else r
+               for r in records]
+    monkeypatch.setattr(data, "manifest", lambda: changed)        # data checksum
     assert key() != base
-    data.write_text("not really a castle\n")
+    monkeypatch.setattr(data, "manifest", lambda: records)
     assert key() == base
     nb = tiny_book / "notebooks" / "a.ipynb"
     nb.write_bytes(nb.read_bytes() + b"\n")                        # notebook file
@@ -198,11 +200,50 @@ def test_cache_key_follows_notebook_parameters_data_and_lrpkit(tiny_book, monkey
     assert key() != base                                           # lrpkit version/source
 
 
-def test_missing_data_is_a_clear_error(tiny_book, monkeypatch):
+def test_unknown_image_set_is_a_clear_error(tiny_book):
+    path = tiny_book / "notebooks" / "figures.yml"
+    path.write_text(path.read_text().replace("data: [castle]", "data: [castel]"))
     (figure,) = book.load_registry(tiny_book)
-    monkeypatch.setenv("LRPKIT_DATA_MIRROR", str(tiny_book / "no-such-folder"))
-    with pytest.raises(FileNotFoundError, match="LRPKIT_DATA_MIRROR"):
+    with pytest.raises(ValueError, match=r"data \['castel'\] are not image sets"):
         book.data_checksums(figure)
+
+
+def test_weights_are_part_of_the_inputs(tiny_book, tmp_path):
+    (figure,) = book.load_registry(tiny_book)
+    common = {"device": "cpu", "seed": 0}
+    state = tmp_path / "state.pth"
+    state.write_bytes(b"weights v1")
+    keys = {w: book.fingerprint(book.figure_inputs(
+        tiny_book, figure, figure.resolved_parameters("smoke", {**common, "weights": w})))
+        for w in ("auto", "random", str(state))}
+    assert len(set(keys.values())) == 3
+    state.write_bytes(b"weights v2")
+    assert book.fingerprint(book.figure_inputs(tiny_book, figure, figure.resolved_parameters(
+        "smoke", {**common, "weights": str(state)}))) != keys[str(state)]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        book.figure_inputs(tiny_book, figure, figure.resolved_parameters(
+            "smoke", {**common, "weights": str(tmp_path / "missing.pth")}))
+
+
+def test_provenance_names_random_weights_and_identifies_them():
+    import warnings
+
+    from lrpkit import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", models.RandomWeightsWarning)
+        a = models.vgg11(weights="random", seed=0)
+        b = models.vgg11(weights="random", seed=0)
+        c = models.vgg11(weights="random", seed=1)
+    params = {"device": "cpu", "weights": "random", "profile": "smoke", "seed": 0}
+    pa, pb, pc = (book.provenance(params, model=m) for m in (a, b, c))
+    assert pa.random_weights and "Random weights" in pa.banner()._repr_html_()
+    assert pa.weights["state_sha256"] == pb.weights["state_sha256"] != pc.weights["state_sha256"]
+    record = book.provenance_record({"data": {"text/html": pa._repr_html_()}})
+    assert record["weights"]["source"] == "random" and record["parameters"] == params
+    assert not book.provenance(params).random_weights                # no network involved
+    with pytest.raises(ValueError, match="missing weights"):
+        book.provenance({"device": "cpu", "profile": "smoke", "seed": 0})
 
 
 # --------------------------------------------------------------------------------------------
