@@ -659,6 +659,11 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
         os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
     # Figures are glued as PNG by the inline backend, whatever the caller's MPLBACKEND.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # tqdm.auto in a kernel without ipywidgets warns on every import; its bars still work.
+    quiet = "ignore:IProgress not found:Warning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            w for w in (os.environ.get("PYTHONWARNINGS", ""), quiet) if w)
 
     results, failures = [], []
     bar = tqdm(figures, desc="figures", unit="fig", disable=not progress, dynamic_ncols=True)
