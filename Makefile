@@ -38,4 +38,4 @@ bench: setup
 	$(PY) bench/lrp_speed.py
 
 clean:
-	rm -rf _build $(VENV)
+	rm -rf _build book/_generated $(VENV)

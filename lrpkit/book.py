@@ -552,7 +552,7 @@ def _describe_failure(figure: Figure, root: Path, exc: Exception, log: Path) -> 
 
 
 def _execute(root: Path, figure: Figure, parameters: Mapping[str, Any], out: Path, log: Path,
-             timeout: float | None) -> None:
+             timeout: float | None, env: Mapping[str, str]) -> None:
     import papermill
 
     logger = logging.getLogger("papermill")
@@ -568,7 +568,7 @@ def _execute(root: Path, figure: Figure, parameters: Mapping[str, Any], out: Pat
             str(root / figure.notebook), str(out), parameters=dict(parameters),
             kernel_name="python3", progress_bar=False, log_output=True, cwd=str(root),
             execution_timeout=timeout, start_timeout=120,
-            kernel_manager_class=_kernel_manager_writing_to(stream))
+            kernel_manager_class=_kernel_manager_writing_to(stream, env))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
@@ -577,15 +577,16 @@ def _execute(root: Path, figure: Figure, parameters: Mapping[str, Any], out: Pat
         stream.close()
 
 
-def _kernel_manager_writing_to(stream):
-    """A kernel manager whose kernel process writes its own stdout/stderr (kernel warnings,
-    C-level messages) to ``stream`` -- the notebook's log -- instead of the console."""
+def _kernel_manager_writing_to(stream, env: Mapping[str, str]):
+    """A kernel manager whose kernel runs with ``env`` and writes its own stdout/stderr (kernel
+    warnings, C-level messages) to ``stream`` -- the notebook's log -- not to the console."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):  # noqa: D401
             kw.setdefault("stdout", stream)
             kw.setdefault("stderr", stream)
+            kw.setdefault("env", dict(env))
             return await super().start_kernel(**kw)
 
     return LoggedKernelManager
@@ -641,6 +642,21 @@ def _check_kernel_lrpkit(figure: Figure, executed: Path) -> None:
                          "PYTHONPATH")
 
 
+def kernel_environment() -> dict[str, str]:
+    """The environment of the notebook kernels: this process's, plus what the book needs."""
+    env = dict(os.environ)
+    # The kernel imports the lrpkit this build runs from, whatever the kernel's cwd.
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_DIR.parent),
+                                         *(p for p in paths if p != str(_PACKAGE_DIR.parent))])
+    # Figures are glued as PNG by the inline backend, whatever the caller's MPLBACKEND.
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # tqdm.auto in a kernel without ipywidgets warns on every import; its bars still work.
+    env["PYTHONWARNINGS"] = ",".join(
+        w for w in (env.get("PYTHONWARNINGS", ""), "ignore:IProgress not found:Warning") if w)
+    return env
+
+
 def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Mapping[str, Any],
                 force: bool = False, timeout: float | None = None,
                 progress: bool = True) -> list[FigureResult]:
@@ -652,18 +668,7 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
     cache = build / "figures"
     logs.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
-    # The kernel imports the lrpkit this build runs from, whatever the kernel's cwd.
-    package_parent = str(_PACKAGE_DIR.parent)
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if package_parent not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([package_parent, *paths])
-    # Figures are glued as PNG by the inline backend, whatever the caller's MPLBACKEND.
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    # tqdm.auto in a kernel without ipywidgets warns on every import; its bars still work.
-    quiet = "ignore:IProgress not found:Warning"
-    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
-        os.environ["PYTHONWARNINGS"] = ",".join(
-            w for w in (os.environ.get("PYTHONWARNINGS", ""), quiet) if w)
+    env = kernel_environment()
 
     results, failures = [], []
     bar = tqdm(figures, desc="figures", unit="fig", disable=not progress, dynamic_ncols=True)
@@ -685,7 +690,7 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
                            f"inputs {fp}:\n{json.dumps(inputs, indent=2, default=str)}\n\n")
             partial = cache / figure.id / f"{fp[:20]}.partial.ipynb"
             try:
-                _execute(root, figure, params, partial, log, timeout)
+                _execute(root, figure, params, partial, log, timeout, env)
                 _check_kernel_lrpkit(figure, partial)
             except Exception as exc:  # noqa: BLE001 -- reported with notebook and cell
                 message = (str(exc) if isinstance(exc, BuildError)
@@ -696,7 +701,7 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
                 results.append(FigureResult(figure.id, "failed", time.perf_counter() - start, fp,
                                             str(figure.output), str(log), message))
                 if progress:
-                    bar.write(f"FAILED {message}")
+                    bar.write(f"failed: {figure.id} (details at the end; log {log})")
                 continue
             with open(log, "a", encoding="utf-8") as handle:
                 handle.write(f"\nfinished in {time.perf_counter() - start:.1f} s\n")
