@@ -8,9 +8,19 @@ STAMP := $(VENV)/.installed-stamp
 # Local mirror of the image files (checked by sha256). CI and this machine keep one beside the checkout.
 export LRPKIT_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 
-.PHONY: setup book test bench clean
+# The book: `make book profile=full device=cuda`, one chapter with `chapter=what-lrp-sees`.
+# auto: device cuda if present, else cpu; profile full on cuda, else quick.
+profile ?= auto
+device ?= auto
+weights ?= auto
+chapter ?=
 
-setup: $(STAMP)
+.PHONY: setup system book test bench clean
+
+setup: $(STAMP) system
+
+system:
+	sh scripts/setup-system.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: setup
-	$(PY) -m lrpkit.demo --out _build/demo
+	$(PY) -m lrpkit.book build --profile $(profile) --device $(device) --weights $(weights) $(if $(chapter),--chapter $(chapter))
 
 test: setup
 	$(PY) -m pytest
@@ -29,4 +39,4 @@ bench: setup
 	$(PY) bench/pf_speed.py
 
 clean:
-	rm -rf _build $(VENV)
+	rm -rf _build book/_generated $(VENV)

@@ -83,11 +83,8 @@ class Rule:
     """Base class of the rules for convolutional and dense layers."""
 
     label: ClassVar[str] = "rule"
-
-    @property
-    def epsilon(self) -> Optional[Hyperparameter]:
-        """The ε the rule adds to its denominator, or None if it has none."""
-        return None
+    #: The ε the rule adds to its denominator, or None if it has none.
+    epsilon: ClassVar[Optional[Hyperparameter]] = None
 
     @property
     def batch_size(self) -> Optional[int]:
@@ -140,21 +137,17 @@ class Epsilon(Rule):
         ε >= 0, or one value per sample (1-D tensor of length B).
     """
 
-    epsilon_value: Hyperparameter = 0.25
+    epsilon: Hyperparameter = 0.25
     label: ClassVar[str] = "LRP-ε"
 
     def __init__(self, epsilon: Hyperparameter = 0.25):
-        object.__setattr__(self, "epsilon_value", _check_hyperparameter("epsilon", epsilon))
-
-    @property
-    def epsilon(self) -> Hyperparameter:
-        return self.epsilon_value
+        object.__setattr__(self, "epsilon", _check_hyperparameter("epsilon", epsilon))
 
     def take(self, index) -> "Epsilon":
-        return Epsilon(_take(self.epsilon_value, index))
+        return Epsilon(_take(self.epsilon, index))
 
     def hyperparameters(self) -> str:
-        return _describe("ε", self.epsilon_value)
+        return _describe("ε", self.epsilon)
 
     def __repr__(self) -> str:
         return f"Epsilon({self.hyperparameters()})"

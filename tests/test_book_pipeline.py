@@ -1,0 +1,345 @@
+"""The book build pipeline on tiny books: registry checks, cache keys, failures that name their
+cause (a raising notebook, a missing glue key), and Sphinx's -W as a second line of defence.
+
+The notebooks here import only numpy/matplotlib, so each runs in about a second; the real book is
+built (smoke profile) and browsed in tests/test_book_site.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lrpkit import book, data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_notebook(path: Path, params: str, *cells: str, outputs: bool = False) -> None:
+    """A clean source notebook: a title, a `parameters` cell, then code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    param_cell = nbformat.v4.new_code_cell(params)
+    param_cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny figure"), param_cell]
+    nb.cells += [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells]
+    if outputs:
+        nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="stale\n")]
+        nb.cells[-1].execution_count = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+PARAMS = 'device = "cpu"\nweights = "auto"\nprofile = "quick"\nseed = 0\nscale = 1.0'
+GOOD_CELLS = (
+    "from myst_nb import glue\nfrom lrpkit.book import provenance",
+    """
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, scale])
+    glue("line", fig, display=False)
+    glue("slope", scale)
+    """,
+    """
+    p = provenance(dict(device=device, weights=weights, profile=profile, seed=seed, scale=scale))
+    glue("provenance", p)
+    glue("banner", p.banner())
+    """,
+)
+CHAPTER = """\
+# Tiny chapter
+
+```{{glue}} banner
+:doc: _generated/chap/{fid}.ipynb
+```
+
+```{{glue}} {key}
+:doc: _generated/chap/{fid}.ipynb
+```
+
+The slope is {{glue:text}}`_generated/chap/{fid}.ipynb::slope:.2f`.
+
+```{{glue}} provenance
+:doc: _generated/chap/{fid}.ipynb
+```
+"""
+
+
+@pytest.fixture
+def tiny_book(tmp_path, monkeypatch):
+    """A one-chapter book with one figure notebook, using the project's _config.yml."""
+    root = tmp_path / "tiny"
+    root.mkdir()
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    shutil.copytree(REPO / "book" / "_ext", root / "book" / "_ext")
+    shutil.copytree(REPO / "book" / "_static", root / "book" / "_static")
+    shutil.copy(REPO / "book" / "references.bib", root / "book" / "references.bib")
+    (root / "_toc.yml").write_text(textwrap.dedent("""\
+        format: jb-book
+        root: book/index
+        chapters:
+          - file: book/chap
+            sections:
+              - glob: book/_generated/chap/*
+        """))
+    (root / "book" / "index.md").write_text("# Tiny book\n\nSee the chapter.\n")
+    (root / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="line"))
+    make_notebook(root / "notebooks" / "a.ipynb", PARAMS, *GOOD_CELLS)
+    (root / "notebooks" / "figures.yml").write_text(textwrap.dedent("""\
+        figures:
+          fig-a:
+            title: A line
+            notebook: a.ipynb
+            chapter: book/chap
+            data: [castle]
+            parameters:
+              all: {scale: 2.0}
+              smoke: {scale: 0.5}
+        """))
+    return root
+
+
+def run_main(root: Path, capsys, *extra: str) -> tuple[int, str]:
+    code = book.main(["build", "--root", str(root), "--profile", "smoke", "--device", "cpu",
+                      *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+def test_registry_resolves_parameters_per_profile(tiny_book):
+    (figure,) = book.load_registry(tiny_book)
+    common = {"device": "cpu", "weights": "auto", "seed": 3}
+    assert figure.resolved_parameters("smoke", common) == {
+        "device": "cpu", "weights": "auto", "seed": 3, "profile": "smoke", "scale": 0.5}
+    assert figure.resolved_parameters("full", common)["scale"] == 2.0
+    assert figure.output == Path("book/_generated/chap/fig-a.ipynb")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.replace("smoke: {scale: 0.5}", "tiny: {scale: 0.5}"), "parameters has ['tiny']"),
+    (lambda r: r.replace("smoke: {scale: 0.5}", "smoke: {sigma: 0.5}"),
+     "sets ['sigma'], which notebooks/a.ipynb's 'parameters' cell does not define"),
+    (lambda r: r.replace("smoke: {scale: 0.5}", "smoke: {device: cuda}"),
+     "these come from the build command"),
+    (lambda r: r.replace("chapter: book/chap", "chapter: book/nowhere"), "book/nowhere.md not found"),
+    (lambda r: r.replace("notebook: a.ipynb", "notebook: missing.ipynb"),
+     "notebook not found"),
+    (lambda r: r.replace("fig-a:", "Fig A:"), "ids are lower-case"),
+])
+def test_registry_errors_name_the_problem(tiny_book, edit, message):
+    path = tiny_book / "notebooks" / "figures.yml"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises((ValueError, FileNotFoundError), match=None) as info:
+        book.load_registry(tiny_book)
+    assert message in str(info.value)
+
+
+def test_notebooks_must_be_clean_and_parameterized(tiny_book):
+    nb = tiny_book / "notebooks" / "a.ipynb"
+    make_notebook(nb, PARAMS, *GOOD_CELLS, outputs=True)
+    with pytest.raises(ValueError, match="cell 5 has committed outputs"):
+        book.load_registry(tiny_book)
+    make_notebook(nb, 'device = "cpu"\nprofile = "quick"\nseed = 0\nscale = 1.0', *GOOD_CELLS)
+    with pytest.raises(ValueError, match="does not define weights"):
+        book.load_registry(tiny_book)
+    raw = nbformat.read(nb, as_version=4)
+    raw.cells[1].metadata["tags"] = []
+    nbformat.write(raw, nb)
+    with pytest.raises(ValueError, match="exactly one cell tagged 'parameters'"):
+        book.load_registry(tiny_book)
+
+
+def test_project_notebooks_are_clean_and_registered():
+    """Every notebook in notebooks/ is in the registry, clean, with the common parameters."""
+    figures = book.load_registry(REPO)            # raises on outputs / missing parameters
+    registered = {f.notebook.name for f in figures}
+    on_disk = {p.name for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert on_disk == registered
+
+
+# --------------------------------------------------------------------------------------------
+# Cache keys
+# --------------------------------------------------------------------------------------------
+
+def test_cache_key_follows_notebook_parameters_data_and_lrpkit(tiny_book, monkeypatch):
+    (figure,) = book.load_registry(tiny_book)
+    params = figure.resolved_parameters("smoke", {"device": "cpu", "weights": "auto", "seed": 0})
+
+    def key(p=params):
+        return book.fingerprint(book.figure_inputs(tiny_book, figure, p))
+
+    base = key()
+    assert key() == base                                           # deterministic
+    assert key({**params, "scale": 0.25}) != base                  # parameters
+    assert key({**params, "device": "cuda"}) != base
+    records = data.manifest()
+    assert book.data_checksums(figure) == {"castle.jpg": next(
+        r.sha256 for r in records if r.file == "castle.jpg")}
+    changed = [dataclasses.replace(r, sha256="0" * 64) if r.file == "castle.jpg" else r
+               for r in records]
+    monkeypatch.setattr(data, "manifest", lambda: changed)        # data checksum
+    assert key() != base
+    monkeypatch.setattr(data, "manifest", lambda: records)
+    assert key() == base
+    nb = tiny_book / "notebooks" / "a.ipynb"
+    nb.write_bytes(nb.read_bytes() + b"\n")                        # notebook file
+    assert key() != base
+    nb.write_bytes(nb.read_bytes()[:-1])
+    assert key() == base
+    monkeypatch.setattr(book, "lrpkit_version", lambda: "9.9.9+src.000000000000")
+    assert key() != base                                           # lrpkit version/source
+
+
+def test_unknown_image_set_is_a_clear_error(tiny_book):
+    path = tiny_book / "notebooks" / "figures.yml"
+    path.write_text(path.read_text().replace("data: [castle]", "data: [castel]"))
+    (figure,) = book.load_registry(tiny_book)
+    with pytest.raises(ValueError, match=r"data \['castel'\] are not image sets"):
+        book.data_checksums(figure)
+
+
+def test_weights_are_part_of_the_inputs(tiny_book, tmp_path):
+    (figure,) = book.load_registry(tiny_book)
+    common = {"device": "cpu", "seed": 0}
+    state = tmp_path / "state.pth"
+    state.write_bytes(b"weights v1")
+    keys = {w: book.fingerprint(book.figure_inputs(
+        tiny_book, figure, figure.resolved_parameters("smoke", {**common, "weights": w})))
+        for w in ("auto", "random", str(state))}
+    assert len(set(keys.values())) == 3
+    state.write_bytes(b"weights v2")
+    assert book.fingerprint(book.figure_inputs(tiny_book, figure, figure.resolved_parameters(
+        "smoke", {**common, "weights": str(state)}))) != keys[str(state)]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        book.figure_inputs(tiny_book, figure, figure.resolved_parameters(
+            "smoke", {**common, "weights": str(tmp_path / "missing.pth")}))
+
+
+def test_provenance_names_random_weights_and_identifies_them():
+    import warnings
+
+    from lrpkit import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", models.RandomWeightsWarning)
+        a = models.vgg11(weights="random", seed=0)
+        b = models.vgg11(weights="random", seed=0)
+        c = models.vgg11(weights="random", seed=1)
+    params = {"device": "cpu", "weights": "random", "profile": "smoke", "seed": 0}
+    pa, pb, pc = (book.provenance(params, model=m) for m in (a, b, c))
+    assert pa.random_weights and "Random weights" in pa.banner()._repr_html_()
+    assert pa.weights["state_sha256"] == pb.weights["state_sha256"] != pc.weights["state_sha256"]
+    record = book.provenance_record({"data": {"text/html": pa._repr_html_()}})
+    assert record["weights"]["source"] == "random" and record["parameters"] == params
+    assert not book.provenance(params).random_weights                # no network involved
+    with pytest.raises(ValueError, match="missing weights"):
+        book.provenance({"device": "cpu", "profile": "smoke", "seed": 0})
+
+
+# --------------------------------------------------------------------------------------------
+# Glue references
+# --------------------------------------------------------------------------------------------
+
+def test_glue_reference_parser(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text(textwrap.dedent("""\
+        ```{glue} fig-x
+        :doc: _generated/c/a.ipynb
+        ```
+        :::{glue:any} table
+        :doc: ../b.ipynb
+        :::
+        Text {glue:text}`_generated/c/a.ipynb::logit:.3f` and {glue}`_generated/c/a.ipynb::n`.
+        ```{glue} local-only
+        ```
+        """))
+    assert book.glue_references(page) == [
+        (1, "_generated/c/a.ipynb", "fig-x"), (4, "../b.ipynb", "table"),
+        (7, "_generated/c/a.ipynb", "logit"), (7, "_generated/c/a.ipynb", "n"),
+        (8, None, "local-only")]
+
+
+# --------------------------------------------------------------------------------------------
+# Builds (these start Jupyter kernels and Sphinx: a few seconds each)
+# --------------------------------------------------------------------------------------------
+
+def test_tiny_book_builds_then_skips_and_reruns_on_change(tiny_book, capsys):
+    code, out = run_main(tiny_book, capsys)
+    assert code == 0, out
+    html = (tiny_book / "_build" / "html" / "book" / "chap.html").read_text()
+    assert "lrpkit-provenance-record" in html and "0.50" in html   # provenance + glued number
+    assert (tiny_book / "_build" / "logs" / "fig-a.log").read_text().count("Executing Cell") == 6
+    summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
+    assert summary["executed"] == ["fig-a"]
+
+    code, out = run_main(tiny_book, capsys)                        # nothing changed
+    summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
+    assert code == 0 and summary["executed"] == [] and summary["cached"] == ["fig-a"]
+
+    code, out = run_main(tiny_book, capsys, "--seed", "1")         # a parameter changed
+    summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
+    assert code == 0 and summary["executed"] == ["fig-a"]
+    record = book.provenance_record(
+        book.glue_keys(tiny_book / "book" / "_generated" / "chap" / "fig-a.ipynb")["provenance"])
+    assert record["parameters"]["seed"] == 1 and record["parameters"]["scale"] == 0.5
+    assert record["lrpkit_version"] == book.lrpkit_version()
+
+    code, out = run_main(tiny_book, capsys, "--seed", "0")         # back: from the cache
+    summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
+    assert code == 0 and summary["executed"] == []
+
+
+def test_broken_notebook_names_notebook_cell_and_error(tiny_book, capsys):
+    cells = list(GOOD_CELLS)
+    cells.insert(1, "ratio = scale / 0  # a bug")
+    make_notebook(tiny_book / "notebooks" / "a.ipynb", PARAMS, *cells)
+    code, out = run_main(tiny_book, capsys)
+    assert code == 1
+    assert "notebooks/a.ipynb" in out
+    assert "cell 4 of 6" in out and "ratio = scale / 0" in out      # 1-based, as Jupyter shows
+    assert "ZeroDivisionError: float division by zero" in out
+    assert not (tiny_book / "_build" / "html").exists()            # no site from a failed run
+    log = (tiny_book / "_build" / "logs" / "fig-a.log").read_text()
+    assert "ZeroDivisionError" in log and "FAILED" in log
+
+
+def test_missing_glue_key_fails_the_build(tiny_book, capsys):
+    (tiny_book / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="lines"))
+    code, out = run_main(tiny_book, capsys)
+    assert code == 1
+    assert "book/chap.md:7: missing glue key 'lines'" in out
+    assert "book/_generated/chap/fig-a.ipynb provides" in out and "'line'" in out
+
+
+def test_sphinx_fails_on_a_missing_glue_key_too_and_keeps_failing(tiny_book, capsys,
+                                                                   monkeypatch):
+    """With the build's own check bypassed, -W turns myst-nb's warning into a failure, and a
+    second build does not pass silently on Sphinx's saved environment."""
+    (tiny_book / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="lines"))
+    monkeypatch.setattr(book, "check_glue", lambda root, pages: None)
+    for _ in range(2):
+        code, out = run_main(tiny_book, capsys)
+        assert code == 1
+        assert "jupyter-book build failed" in out
+        assert "Glue reference 'lines' not found" in out
+
+
+def test_notebook_without_provenance_is_refused(tiny_book, capsys):
+    make_notebook(tiny_book / "notebooks" / "a.ipynb", PARAMS, *GOOD_CELLS[:2])
+    code, out = run_main(tiny_book, capsys)
+    assert code == 1 and "glued no 'provenance' / 'banner'" in out
+
+
+def test_unknown_chapter_is_refused(tiny_book, capsys):
+    code, out = run_main(tiny_book, capsys, "--chapter", "nope")
+    assert code == 1 and "--chapter 'nope'" in out and "chap" in out

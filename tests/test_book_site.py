@@ -1,0 +1,247 @@
+"""The real book, built with the ``smoke`` profile on the CPU, then read in headless Chromium.
+
+One build per test session (a copy of the book's sources in a temporary folder, so the checkout's
+own ``_build`` and ``book/_generated`` are left alone); the browser is Debian's ``chromium``
+driven by Playwright (no browser download), started with the flags this machine needs.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lrpkit import book
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("LRPKIT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+# Console messages of type "error" that are known and harmless: none so far. (Chromium's own
+# request for /favicon.ico on the redirect page is not a page error: the book has a favicon.)
+KNOWN_CONSOLE_ERRORS: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The book's sources copied to a temporary root and built: (root, first build summary)."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(REPO / "book", root / "book",
+                    ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints"))
+    summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
+    return root, summary
+
+
+def toc_docnames(root: Path) -> list[str]:
+    """Docnames of every page of _toc.yml (globs expanded), read independently of lrpkit."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(entry):
+        for key in ("parts", "chapters", "sections"):
+            for child in entry.get(key) or []:
+                if "file" in child:
+                    names.append(child["file"])
+                if "glob" in child:
+                    names.extend(str(p.relative_to(root).with_suffix(""))
+                                 for p in sorted(root.glob(child["glob"]))
+                                 if p.suffix in (".md", ".ipynb"))
+                walk(child)
+
+    walk(toc)
+    return names
+
+
+def test_smoke_build_executes_every_figure(smoke_book):
+    root, summary = smoke_book
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
+    assert sorted(summary["executed"]) == sorted(registry)
+    assert summary["profile"] == "smoke" and summary["device"] == "cpu"
+    assert (root / "_build" / "html" / "index.html").is_file()
+    for fid, entry in registry.items():
+        chapter = Path(entry["chapter"]).name
+        assert (root / "book" / "_generated" / chapter / f"{fid}.ipynb").is_file()
+        assert (root / "_build" / "logs" / f"{fid}.log").is_file()
+        assert (root / "_build" / "html" / "book" / "_generated" / chapter
+                / f"{fid}.html").is_file()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass                     # the browser closing a connection early is not a failure
+
+
+@pytest.fixture(scope="module")
+def site(smoke_book):
+    root, _ = smoke_book
+    html = root / "_build" / "html"
+    server = _Server(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, html, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def _ids(path: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', path.read_text(encoding="utf-8")))
+
+
+def test_site_in_headless_chromium(site):
+    root, html, base = site
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run scripts/setup-system.sh "
+                    "(Debian) or set LRPKIT_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    docnames = toc_docnames(root)
+    assert "book/what-lrp-sees" in docnames
+    screenshots = root / "_build" / "screenshots"
+    screenshots.mkdir(exist_ok=True)
+    problems: list[str] = []
+    external: list[str] = []
+    links: dict[str, set[str]] = {}   # internal link target path -> fragments wanted
+    figure_pages = 0
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        current = {"url": ""}
+
+        def on_console(msg):
+            if msg.type == "error" and not any(k in msg.text for k in KNOWN_CONSOLE_ERRORS):
+                problems.append(f"{current['url']}: console error: {msg.text}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: problems.append(f"{current['url']}: page error: {exc}"))
+        page.on("response", lambda r: r.status >= 400 and problems.append(
+            f"{current['url']}: HTTP {r.status} for {r.url}"))
+        page.on("requestfailed", lambda r: r.url.startswith(base) and problems.append(
+            f"{current['url']}: request failed: {r.url}"))
+
+        def offline(route):
+            if route.request.url.startswith(base) or route.request.url.startswith("data:"):
+                route.continue_()
+            else:                        # the site must work offline: nothing from elsewhere
+                external.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", offline)
+
+        for docname in ["index", *docnames]:
+            current["url"] = f"{base}/{docname}.html"
+            response = page.goto(current["url"], wait_until="load")
+            assert response is not None and response.ok, f"{docname}: {response}"
+            page.wait_for_load_state("networkidle")
+            if docname == "index":                       # the redirect to the root page
+                assert page.url.endswith(f"/{docnames[0]}.html"), page.url
+                continue
+            assert page.title(), docname
+
+            # Math: MathJax (served locally) typesets every math element, without errors.
+            n_math = page.locator(".math").count()
+            if n_math:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && "
+                                       "MathJax.startup.promise", timeout=20000)
+                page.evaluate("() => MathJax.startup.promise")
+                typeset = page.locator(".math mjx-container").count()
+                if typeset < n_math:
+                    problems.append(f"{docname}: {typeset} of {n_math} math elements typeset")
+                if page.locator("mjx-merror").count():
+                    problems.append(f"{docname}: MathJax error in math")
+                src = page.locator("script[src*='mathjax']").first.get_attribute("src") or ""
+                if "://" in src:
+                    problems.append(f"{docname}: MathJax loaded from {src}")
+
+            # Images: every one decoded with a non-zero natural size.
+            sizes = page.eval_on_selector_all(
+                "article img", "els => els.map(e => [e.currentSrc || e.src, e.complete, "
+                "e.naturalWidth, e.naturalHeight])")
+            for src, complete, width, height in sizes:
+                if not (complete and width > 0 and height > 0):
+                    problems.append(f"{docname}: image {src} has natural size {width}x{height}")
+
+            # Figure pages: provenance record, and the random-weights banner when it applies.
+            records = [json.loads(t) for t in page.eval_on_selector_all(
+                "script.lrpkit-provenance-record", "els => els.map(e => e.textContent)")]
+            if sizes and "_generated" not in docname and docname != docnames[0]:
+                if not records:
+                    problems.append(f"{docname}: shows figures but no provenance")
+            for record in records:
+                figure_pages += 1
+                for key in ("weights", "device", "parameters", "lrpkit_version", "git_commit",
+                            "date"):
+                    if key not in record:
+                        problems.append(f"{docname}: provenance lacks {key}")
+                if record["parameters"].get("profile") != "smoke":
+                    problems.append(f"{docname}: provenance profile {record['parameters']}")
+                if record["random_weights"]:
+                    banner = page.locator(".lrpkit-random-weights").first
+                    if not banner.count() or not banner.is_visible():
+                        problems.append(f"{docname}: random weights but no visible banner")
+
+            # Colab buttons of chapter pages open the source notebooks of the repository.
+            colab = page.eval_on_selector_all(
+                "a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+            for url in colab:
+                path = url.split("/blob/", 1)[1].split("/", 1)[1]
+                if not (root / path).is_file():
+                    problems.append(f"{docname}: Colab link to missing {path}")
+            if docname == "book/what-lrp-sees" and not colab:
+                problems.append(f"{docname}: no Colab launch button")
+
+            # Internal links: collected here, checked against the files below.
+            for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+                if href.startswith(base):
+                    parsed = urllib.parse.urlsplit(href)
+                    links.setdefault(urllib.parse.unquote(parsed.path), set()).add(
+                        urllib.parse.unquote(parsed.fragment))
+
+            page.screenshot(path=str(screenshots / f"{docname.replace('/', '_')}.png"),
+                            full_page=True)
+        browser.close()
+
+    for path, fragments in sorted(links.items()):
+        target = html / path.lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            problems.append(f"broken internal link: {path}")
+            continue
+        if target.suffix == ".html":
+            missing = sorted(f for f in fragments if f and f not in _ids(target))
+            if missing:
+                problems.append(f"broken anchors in links to {path}: {missing}")
+
+    assert figure_pages >= 1, "no page carried a provenance record"
+    assert not external, f"the site requested outside resources: {sorted(set(external))}"
+    assert not problems, "\n".join(problems)
+
+
+def test_second_build_reexecutes_nothing(smoke_book):
+    root, first = smoke_book
+    generated = sorted((root / "book" / "_generated").rglob("*.ipynb"))
+    before = {p: p.stat().st_mtime_ns for p in generated}
+    summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
+    assert summary["executed"] == []
+    assert sorted(summary["cached"]) == sorted(first["executed"])
+    assert summary["html_full_rebuild"] is False
+    assert {p: p.stat().st_mtime_ns for p in generated} == before
+    print(f"first build {first['total_seconds']} s, second {summary['total_seconds']} s")
