@@ -7,6 +7,7 @@
     lrpkit data path SET                             # paths of a set's images (fetched if needed)
     lrpkit weights [--arch vgg16]                    # where the pretrained weights go
     lrpkit explain IMAGE ... --composite tutorial --gamma .25 --epsilon .25 --out DIR
+    lrpkit pf IMAGE ... --order morf --mode inpainting --patch-size 8 --out DIR
 
 Every subcommand has ``--help``. Errors print one line on stderr and exit with status 1 (2 for a
 wrong command line, 130 when interrupted); set ``LRPKIT_DEBUG=1`` to see the traceback instead.
@@ -127,35 +128,39 @@ def _output_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def _cmd_explain(args) -> int:
-    from tqdm.auto import tqdm
+def _images_and_model(args):
+    """Read every image (before the model is built: a bad file fails at once), then the model."""
+    from . import data, models
 
-    from . import data, models, plotting
-
-    target = None if args.target is None else models.class_index(args.target)
     images = [Path(p) for p in args.images]
     if args.set:
         images += [r.path for r in data.image_set(args.set, mirror=args.mirror)]
     if not images:
-        raise _UsageError("lrpkit explain: give at least one IMAGE or --set NAME "
-                          "(see lrpkit explain --help)")
-    # every image is read before the model is built: a bad file fails at once
+        raise _UsageError(f"lrpkit {args.command}: give at least one IMAGE or --set NAME "
+                          f"(see lrpkit {args.command} --help)")
     pixels = [data.read_rgb(p, args.size, args.resize) for p in images]
-    composite = _composite(args)
-    from . import lrp
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", models.WeightsWarning)
         model = models.vgg(args.arch, args.weights, seed=args.seed, device=args.device,
                            download=False if args.offline else None)
     for warning in caught:
         print(f"lrpkit: warning: {_one_line(warning.message)}", file=sys.stderr)
-    info = models.weights_info(model)
+    print(f"model: {models.weights_info(model).banner()}")
+    return images, pixels, model
+
+
+def _cmd_explain(args) -> int:
+    from tqdm.auto import tqdm
+
+    from . import data, lrp, models, plotting
+
+    target = None if args.target is None else models.class_index(args.target)
+    images, pixels, model = _images_and_model(args)
+    composite = _composite(args)
     categories = models.imagenet_categories()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = _output_names(images)
-    print(f"model: {info.banner()}")
     device = next(model.parameters()).device
     bar = tqdm(list(zip(images, pixels, names)), desc="explain", unit="image",
                disable=True if len(images) == 1 else None)
@@ -176,31 +181,62 @@ def _cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def _cmd_pf(args) -> int:
+    import csv
+
+    from tqdm.auto import tqdm
+
+    from . import data, lrp, models, pf
+
+    target = None if args.target is None else models.class_index(args.target)
+    schedule = args.schedule if args.schedule in pf.SCHEDULES else list(_ints(args.schedule))
+    images, pixels, model = _images_and_model(args)
+    composite = _composite(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _output_names(images)
+    device = next(model.parameters()).device
+    table = out / "pf-scores.csv"
+    with open(table, "w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow(["image", "order", "mode", "step", "flips", "fraction_flipped", f"score_{args.score}"])
+        bar = tqdm(list(zip(images, pixels, names)), desc="pixel-flipping", unit="image",
+                   disable=True if len(images) == 1 else None)
+        for path, rgb, name in bar:
+            x = data.normalize(rgb, device)
+            explanation = lrp.explain(model, x, target=target, composite=composite)
+            result = pf.pixel_flipping(model, x, explanation.relevance, explanation.target,
+                                       patch_size=args.patch_size, order=args.order, mode=args.mode,
+                                       schedule=schedule, score=args.score, seed=args.pf_seed,
+                                       n_steps=args.steps, thesis_compat=args.thesis_compat,
+                                       progress=False)
+            for step, (flips, fraction, value) in enumerate(zip(result.flips_per_step, result.fraction_flipped,
+                                                                 result.scores[0].tolist())):
+                rows.writerow([name, args.order, args.mode, step, flips, f"{fraction:.6g}", f"{value:.8g}"])
+            tqdm.write(f"{path}: target {int(result.targets[0])}, {args.order} {args.mode}, "
+                       f"{result.scores.shape[1]} scores, AUC {float(result.auc[0]):.6g}", file=sys.stdout)
+    print(f"scores -> {table}")
+    return EXIT_OK
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--schedule must be thesis, log, linear or comma-separated patch counts, "
+                         f"got {text!r}") from None
+
+
 # --------------------------------------------------------------------------------------------
 # parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``lrpkit`` (exposed for documentation tools)."""
-    from .data import CACHE_ENV, MIRROR_ENV, RESIZE_MODES
+def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``explain`` and ``pf``: composite, target, model, images."""
+    from .data import RESIZE_MODES
     from .models import VGG_ARCHS
 
-    parser = _Parser(prog="lrpkit", description="Layer-wise Relevance Propagation for VGG "
-                     "networks: explanations, images and weights (the companion of 'In-Depth "
-                     "Hyperparameter Selection for LRP', TU Berlin 2022).")
-    parser.add_argument("--version", action="version", version=f"lrpkit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    # explain
-    ex = sub.add_parser("explain", help="write LRP heatmaps of images",
-                        description="Explain the prediction of a VGG network for each IMAGE with "
-                        "LRP and write the heatmap as OUT/<image name>.png (red: relevance for the "
-                        "target class, blue: against). Prints the predicted class, the target and "
-                        "its logit.")
-    ex.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
-    ex.add_argument("--set", metavar="NAME", help="also explain the images of a named image set "
-                    "(see `lrpkit data list`)")
-    ex.add_argument("--out", default=".", metavar="DIR", help="folder for the heatmaps (default: .)")
+    ex = parser
     ex.add_argument("--composite", choices=COMPOSITES, default="tutorial",
                     help="LRP-Tutorial (thesis Table 2.4), Decreasing-gamma (Table 2.3) or one rule "
                     "everywhere (default: tutorial)")
@@ -232,10 +268,60 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--resize", choices=RESIZE_MODES, default="auto", help="crop: shorter side to "
                     "256 then centre 224 crop; exact: stretch; none: must already be the size; auto "
                     "(default): none if the image already has the size, else crop")
+    ex.add_argument("--mirror", metavar="DIR", help="mirror folder for --set images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lrpkit`` (exposed for documentation tools)."""
+    from .data import CACHE_ENV, MIRROR_ENV, RESIZE_MODES
+    from .models import VGG_ARCHS
+
+    parser = _Parser(prog="lrpkit", description="Layer-wise Relevance Propagation for VGG "
+                     "networks: explanations, images and weights (the companion of 'In-Depth "
+                     "Hyperparameter Selection for LRP', TU Berlin 2022).")
+    parser.add_argument("--version", action="version", version=f"lrpkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # explain
+    ex = sub.add_parser("explain", help="write LRP heatmaps of images",
+                        description="Explain the prediction of a VGG network for each IMAGE with "
+                        "LRP and write the heatmap as OUT/<image name>.png (red: relevance for the "
+                        "target class, blue: against). Prints the predicted class, the target and "
+                        "its logit.")
+    ex.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
+    ex.add_argument("--set", metavar="NAME", help="also explain the images of a named image set "
+                    "(see `lrpkit data list`)")
+    ex.add_argument("--out", default=".", metavar="DIR", help="folder for the heatmaps (default: .)")
+    _add_explanation_arguments(ex)
     ex.add_argument("--save-relevance", action="store_true", help="also write the relevance "
                     "[3, H, W] as OUT/<image name>.npy")
-    ex.add_argument("--mirror", metavar="DIR", help="mirror folder for --set images")
     ex.set_defaults(func=_cmd_explain)
+
+    # pf
+    pfp = sub.add_parser("pf", help="Pixel-Flipping / region perturbation of LRP heatmaps, with AUC",
+                         description="Explain each IMAGE with LRP, perturb its patches in the order "
+                         "of the heatmap and record the target's score after every step (thesis "
+                         "section 2.2). Writes OUT/pf-scores.csv and prints the AUC of every curve.")
+    pfp.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
+    pfp.add_argument("--set", metavar="NAME", help="also use the images of a named image set")
+    pfp.add_argument("--out", default=".", metavar="DIR", help="folder for pf-scores.csv (default: .)")
+    pfp.add_argument("--patch-size", type=int, default=8, help="side of the square patches (default: 8)")
+    pfp.add_argument("--order", choices=("morf", "lrf", "random"), default="morf",
+                     help="most relevant first, least relevant first, or random (default: morf)")
+    pfp.add_argument("--mode", choices=("inpainting", "random", "gray"), default="inpainting",
+                     help="how patches are perturbed (default: inpainting, OpenCV Telea)")
+    pfp.add_argument("--schedule", default="thesis", help="thesis (k^2 patches after step k), log, "
+                     "linear, or comma-separated cumulative patch counts (default: thesis)")
+    pfp.add_argument("--steps", type=int, default=None, help="number of steps of the log and linear "
+                     "schedules")
+    pfp.add_argument("--score", choices=("logit", "softmax"), default="logit",
+                     help="score of the target class (default: logit)")
+    pfp.add_argument("--pf-seed", type=int, default=0, help="seed of the random order and random "
+                     "mode (default: 0)")
+    pfp.add_argument("--thesis-compat", action="store_true", help="reproduce the thesis code "
+                     "(lrp-pf-auc 0.1.6), defects included")
+    _add_explanation_arguments(pfp)
+    pfp.set_defaults(func=_cmd_pf)
 
     # data
     da = sub.add_parser("data", help="the book's image sets: fetch, list, paths",

@@ -52,7 +52,7 @@ def per_sample(value: Union[float, torch.Tensor], like: torch.Tensor) -> Union[f
     return value
 
 
-def denominator(z: torch.Tensor, epsilon: Epsilon, heuristic: str) -> torch.Tensor:
+def denominator(z: torch.Tensor, epsilon: Epsilon, heuristic: str, inplace: bool = False) -> torch.Tensor:
     """The stabilized denominator of a rule.
 
     Parameters
@@ -64,20 +64,40 @@ def denominator(z: torch.Tensor, epsilon: Epsilon, heuristic: str) -> torch.Tens
         (LRP-0, LRP-γ, z^B and pooling outside an ε block).
     heuristic : str
         ``"vanilla"``, ``"zennit"`` or ``"tutorial"``.
+    inplace : bool
+        Overwrite ``z`` (a temporary of the caller's) instead of allocating, where shapes allow.
     """
+    def add(t, other):
+        return t.add_(other) if inplace and t.shape == torch.broadcast_shapes(t.shape, _shape(other)) else t + other
+
     if heuristic == "vanilla":
-        return z if epsilon is None else z + per_sample(epsilon, z)
+        return z if epsilon is None else add(z, per_sample(epsilon, z))
     if heuristic == "zennit":
         eps = ZENNIT_DEFAULT_EPSILON if epsilon is None else per_sample(epsilon, z)
-        return z + ((z == 0).to(z) + z.sign()) * eps
+        return add(z, ((z == 0).to(z) + z.sign()) * eps)
     if heuristic == "tutorial":
         if epsilon is None:
-            return z + TUTORIAL_FLOOR
+            return add(z, TUTORIAL_FLOOR)
         rms = z.pow(2).mean(dim=tuple(range(1, z.dim())), keepdim=True).sqrt()
-        return z + TUTORIAL_FLOOR + per_sample(epsilon, z) * rms
+        return add(add(z, TUTORIAL_FLOOR), per_sample(epsilon, z) * rms)
     raise ValueError(f"unknown heuristic {heuristic!r}")
 
 
-def divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """``numerator / denominator`` with the quotient taken as 0 where the denominator is exactly 0."""
-    return torch.where(denominator == 0, 0.0, numerator / denominator)
+def _shape(value) -> torch.Size:
+    return value.shape if isinstance(value, torch.Tensor) else torch.Size()
+
+
+def divide(numerator: torch.Tensor, denominator: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``numerator / denominator`` with the quotient taken as 0 where the denominator is exactly 0.
+
+    Division by zero gives ±inf or NaN (0/0), which are set to 0 in place: one pass over the
+    quotient instead of a mask. (A finite quotient beyond the floating-point range would also
+    read 0; it has no meaningful value either.) With ``inplace=True`` the quotient overwrites
+    ``numerator`` (a temporary of the caller's) when the shapes allow: large fresh buffers cost
+    as much as a pass over them on a CPU.
+    """
+    if inplace and numerator.shape == torch.broadcast_shapes(numerator.shape, denominator.shape):
+        quotient = numerator.div_(denominator)
+    else:
+        quotient = numerator / denominator
+    return quotient.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)

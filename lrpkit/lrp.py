@@ -173,8 +173,9 @@ def _backward(layers, activations, logits, target, composite, keep_layers):
                 R = rule.relevance(layer, a, z, R, composite.heuristic)
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
-        # ReLU, dropout, flatten: relevance passes unchanged
-        sums.append(R.flatten(1).sum(1)[groups])
+            sums.append(R.flatten(1).sum(1)[groups])
+        else:  # ReLU, dropout, flatten: relevance passes unchanged
+            sums.append(sums[-1])
         if keep_layers:
             kept.append(R[groups])
     sums.reverse()
@@ -188,6 +189,8 @@ def _split(R, groups, rule):
     params = [v for v in vars(rule).values() if isinstance(v, torch.Tensor)]
     key = torch.stack([groups.to(params[0].dtype), *params], dim=1)
     unique, new_groups = torch.unique(key, dim=0, return_inverse=True)
+    if unique.shape[0] == R.shape[0]:  # every row already shares its hyperparameters
+        return R, groups
     rows = groups[_first_of_each(new_groups, unique.shape[0])]
     return R[rows], new_groups
 

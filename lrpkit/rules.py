@@ -112,12 +112,13 @@ class Rule:
         z : torch.Tensor
             The layer's ordinary output ``W a + b`` from the forward pass.
         R : torch.Tensor
-            Relevance at the layer's output, ``[B, ...]``.
+            Relevance at the layer's output, ``[B, ...]``. It is a temporary of the LRP loop and
+            is overwritten (the quotient ``s`` reuses its memory).
         heuristic : str
             Denominator heuristic.
         """
-        s = divide(R, denominator(z, self.epsilon, heuristic))
-        return a * layer.transpose(s, layer.weight, a.shape)
+        s = divide(R, denominator(z, self.epsilon, heuristic), inplace=True)
+        return layer.transpose(s, layer.weight, a.shape).mul_(a)
 
 
 @dataclass(frozen=True)
@@ -187,17 +188,30 @@ class Gamma(Rule):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
             return super().relevance(layer, a, z, R, heuristic)
         w_plus = layer.weight.clamp(min=0)
-        z_gamma = z + per_sample(self.gamma, R) * layer.affine(a, w_plus, layer.bias.clamp(min=0))
-        s = divide(R, denominator(z_gamma, None, heuristic))
+        z_plus = layer.affine(a, w_plus, layer.bias.clamp(min=0))
+        gamma = per_sample(self.gamma, R)
+        if heuristic == "zennit":  # the stabilizer follows the sign of z_γ
+            z_gamma = torch.add(z, z_plus, alpha=gamma) if isinstance(gamma, float) else torch.addcmul(z, gamma, z_plus)
+            den = denominator(z_gamma, None, heuristic, inplace=True)
+        else:  # a constant floor: add it once, before the batch of settings fans out
+            floor = denominator(z, None, heuristic)
+            den = torch.add(floor, z_plus, alpha=gamma) if isinstance(gamma, float) else torch.addcmul(floor, gamma, z_plus)
+        s = divide(R, den, inplace=True)
         if isinstance(self.gamma, float):
-            return a * layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape)
-        # One transposed product per distinct γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs).
-        values, which = torch.unique(self.gamma, return_inverse=True)
-        c = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device)
-        for i, gamma in enumerate(values.tolist()):
-            rows = (which == i).nonzero()[:, 0]
-            c[rows] = layer.transpose(s[rows], layer.weight + gamma * w_plus, a.shape)
-        return a * c
+            return layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape).mul_(a)
+        # One transposed product with ρ(W) = W + γW⁺ per run of samples sharing γ: half the work
+        # of Wᵀs + W⁺ᵀ(γs), and slices rather than gathers.
+        out = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device)
+        gammas = self.gamma.tolist()
+        start = 0
+        while start < len(gammas):
+            stop = start + 1
+            while stop < len(gammas) and gammas[stop] == gammas[start]:
+                stop += 1
+            c = layer.transpose(s[start:stop], layer.weight + gammas[start] * w_plus, a.shape)
+            torch.mul(c, a if a.shape[0] == 1 else a[start:stop], out=out[start:stop])
+            start = stop
+        return out
 
 
 @dataclass(frozen=True)
@@ -251,9 +265,14 @@ class ZBox(Rule):
         w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
         z_box = (layer.affine(a, layer.weight, None) - layer.affine(low, w_plus, None)
                  - layer.affine(high, w_minus, None))
-        s = divide(R, denominator(z_box, None, heuristic))
-        c, c_plus, c_minus = (layer.transpose(s, w, a.shape) for w in (layer.weight, w_plus, w_minus))
-        return a * c - low * c_plus - high * c_minus
+        s = divide(R, denominator(z_box, None, heuristic, inplace=True), inplace=True)
+        # Wᵀs, W⁺ᵀs and W⁻ᵀs in one transposed product (the weights stacked along input channels)
+        channels = a.shape[1]
+        stacked = torch.cat([layer.weight, w_plus, w_minus], dim=1)
+        c = layer.transpose(s, stacked, (a.shape[0], 3 * channels, *a.shape[2:])) if layer.options.get("groups", 1) == 1 \
+            else torch.cat([layer.transpose(s, w, a.shape) for w in (layer.weight, w_plus, w_minus)], dim=1)
+        c, c_plus, c_minus = c.split(channels, dim=1)
+        return c * a - c_plus * low - c_minus * high
 
 
 def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, epsilon, heuristic: str) -> torch.Tensor:
@@ -272,12 +291,12 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
         return out.view(R.shape[0], *a.shape[1:])
     stride = opts["stride"] if opts["stride"] else opts["kernel_size"]
     z = F.avg_pool2d(a, opts["kernel_size"], stride, opts["padding"], opts["ceil_mode"])
-    s = divide(R, denominator(z, epsilon, heuristic))
+    s = divide(R, denominator(z, epsilon, heuristic), inplace=True)
     c = torch.ops.aten.avg_pool2d_backward(
         s, a.expand(R.shape[0], *a.shape[1:]), _pair(opts["kernel_size"]), _pair(stride), _pair(opts["padding"]),
         opts["ceil_mode"], True, None,
     )
-    return a * c
+    return c.mul_(a)
 
 
 def _pair(v):

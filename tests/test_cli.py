@@ -45,7 +45,7 @@ def one_error_line(err: str) -> str:
 # help and usage
 
 
-@pytest.mark.parametrize("argv", [[], ["explain"], ["data"], ["data", "fetch"], ["data", "list"],
+@pytest.mark.parametrize("argv", [[], ["explain"], ["pf"], ["data"], ["data", "fetch"], ["data", "list"],
                                   ["data", "path"], ["weights"]])
 def test_every_command_has_help(capsys, argv):
     status, out, err = run(capsys, *argv, "--help")
@@ -58,6 +58,9 @@ def test_every_command_has_help(capsys, argv):
     (["explain", "x.jpg", "--gamma", "-1"], "expected a number >= 0"),
     (["explain", "x.jpg", "--composite", "lrp"], "invalid choice: 'lrp'"),
     (["data", "fetch", "--mirrror", "x"], "unrecognized arguments"),
+    (["pf"], "give at least one IMAGE"),
+    (["pf", "x.jpg", "--order", "best"], "invalid choice: 'best'"),
+    (["pf", "x.jpg", "--mode", "blur"], "invalid choice: 'blur'"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, words):
     status, out, err = run(capsys, *argv)
@@ -222,6 +225,40 @@ def test_fetch_then_explain_the_castle(capsys, tmp_path, monkeypatch):
     for bad in (1000, -1):
         with pytest.raises(ValueError, match=f"target {bad} is out of range: the model has 1000 classes"):
             lrp.relevance(model, x, target=bad)
+
+
+@needs_mirror
+@pytest.mark.parametrize("argv, words", [
+    (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
+    (["--schedule", "5,3"], "strictly increasing"),
+    (["--patch-size", "0"], "patch_size"),
+    (["--patch-size", "300"], "patch_size"),
+])
+def test_pf_bad_settings_exit_1(capsys, tmp_path, argv, words):
+    status, out, err = run(capsys, "pf", CASTLE, "--weights", "random", "--offline", "--mode", "gray",
+                           *argv, "--out", tmp_path / "out")
+    assert status == 1 and words in one_error_line(err.split("\n", 1)[-1] if "warning" in err else err)
+
+
+@needs_mirror
+def test_pf_on_the_castle_writes_the_librarys_curve(capsys, tmp_path):
+    """`lrpkit pf` writes the scores that lrpkit.pf computes for the library's own heatmap."""
+    import csv
+
+    status, out, err = run(capsys, "pf", CASTLE, "--weights", "random", "--offline", "--mode", "gray",
+                           "--order", "lrf", "--schedule", "1,16,196", "--out", tmp_path)
+    assert status == 0, err
+    with open(tmp_path / "pf-scores.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert [int(r["flips"]) for r in rows] == [0, 1, 15, 180, 784]
+    from lrpkit import pf
+    model = models.vgg16(weights="random", seed=0)
+    x = data.load_image(CASTLE)
+    e = lrp.explain(model, x, composite=composites.tutorial())
+    expected = pf.pixel_flipping(model, x, e.relevance, e.target, order="lrf", mode="gray", schedule=[1, 16, 196])
+    np.testing.assert_allclose([float(r["score_logit"]) for r in rows], expected.scores[0].numpy(), rtol=1e-6)
+    assert f"AUC {float(expected.auc[0]):.6g}" in out
 
 
 # --------------------------------------------------------------------------------------------
