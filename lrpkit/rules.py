@@ -292,10 +292,15 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
     stride = opts["stride"] if opts["stride"] else opts["kernel_size"]
     z = F.avg_pool2d(a, opts["kernel_size"], stride, opts["padding"], opts["ceil_mode"])
     s = divide(R, denominator(z, epsilon, heuristic), inplace=True)
-    c = torch.ops.aten.avg_pool2d_backward(
-        s, a.expand(R.shape[0], *a.shape[1:]), _pair(opts["kernel_size"]), _pair(stride), _pair(opts["padding"]),
-        opts["ceil_mode"], True, None,
-    )
+    kernel, stride, padding = _pair(opts["kernel_size"]), _pair(stride), _pair(opts["padding"])
+    if kernel == stride and padding == [0, 0]:
+        # Non-overlapping windows (VGG's 2x2/2): the transposed average pool spreads s/k² over each
+        # window; input rows and columns left over by the floor get none.
+        c = F.interpolate(s.mul_(1.0 / (kernel[0] * kernel[1])), scale_factor=tuple(kernel), mode="nearest")
+        c = F.pad(c, (0, a.shape[3] - c.shape[3], 0, a.shape[2] - c.shape[2]))
+    else:
+        c = torch.ops.aten.avg_pool2d_backward(s, a.expand(R.shape[0], *a.shape[1:]), kernel, stride, padding,
+                                               opts["ceil_mode"], True, None)
     return c.mul_(a)
 
 

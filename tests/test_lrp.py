@@ -228,3 +228,22 @@ def test_sequential_chain_matches_gradient_x_input():
     x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     R = lrp.relevance(seq, x, composite=composites.uniform("zero", heuristic="vanilla", maxpool="max"))
     assert rel_err(R, lrp.gradient_x_input(seq, x)) <= 1e-10
+
+
+@pytest.mark.parametrize("size, kernel, stride", [((224, 224), 2, 2), ((7, 9), 2, 2), ((9, 9), 3, 3), ((9, 8), 3, 2)])
+def test_max_pool_read_as_average_pool_matches_autograd(size, kernel, stride):
+    """The tutorial's pooling rule, R_in = a ⊙ ∂/∂a avgpool(a) · (R / avgpool(a)), re-derived with autograd."""
+    from torch.nn import functional as F
+    from lrpkit.canonical import Layer
+    from lrpkit.rules import pool_relevance
+
+    g = torch.Generator().manual_seed(8)
+    a = torch.rand(1, 4, *size, generator=g, dtype=torch.float64)
+    layer = Layer(0, "pool", "maxpool", options=dict(kernel_size=kernel, stride=stride, padding=0, ceil_mode=False))
+    z = F.avg_pool2d(a, kernel, stride)
+    R = torch.randn(3, *z.shape[1:], generator=g, dtype=torch.float64)
+    got = pool_relevance(layer, a, R.clone(), "avg", None, "vanilla")
+    batch = a.expand(3, -1, -1, -1).clone().requires_grad_(True)
+    pooled = F.avg_pool2d(batch, kernel, stride)
+    (c,) = torch.autograd.grad(pooled, batch, grad_outputs=R / pooled)
+    assert rel_err(got, batch.detach() * c) <= 1e-12
