@@ -188,19 +188,11 @@ class Gamma(Rule):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
             return super().relevance(layer, a, z, R, heuristic)
         w_plus = layer.weight.clamp(min=0)
-        z_plus = layer.affine(a, w_plus, layer.bias.clamp(min=0))
-        gamma = per_sample(self.gamma, R)
-        if heuristic == "zennit":  # the stabilizer follows the sign of z_γ
-            z_gamma = torch.add(z, z_plus, alpha=gamma) if isinstance(gamma, float) else torch.addcmul(z, gamma, z_plus)
-            den = denominator(z_gamma, None, heuristic, inplace=True)
-        else:  # a constant floor: add it once, before the batch of settings fans out
-            floor = denominator(z, None, heuristic)
-            den = torch.add(floor, z_plus, alpha=gamma) if isinstance(gamma, float) else torch.addcmul(floor, gamma, z_plus)
-        s = divide(R, den, inplace=True)
+        z_plus = layer.affine(a, w_plus, layer.bias.clamp(min=0))  # W⁺a + b⁺: one convolution for every γ
         if isinstance(self.gamma, float):
-            return layer.transpose(s, layer.weight + self.gamma * w_plus, a.shape).mul_(a)
-        # One transposed product with ρ(W) = W + γW⁺ per run of samples sharing γ: half the work
-        # of Wᵀs + W⁺ᵀ(γs), and slices rather than gathers.
+            return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic)
+        # One pass per run of samples sharing γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs),
+        # and the large temporaries of the early layers stay one run in size.
         out = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device)
         gammas = self.gamma.tolist()
         start = 0
@@ -208,10 +200,18 @@ class Gamma(Rule):
             stop = start + 1
             while stop < len(gammas) and gammas[stop] == gammas[start]:
                 stop += 1
-            c = layer.transpose(s[start:stop], layer.weight + gammas[start] * w_plus, a.shape)
-            torch.mul(c, a if a.shape[0] == 1 else a[start:stop], out=out[start:stop])
+            rows = slice(start, stop)
+            own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # activations shared or per sample
+            out[rows] = self._relevance(layer, own(a), own(z), own(z_plus), w_plus, R[rows], gammas[start], heuristic)
             start = stop
         return out
+
+    @staticmethod
+    def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic):
+        """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
+        den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
+        s = divide(R, den, inplace=True)
+        return layer.transpose(s, layer.weight + gamma * w_plus, a.shape).mul_(a)
 
 
 @dataclass(frozen=True)
