@@ -437,11 +437,9 @@ def notebook_parameters(path: Path) -> set[str]:
 # --------------------------------------------------------------------------------------------
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .models import sha256_file  # the one file checksum of the package
+
+    return sha256_file(path)
 
 
 def data_checksums(figure: Figure) -> dict[str, str]:

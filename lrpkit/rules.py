@@ -32,7 +32,7 @@ from typing import ClassVar, Optional, Sequence, Union
 import torch
 from torch.nn import functional as F
 
-from .canonical import Layer
+from .canonical import Layer, _pair
 from .heuristics import denominator, divide, per_sample
 
 __all__ = [
@@ -292,7 +292,7 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
     stride = opts["stride"] if opts["stride"] else opts["kernel_size"]
     z = F.avg_pool2d(a, opts["kernel_size"], stride, opts["padding"], opts["ceil_mode"])
     s = divide(R, denominator(z, epsilon, heuristic), inplace=True)
-    kernel, stride, padding = _pair(opts["kernel_size"]), _pair(stride), _pair(opts["padding"])
+    kernel, stride, padding = (list(_pair(v)) for v in (opts["kernel_size"], stride, opts["padding"]))
     if kernel == stride and padding == [0, 0]:
         # Non-overlapping windows (VGG's 2x2/2): the transposed average pool spreads s/k² over each
         # window; input rows and columns left over by the floor get none.
@@ -303,6 +303,3 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
                                                opts["ceil_mode"], True, None)
     return c.mul_(a)
 
-
-def _pair(v):
-    return list(v) if isinstance(v, (tuple, list)) else [v, v]
