@@ -86,7 +86,13 @@ class Layer:
         """
         shape = (s.shape[0], *input_shape[1:])
         if self.kind == "conv":
-            return torch.nn.grad.conv2d_input(shape, weight, s, **self.options)
+            # conv_transpose2d, unlike conv2d_input, keeps a channels-last ``s`` channels-last
+            opts = self.options
+            stride, padding, dilation = (_pair(opts[k]) for k in ("stride", "padding", "dilation"))
+            size = [(s.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (weight.shape[2 + d] - 1) + 1
+                    for d in range(2)]
+            output_padding = tuple(shape[2 + d] - size[d] for d in range(2))
+            return F.conv_transpose2d(s, weight, None, stride, padding, output_padding, opts["groups"], dilation)
         return (s @ weight).view(shape)
 
 

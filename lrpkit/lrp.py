@@ -18,7 +18,7 @@ from torch import nn
 
 from . import canonical
 from .composites import Composite
-from .rules import pool_relevance
+from .rules import _memory_format, pool_relevance
 
 __all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
 
@@ -137,7 +137,14 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
 
 
 def _forward(layers, x):
-    """The forward pass, keeping the input of every layer (and the output, last)."""
+    """The forward pass, keeping the input of every layer (and the output, last).
+
+    On a CPU the feature maps are kept channels-last: oneDNN's convolutions (forward and
+    transposed) then need no layout conversion, which halves their cost for the wide early layers.
+    The rules' element-wise work follows the activations' layout.
+    """
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
     activations = [x]
     for layer in layers:
         activations.append(layer.forward(activations[-1]))
@@ -159,29 +166,91 @@ def _backward(layers, activations, logits, target, composite, keep_layers):
     if shared:
         targets, groups = torch.unique(target, return_inverse=True)
         R = R[_first_of_each(groups, len(targets))]
-    sums = [R.flatten(1).sum(1)[groups]]
-    kept = [R[groups]] if keep_layers else None
-    for layer in reversed(layers):
+    top_sum, top_kept = _total(R)[groups], (R[groups] if keep_layers else None)
+    R, sums, kept = _propagate(layers, len(layers), activations, R, groups, composite, shared, keep_layers, {})
+    sums.append(top_sum)
+    for i in reversed(range(len(layers))):  # ReLU, dropout, flatten: the sum above them
+        if sums[i] is None:
+            sums[i] = sums[i + 1]
+    if keep_layers:
+        kept = [r.contiguous() for r in kept + [top_kept]]
+    return R.contiguous(), logits, target, torch.stack(sums), kept
+
+
+def _propagate(layers, top, activations, R, groups, composite, shared, keep_layers, memo):
+    """Relevance from the output of ``layers[top - 1]`` down to the input.
+
+    Returns the input relevance per sample and, per layer below ``top`` (bottom first), Σ R at its
+    input per sample (None where the layer passes relevance unchanged) and, with ``keep_layers``,
+    the relevance itself. ``memo`` keeps what the rules compute from the activations alone.
+    """
+    sums, kept = [], []
+    for layer in reversed(layers[:top]):
         a, z = activations[layer.index], activations[layer.index + 1]
-        rule = composite.rule(layer.index)
         if layer.is_linear or layer.kind == "maxpool":
+            rule = composite.rule(layer.index)
+            if rule.batch_size is not None and shared:
+                R, groups = _split(R, groups, rule)
+            rows = _rows_per_block(a)
+            if shared and R.shape[0] > rows:  # depth first, one block of rows after the other
+                R, below, kept_below = _in_blocks(layers, layer.index + 1, activations, R, groups, composite,
+                                                  keep_layers, memo, rows)
+                return R, below + sums[::-1], kept_below + kept[::-1]
             if rule.batch_size is not None:
-                if shared:
-                    R, groups = _split(R, groups, rule)
                 rule = rule.take(_first_of_each(groups, R.shape[0]))
             if layer.is_linear:
-                R = rule.relevance(layer, a, z, R, composite.heuristic)
+                R = rule.relevance(layer, a, z, R, composite.heuristic, memo)
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
-            sums.append(R.flatten(1).sum(1)[groups])
+            sums.append(_total(R)[groups])
         else:  # ReLU, dropout, flatten: relevance passes unchanged
-            sums.append(sums[-1])
+            sums.append(None)
         if keep_layers:
             kept.append(R[groups])
-    sums.reverse()
-    if keep_layers:
-        kept.reverse()
-    return R[groups], logits, target, torch.stack(sums), kept
+    return R[groups], sums[::-1], kept[::-1]
+
+
+def _in_blocks(layers, top, activations, R, groups, composite, keep_layers, memo, rows):
+    """:func:`_propagate` for blocks of ``rows`` rows of ``R`` in turn, the results gathered per sample."""
+    out, sums, kept = None, None, None
+    for start in range(0, R.shape[0], rows):
+        samples = ((groups >= start) & (groups < start + rows)).nonzero().squeeze(1)
+        r, s, k = _propagate(layers, top, activations, R[start:start + rows], groups[samples] - start,
+                             composite.take(samples), True, keep_layers, memo)
+        if out is None:
+            out = _empty_rows(r, len(groups))
+            sums = [None if v is None else v.new_empty(len(groups)) for v in s]
+            kept = [_empty_rows(t, len(groups)) for t in k]
+        out[samples] = r
+        for total, v in zip(sums, s):
+            if v is not None:
+                total[samples] = v
+        for whole, t in zip(kept, k):
+            whole[samples] = t
+    return out, sums, kept
+
+
+def _empty_rows(like, rows):
+    """An empty tensor like ``like`` (same layout) with ``rows`` rows."""
+    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=_memory_format(like))
+
+
+#: On a CPU, the layers below a grid's split are processed in blocks of rows whose relevance
+#: tensors stay under this size: glibc returns larger buffers to the system when they are freed,
+#: so every fresh one costs page faults (a 200 MB tensor per layer and setting pass), while
+#: smaller ones are reused, and stay in cache. Other devices have caching allocators: no blocks.
+CPU_BLOCK_BYTES = 24 << 20
+
+
+def _rows_per_block(a):
+    if a.device.type != "cpu":
+        return float("inf")
+    return max(1, CPU_BLOCK_BYTES // (a[0].numel() * a.element_size()))
+
+
+def _total(R):
+    """Σ R per sample (over every non-batch dimension, in any memory layout)."""
+    return R.sum(dim=tuple(range(1, R.dim())))
 
 
 def _split(R, groups, rule):

@@ -100,7 +100,8 @@ class Rule:
         """The hyperparameters as the thesis's tables print them."""
         return ""
 
-    def relevance(self, layer: Layer, a: torch.Tensor, z: torch.Tensor, R: torch.Tensor, heuristic: str) -> torch.Tensor:
+    def relevance(self, layer: Layer, a: torch.Tensor, z: torch.Tensor, R: torch.Tensor, heuristic: str,
+                  memo: Optional[dict] = None) -> torch.Tensor:
         """Relevance at the input of ``layer`` from the relevance ``R`` at its output.
 
         Parameters
@@ -116,9 +117,12 @@ class Rule:
             is overwritten (the quotient ``s`` reuses its memory).
         heuristic : str
             Denominator heuristic.
+        memo : dict, optional
+            Where the rule may keep what depends only on the layer and ``a`` (e.g. ``W⁺a``), for
+            the next call on the same layer and activations (other rows of a grid).
         """
         s = divide(R, denominator(z, self.epsilon, heuristic), inplace=True)
-        return layer.transpose(s, layer.weight, a.shape).mul_(a)
+        return _times(layer.transpose(s, layer.weight, a.shape), a)
 
 
 @dataclass(frozen=True)
@@ -184,26 +188,28 @@ class Gamma(Rule):
     def __repr__(self) -> str:
         return f"Gamma({self.hyperparameters()})"
 
-    def relevance(self, layer, a, z, R, heuristic):
+    def relevance(self, layer, a, z, R, heuristic, memo=None):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
             return super().relevance(layer, a, z, R, heuristic)
-        w_plus = layer.weight.clamp(min=0)
-        z_plus = layer.affine(a, w_plus, layer.bias.clamp(min=0))  # W⁺a + b⁺: one convolution for every γ
+
+        def positive_part():  # W⁺ and W⁺a + b⁺: one convolution for every γ
+            w_plus = layer.weight.clamp(min=0)
+            return w_plus, layer.affine(a, w_plus, layer.bias.clamp(min=0))
+
+        w_plus, z_plus = _memoized(memo, ("gamma", layer.index), positive_part)
         if isinstance(self.gamma, float):
             return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic)
         # One pass per run of samples sharing γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs),
         # and the large temporaries of the early layers stay one run in size.
-        out = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device)
         gammas = self.gamma.tolist()
-        start = 0
-        while start < len(gammas):
-            stop = start + 1
-            while stop < len(gammas) and gammas[stop] == gammas[start]:
-                stop += 1
+        starts = [i for i in range(len(gammas)) if i == 0 or gammas[i] != gammas[i - 1]]
+        if len(starts) == 1:
+            return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic)
+        out = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device, memory_format=_memory_format(a))
+        for start, stop in zip(starts, starts[1:] + [len(gammas)]):
             rows = slice(start, stop)
             own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # activations shared or per sample
             out[rows] = self._relevance(layer, own(a), own(z), own(z_plus), w_plus, R[rows], gammas[start], heuristic)
-            start = stop
         return out
 
     @staticmethod
@@ -211,7 +217,7 @@ class Gamma(Rule):
         """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
         den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
         s = divide(R, den, inplace=True)
-        return layer.transpose(s, layer.weight + gamma * w_plus, a.shape).mul_(a)
+        return _times(layer.transpose(s, layer.weight + gamma * w_plus, a.shape), a)
 
 
 @dataclass(frozen=True)
@@ -257,22 +263,51 @@ class ZBox(Rule):
     def __repr__(self) -> str:
         return f"ZBox(low={self.low}, high={self.high})"
 
-    def relevance(self, layer, a, z, R, heuristic):
+    def relevance(self, layer, a, z, R, heuristic, memo=None):
         if a.shape[1] != len(self.low):
             raise ValueError(f"z^B has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
         low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
         high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
-        w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-        z_box = (layer.affine(a, layer.weight, None) - layer.affine(low, w_plus, None)
-                 - layer.affine(high, w_minus, None))
-        s = divide(R, denominator(z_box, None, heuristic, inplace=True), inplace=True)
-        # Wᵀs, W⁺ᵀs and W⁻ᵀs in one transposed product (the weights stacked along input channels)
+
+        def box():  # z = W x - W⁺ l - W⁻ h, and W, W⁺, W⁻ stacked along input channels
+            w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
+            z_box = (layer.affine(a, layer.weight, None) - layer.affine(low, w_plus, None)
+                     - layer.affine(high, w_minus, None))
+            return z_box, (w_plus, w_minus), torch.cat([layer.weight, w_plus, w_minus], dim=1)
+
+        z_box, (w_plus, w_minus), stacked = _memoized(memo, ("zbox", layer.index, self.low, self.high), box)
+        s = divide(R, denominator(z_box, None, heuristic), inplace=True)
+        # Wᵀs, W⁺ᵀs and W⁻ᵀs in one transposed product
         channels = a.shape[1]
-        stacked = torch.cat([layer.weight, w_plus, w_minus], dim=1)
         c = layer.transpose(s, stacked, (a.shape[0], 3 * channels, *a.shape[2:])) if layer.options.get("groups", 1) == 1 \
             else torch.cat([layer.transpose(s, w, a.shape) for w in (layer.weight, w_plus, w_minus)], dim=1)
         c, c_plus, c_minus = c.split(channels, dim=1)
         return c * a - c_plus * low - c_minus * high
+
+
+def _times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``c ⊙ a`` in place in ``c``, in ``a``'s memory layout (a dense layer's ``Wᵀs`` comes out
+    row-major; element-wise work on tensors of different layouts is several times slower)."""
+    layout = _memory_format(a)
+    if layout != torch.contiguous_format and not c.is_contiguous(memory_format=layout):
+        c = c.contiguous(memory_format=layout)
+    return c.mul_(a)
+
+
+def _memoized(memo: Optional[dict], key, compute):
+    """``compute()``, kept in ``memo`` under ``key`` when a memo is given."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    """The memory format of the activations ``t`` (channels-last on a CPU, see :mod:`lrpkit.lrp`)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, epsilon, heuristic: str) -> torch.Tensor:
@@ -288,7 +323,7 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
         _, indices = F.max_pool2d(a, return_indices=True, **opts)
         out = R.new_zeros(R.shape[0], a.shape[1], a.shape[2] * a.shape[3])
         out.scatter_add_(2, indices.flatten(2).expand(R.shape[0], -1, -1), R.flatten(2))
-        return out.view(R.shape[0], *a.shape[1:])
+        return out.view(R.shape[0], *a.shape[1:]).contiguous(memory_format=_memory_format(a))
     stride = opts["stride"] if opts["stride"] else opts["kernel_size"]
     z = F.avg_pool2d(a, opts["kernel_size"], stride, opts["padding"], opts["ceil_mode"])
     s = divide(R, denominator(z, epsilon, heuristic), inplace=True)

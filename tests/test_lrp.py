@@ -65,6 +65,26 @@ def test_batched_grid_equals_settings_one_by_one(vgg16_f64, images_f64):
         assert rel_err(grid[b], one[0]) <= 1e-6
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 20, 1 << 40], ids=["small-blocks", "no-blocks"])
+def test_grid_report_equals_settings_one_by_one(vgg16_f64, images_f64, monkeypatch, block_bytes):
+    """Per-layer sums and relevances of a grid (repeated settings, two targets) equal single runs,
+    whether the rows below the split are carried down in blocks (CPU) or all at once."""
+    monkeypatch.setattr(lrp, "CPU_BLOCK_BYTES", block_bytes)
+    gammas = torch.tensor([0.1, 0.0, 0.1, 0.1], dtype=torch.float64)
+    epsilons = torch.tensor([0.25, 0.25, 1.0, 0.25], dtype=torch.float64)
+    targets = torch.tensor([7, 7, 7, 3])
+    grid = lrp.explain(vgg16_f64, images_f64[:1], targets, composites.tutorial(gamma=gammas, epsilon=epsilons),
+                       keep_layers=True)
+    for b in range(4):
+        one = lrp.explain(vgg16_f64, images_f64[:1], int(targets[b]),
+                          composites.tutorial(gamma=float(gammas[b]), epsilon=float(epsilons[b])), keep_layers=True)
+        assert rel_err(grid.relevance[b], one.relevance[0]) <= 1e-6
+        assert torch.allclose(grid.layer_sums[:, b], one.layer_sums[:, 0], rtol=1e-6, atol=1e-12)
+        for k in (0, 1, 4, 16, 17, 30, 31, 38):
+            assert rel_err(grid.layer_relevance[k][b], one.layer_relevance[k][0]) <= 1e-6
+    assert grid.relevance.is_contiguous() and all(r.is_contiguous() for r in grid.layer_relevance)
+
+
 def test_grid_over_different_images_and_decreasing_gamma(vgg16_f64, images_f64, target):
     gammas = (torch.tensor([0.5, 0.0], dtype=torch.float64), 0.25, torch.tensor([0.1, 0.3], dtype=torch.float64), 0.0)
     grid = lrp.relevance(vgg16_f64, images_f64, target, composites.decreasing_gamma(gammas, heuristic="zennit"))
