@@ -269,20 +269,23 @@ class ZBox(Rule):
         low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
         high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
 
-        def box():  # z = W x - W⁺ l - W⁻ h, and W, W⁺, W⁻ stacked along input channels
+        def box():  # W = W⁺ + W⁻, so z = W x - W⁺ l - W⁻ h = W⁺ (x - l) + W⁻ (x - h)
             w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
-            z_box = (layer.affine(a, layer.weight, None) - layer.affine(low, w_plus, None)
-                     - layer.affine(high, w_minus, None))
-            return z_box, (w_plus, w_minus), torch.cat([layer.weight, w_plus, w_minus], dim=1)
+            above_low, below_high = a - low, a - high
+            z_box = layer.affine(above_low, w_plus, None).add_(layer.affine(below_high, w_minus, None))
+            return (w_plus, w_minus), above_low, below_high, z_box
 
-        z_box, (w_plus, w_minus), stacked = _memoized(memo, ("zbox", layer.index, self.low, self.high), box)
+        (w_plus, w_minus), above_low, below_high, z_box = _memoized(memo, ("zbox", layer.index, self.low, self.high), box)
         s = divide(R, denominator(z_box, None, heuristic), inplace=True)
-        # Wᵀs, W⁺ᵀs and W⁻ᵀs in one transposed product
+        # R = x ⊙ Wᵀs - l ⊙ W⁺ᵀs - h ⊙ W⁻ᵀs = (x - l) ⊙ W⁺ᵀs + (x - h) ⊙ W⁻ᵀs, with W⁺ᵀs and W⁻ᵀs
+        # in one transposed product (the two weights stacked along input channels)
         channels = a.shape[1]
-        c = layer.transpose(s, stacked, (a.shape[0], 3 * channels, *a.shape[2:])) if layer.options.get("groups", 1) == 1 \
-            else torch.cat([layer.transpose(s, w, a.shape) for w in (layer.weight, w_plus, w_minus)], dim=1)
-        c, c_plus, c_minus = c.split(channels, dim=1)
-        return c * a - c_plus * low - c_minus * high
+        if layer.options.get("groups", 1) == 1:
+            c = layer.transpose(s, torch.cat([w_plus, w_minus], dim=1), (a.shape[0], 2 * channels, *a.shape[2:]))
+            c_plus, c_minus = c.split(channels, dim=1)
+        else:
+            c_plus, c_minus = (layer.transpose(s, w, a.shape) for w in (w_plus, w_minus))
+        return torch.addcmul(c_plus * above_low, c_minus, below_high)
 
 
 def _times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -332,7 +335,8 @@ def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, ep
         # Non-overlapping windows (VGG's 2x2/2): the transposed average pool spreads s/k² over each
         # window; input rows and columns left over by the floor get none.
         c = F.interpolate(s.mul_(1.0 / (kernel[0] * kernel[1])), scale_factor=tuple(kernel), mode="nearest")
-        c = F.pad(c, (0, a.shape[3] - c.shape[3], 0, a.shape[2] - c.shape[2]))
+        if c.shape[2:] != a.shape[2:]:  # (F.pad copies even when it pads nothing)
+            c = F.pad(c, (0, a.shape[3] - c.shape[3], 0, a.shape[2] - c.shape[2]))
     else:
         c = torch.ops.aten.avg_pool2d_backward(s, a.expand(R.shape[0], *a.shape[1:]), kernel, stride, padding,
                                                opts["ceil_mode"], True, None)
