@@ -6,7 +6,11 @@ and walks back through the canonical layer list, each linear layer applying the 
 assigns to its index.
 
 If every sample of a batch shows the same image (a hyperparameter grid), the forward pass runs
-once and is shared by all settings.
+once and is shared by all settings, and so is every layer above the first one whose rule has
+per-sample hyperparameters. Below it each setting needs its own transposed products; on a CPU
+those rows are carried down in blocks small enough to stay in cache, with the rules' terms that
+depend only on the activations (``W⁺a``, z^B's bounds) computed once. On a CPU the feature maps
+are kept channels-last, the layout oneDNN's convolutions work in.
 """
 from __future__ import annotations
 
@@ -90,7 +94,8 @@ def relevance(model: nn.Module, x: torch.Tensor, target: Target = None, composit
     composite : Composite
         The rules by layer index (:mod:`lrpkit.composites`). Default: LRP-Tutorial.
     chunk_size : int
-        Samples per backward pass; bounds memory for large grids.
+        Samples per backward pass; bounds memory for large grids (on a CPU, the early layers of a
+        grid over one image are further split into blocks of rows under ``CPU_BLOCK_BYTES``).
 
     Returns
     -------
