@@ -49,13 +49,14 @@ def convolution_floor(model, x, settings):
         convs, dense = [l for l in linear if l.kind == "conv"], [l for l in linear if l.kind == "linear"]
         outputs = {l.index: torch.rand_like(acts[l.index + 1]) for l in linear}
         weights = {l.index: torch.cat([l.weight.clamp(min=0), l.weight.clamp(max=0)], 1) if l.index == 0 else l.weight
-                   for l in linear}
+                   for l in convs}
 
     def run():
         with torch.no_grad():
             acts = _forward(layers, x)
-            for l in linear[1:7]:  # W⁺a of the γ layers 1-16
-                l.affine(acts[l.index], l.weight.clamp(min=0), None)
+            for l in convs:  # W⁺a of LRP-Tutorial's γ layers 1-16
+                if 1 <= l.index <= 16:
+                    l.affine(acts[l.index], l.weight.clamp(min=0), None)
             for l in reversed(dense):  # the classifier sits above the first ε layer: once
                 l.transpose(outputs[l.index], l.weight, acts[l.index].shape)
             for _ in range(settings):

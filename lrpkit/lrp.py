@@ -22,7 +22,7 @@ from torch import nn
 
 from . import canonical
 from .composites import Composite
-from .rules import _memory_format, pool_relevance
+from .rules import _empty_rows, pool_relevance
 
 __all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
 
@@ -233,11 +233,6 @@ def _in_blocks(layers, top, activations, R, groups, composite, keep_layers, memo
         for whole, t in zip(kept, k):
             whole[samples] = t
     return out, sums, kept
-
-
-def _empty_rows(like, rows):
-    """An empty tensor like ``like`` (same layout) with ``rows`` rows."""
-    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=_memory_format(like))
 
 
 #: On a CPU, the layers below a grid's split are processed in blocks of rows whose relevance

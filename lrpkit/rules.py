@@ -132,8 +132,27 @@ class Zero(Rule):
     label: ClassVar[str] = "LRP-0"
 
 
-@dataclass(frozen=True)
-class Epsilon(Rule):
+class _OneHyperparameter(Rule):
+    """A rule with one hyperparameter (``parameter``, printed as ``symbol``), a float or per sample."""
+
+    parameter: ClassVar[str]
+    symbol: ClassVar[str]
+
+    def _set(self, value: Hyperparameter) -> None:
+        object.__setattr__(self, self.parameter, _check_hyperparameter(self.parameter, value))
+
+    def take(self, index) -> "_OneHyperparameter":
+        return type(self)(_take(getattr(self, self.parameter), index))
+
+    def hyperparameters(self) -> str:
+        return _describe(self.symbol, getattr(self, self.parameter))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.hyperparameters()})"
+
+
+@dataclass(frozen=True, repr=False)
+class Epsilon(_OneHyperparameter):
     """LRP-ε: adds ε to the denominator, absorbing weak or contradictory relevance.
 
     Parameters
@@ -144,22 +163,15 @@ class Epsilon(Rule):
 
     epsilon: Hyperparameter = 0.25
     label: ClassVar[str] = "LRP-ε"
+    parameter: ClassVar[str] = "epsilon"
+    symbol: ClassVar[str] = "ε"
 
     def __init__(self, epsilon: Hyperparameter = 0.25):
-        object.__setattr__(self, "epsilon", _check_hyperparameter("epsilon", epsilon))
-
-    def take(self, index) -> "Epsilon":
-        return Epsilon(_take(self.epsilon, index))
-
-    def hyperparameters(self) -> str:
-        return _describe("ε", self.epsilon)
-
-    def __repr__(self) -> str:
-        return f"Epsilon({self.hyperparameters()})"
+        self._set(epsilon)
 
 
-@dataclass(frozen=True)
-class Gamma(Rule):
+@dataclass(frozen=True, repr=False)
+class Gamma(_OneHyperparameter):
     """LRP-γ: ``ρ(p) = p + γ p⁺`` on weights and biases, favouring positive contributions.
 
     Parameters
@@ -175,18 +187,11 @@ class Gamma(Rule):
 
     gamma: Hyperparameter = 0.25
     label: ClassVar[str] = "LRP-γ"
+    parameter: ClassVar[str] = "gamma"
+    symbol: ClassVar[str] = "γ"
 
     def __init__(self, gamma: Hyperparameter = 0.25):
-        object.__setattr__(self, "gamma", _check_hyperparameter("gamma", gamma))
-
-    def take(self, index) -> "Gamma":
-        return Gamma(_take(self.gamma, index))
-
-    def hyperparameters(self) -> str:
-        return _describe("γ", self.gamma)
-
-    def __repr__(self) -> str:
-        return f"Gamma({self.hyperparameters()})"
+        self._set(gamma)
 
     def relevance(self, layer, a, z, R, heuristic, memo=None):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
@@ -205,7 +210,7 @@ class Gamma(Rule):
         starts = [i for i in range(len(gammas)) if i == 0 or gammas[i] != gammas[i - 1]]
         if len(starts) == 1:
             return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic)
-        out = torch.empty((R.shape[0], *a.shape[1:]), dtype=R.dtype, device=R.device, memory_format=_memory_format(a))
+        out = _empty_rows(a, R.shape[0])
         for start, stop in zip(starts, starts[1:] + [len(gammas)]):
             rows = slice(start, stop)
             own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # activations shared or per sample
@@ -311,6 +316,11 @@ def _memory_format(t: torch.Tensor) -> torch.memory_format:
     if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def _empty_rows(like: torch.Tensor, rows: int) -> torch.Tensor:
+    """An uninitialized tensor like ``like`` (dtype, device, memory layout) with ``rows`` rows."""
+    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, device=like.device, memory_format=_memory_format(like))
 
 
 def pool_relevance(layer: Layer, a: torch.Tensor, R: torch.Tensor, mode: str, epsilon, heuristic: str) -> torch.Tensor:
