@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lrpkit import composites, data, inpainting, lrp, models, pf
+from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
 CASTLE = 483
 
@@ -55,8 +56,7 @@ def timed(fn, device):
 def floor(model, x, rgb, order, device):
     """28 single forward passes plus the 27 Telea inpaintings of the thesis schedule, one after another."""
     counts = pf.flip_schedule(784)[:-1]                                  # 27 inpainted steps (step 28 is full)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(784)
+    rank = order.argsort()
     with torch.inference_mode():
         for _ in range(28):
             model(x)
@@ -74,8 +74,8 @@ def thesis_lrp_model(model, device):
     from lrp.rules import LrpEpsilonRule, LrpGammaRule, LrpZBoxRule, LrpZeroRule
     wrapped = LRP(model)
     select = LayerFilter(model, (torch.nn.Conv2d, torch.nn.Linear))
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     low = ((torch.zeros(1, 3, 224, 224, device=device) - mean) / std)
     high = ((torch.ones(1, 3, 224, 224, device=device) - mean) / std)
     wrapped.convert_layers([

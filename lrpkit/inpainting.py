@@ -152,10 +152,6 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _run(function, *args):
-    return function(*args)
-
-
 _POOLS: dict = {}
 
 
@@ -222,7 +218,7 @@ class Inpainter:
     def submit(self, function, *args) -> Future:
         """Run ``function(*args)`` (one of this module's functions) and return a future of its result."""
         if self._executor is not None:
-            return self._executor.submit(_run, function, *args)
+            return self._executor.submit(function, *args)
         future: Future = Future()
         try:
             future.set_result(function(*args))

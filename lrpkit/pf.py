@@ -388,7 +388,7 @@ def _truncating_unnormalize(x: torch.Tensor, mean: Sequence[float], std: Sequenc
     inv_mean = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32).view(-1, 1, 1)
     inv_std = torch.tensor([1 / s for s in std], dtype=torch.float32).view(-1, 1, 1)
     values = (x.float() - inv_mean) / inv_std * 255.0
-    return values.clamp(0, 255).int().to(torch.uint8)
+    return values.clamp(0, 255).to(torch.uint8)  # float → integer casts truncate
 
 
 def _truncation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -562,7 +562,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
     pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
     order_ = flip_order(pscores, order, seed, image_ids, shared_permutation="shared_permutation" in features)
-    rank = torch.empty_like(order_).scatter_(1, order_, torch.arange(n_patches).expand(batch, n_patches).contiguous())
+    rank = order_.argsort(dim=1)  # each patch's place in the flipping order (the inverse permutation)
     rank_grid = rank.reshape(batch, *grid).numpy()
 
     run = _Run(xc=xc, image_ids=image_ids, rank_grid=rank_grid, counts=counts, patch_size=patch_size, mode=mode,
