@@ -236,9 +236,10 @@ def flip_schedule(n_patches: int, schedule: Union[str, Sequence[int]] = "thesis"
     if n_steps is not None:
         raise ValueError("n_steps applies to the 'log' and 'linear' schedules only")
     try:
-        counts = [int(c) for c in schedule]
-        if any(not isinstance(c, numbers.Integral) or isinstance(c, bool) for c in schedule):
+        given = list(schedule)  # read once: a generator cannot be iterated twice
+        if any(not isinstance(c, numbers.Integral) or isinstance(c, bool) for c in given):
             raise TypeError
+        counts = [int(c) for c in given]
     except (TypeError, ValueError):
         raise TypeError(f"schedule must be one of {SCHEDULES} or a sequence of ints, got {schedule!r}") from None
     if not counts:

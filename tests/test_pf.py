@@ -147,6 +147,10 @@ def test_other_schedules():
             pf.flip_schedule(10, bad)
     with pytest.raises(ValueError, match="unknown schedule"):
         pf.flip_schedule(10, "quadratic")
+    assert pf.flip_schedule(10, (c for c in [2, 5])) == [2, 5]  # any iterable of ints, read once
+    for bad in ([2.0, 5.0], (c for c in [2.0, 5.0]), [True]):
+        with pytest.raises(TypeError, match="sequence of ints"):
+            pf.flip_schedule(10, bad)
 
 
 def test_uneven_patches_and_strict():
