@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -113,25 +113,14 @@ def _weights_record(model: Any) -> dict[str, Any] | None:
     """What ``lrpkit.models`` recorded about the weights it loaded into ``model``, as a dict."""
     if model is None:
         return None
-    record = getattr(model, "lrpkit_weights", None)
-    if record is None:
-        try:
-            from . import models  # noqa: WPS433 -- optional until lrpkit.models exists
-        except ImportError:
-            models = None
-        getter = getattr(models, "weights_record", None) if models is not None else None
-        record = getter(model) if getter is not None else None
-    if record is None:
+    from . import models
+    try:
+        info = models.weights_info(model)
+    except TypeError:
         raise ValueError("provenance(model=...): the model carries no weights record; load it "
                          "with lrpkit.models.vgg16(...) so that the page can say which weights "
-                         "made its figures")
-    if isinstance(record, Mapping):
-        record = dict(record)
-    elif hasattr(record, "__dataclass_fields__"):
-        import dataclasses
-        record = dataclasses.asdict(record)
-    else:
-        record = dict(vars(record))
+                         "made its figures") from None
+    record = asdict(info)
     record["state_sha256"] = state_sha256(model)
     return record
 
@@ -166,11 +155,7 @@ class Provenance:
     @property
     def random_weights(self) -> bool:
         """True when the figures were made with randomly initialized weights."""
-        if self.weights is None:
-            return False
-        if "random" in self.weights:
-            return bool(self.weights["random"])
-        return str(self.weights.get("source", self.weights.get("kind", ""))).lower() == "random"
+        return self.weights is not None and self.weights.get("source") == "random"
 
     def as_dict(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
@@ -616,7 +601,7 @@ def provenance_record(output: Mapping[str, Any]) -> dict[str, Any] | None:
     if isinstance(text, list):
         text = "".join(text)
     match = _RECORD.search(text)
-    return json.loads(match["json"].replace("<\\/", "</")) if match else None
+    return json.loads(match["json"]) if match else None
 
 
 def _check_kernel_lrpkit(figure: Figure, executed: Path) -> None:
@@ -633,9 +618,10 @@ def _check_kernel_lrpkit(figure: Figure, executed: Path) -> None:
         raise BuildError(f"notebook {figure.notebook}: the 'provenance' glue carries no "
                          "provenance record; glue the object returned by "
                          "lrpkit.book.provenance(...)")
-    if record.get("lrpkit_version") != lrpkit_version():
+    version = lrpkit_version()
+    if record.get("lrpkit_version") != version:
         raise BuildError(f"notebook {figure.notebook}: the kernel imported lrpkit "
-                         f"{record.get('lrpkit_version')} but the build uses {lrpkit_version()} "
+                         f"{record.get('lrpkit_version')} but the build uses {version} "
                          f"({_PACKAGE_DIR}); install this checkout (pip install -e .) or set "
                          "PYTHONPATH")
 
@@ -759,7 +745,7 @@ def check_glue(root: Path, pages: Sequence[Path]) -> None:
     BuildError
         Naming the page, line, key and notebook (and the keys that notebook does provide).
     """
-    problems = []
+    problems, keys_of = [], {}
     for page in pages:
         for line, doc, key in glue_references(page):
             rel = page.relative_to(root)
@@ -772,7 +758,9 @@ def check_glue(root: Path, pages: Sequence[Path]) -> None:
                 problems.append(f"{rel}:{line}: glue key {key!r}: notebook {doc} was not built "
                                 "(is its figure in notebooks/figures.yml with this chapter?)")
                 continue
-            keys = glue_keys(notebook)
+            if notebook not in keys_of:
+                keys_of[notebook] = glue_keys(notebook)
+            keys = keys_of[notebook]
             if key not in keys:
                 problems.append(f"{rel}:{line}: missing glue key {key!r}: "
                                 f"{notebook.relative_to(root)} provides {sorted(keys)}")

@@ -91,9 +91,8 @@ def _cmd_weights(args) -> int:
     from . import models
     file = models.pretrained_file(args.arch)
     if file.is_file():
-        digest = models.sha256_file(file)
-        prefix = file.stem.rsplit("-", 1)[-1]
-        state = "verified" if digest.startswith(prefix) else f"UNVERIFIED (expected sha256 prefix {prefix})"
+        digest, prefix, verified = models.check_pretrained(file)
+        state = "verified" if verified else f"UNVERIFIED (expected sha256 prefix {prefix})"
         print(f"{args.arch}: {file} present, sha256 {digest} ({state})")
     else:
         url = models._imagenet_weights(args.arch).url
@@ -113,9 +112,7 @@ def _composite(args):
         return composites.tutorial(gamma=args.gamma, epsilon=args.epsilon, **common)
     if args.composite == "decreasing-gamma":
         return composites.decreasing_gamma(gammas=args.gammas, **common)
-    rule_args = {"epsilon": {"epsilon": args.epsilon}, "gamma": {"gamma": args.gamma},
-                 "zero": {}}[args.rule]
-    return composites.uniform(args.rule, zbox=args.zbox, **rule_args, **common)
+    return composites.uniform(args.rule, epsilon=args.epsilon, gamma=args.gamma, zbox=args.zbox, **common)
 
 
 def _output_names(paths: Sequence[Path]) -> list[str]:

@@ -135,19 +135,14 @@ def _resize(img: Image.Image, size: int, resize: str, path: Path) -> Image.Image
             raise ValueError(f"image {path} is {width}x{height}, not {size}x{size} "
                              "(resize='none'); use resize='crop' or 'exact'")
         return img
+    from torchvision.transforms import InterpolationMode, functional
+
     if resize == "exact":
-        return img.resize((size, size), Image.BILINEAR)
-    # "crop": shorter side to size * 256 / 224 (256 for 224), then the centre size x size, as
-    # torchvision's ImageNet evaluation transform does.
-    short = round(size * 256 / 224)
-    if width <= height:
-        new = (short, max(short, int(short * height / width)))
-    else:
-        new = (max(short, int(short * width / height)), short)
-    img = img.resize(new, Image.BILINEAR)
-    left = int(round((new[0] - size) / 2.0))
-    top = int(round((new[1] - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
+        return functional.resize(img, [size, size], InterpolationMode.BILINEAR)
+    # "crop": torchvision's ImageNet evaluation transform, shorter side to size * 256 / 224 (256 for
+    # 224), then the centre size x size
+    img = functional.resize(img, round(size * 256 / 224), InterpolationMode.BILINEAR)
+    return functional.center_crop(img, [size, size])
 
 
 def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,

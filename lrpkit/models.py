@@ -55,6 +55,7 @@ __all__ = [
     "RandomWeightsWarning",
     "UnverifiedWeightsWarning",
     "WeightsInfo",
+    "check_pretrained",
     "vgg",
     "vgg11",
     "vgg11_bn",
@@ -175,6 +176,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_pretrained(file: Path) -> tuple[str, str, bool]:
+    """``(sha256, expected prefix, verified)`` of a torchvision weights file: torchvision names
+    its files ``<arch>-<first hex digits of the sha256>.pth``."""
+    digest = sha256_file(file)
+    prefix = Path(file).stem.rsplit("-", 1)[-1]
+    return digest, prefix, digest.startswith(prefix)
+
+
 def _check_arch(arch: str) -> str:
     if arch not in VGG_ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
@@ -277,9 +286,7 @@ def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module
                          f"the file and {where}") from None
     model = _empty_model(arch)
     _load_state(model, state, arch, file)
-    digest = sha256_file(file)
-    prefix = file.stem.rsplit("-", 1)[-1]
-    verified = digest.startswith(prefix)
+    digest, prefix, verified = check_pretrained(file)
     warning = None
     if not verified:
         warning = (f"{file} does not have the sha256 torchvision publishes for {arch} "
