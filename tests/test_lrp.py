@@ -160,6 +160,34 @@ def test_float32_close_to_float64(vgg16_f64, images_f64):
     assert rel_err(R32.double(), R64) <= 1e-3
 
 
+@pytest.fixture(scope="module")
+def sample_images_f32():
+    """The castle and three ImageNet samples, float32, from the data mirror (sha256-checked)."""
+    import os
+    from lrpkit import data
+    if not os.environ.get(data.MIRROR_ENV):
+        pytest.skip(f"no image mirror ({data.MIRROR_ENV} unset)")
+    records = data.image_set("castle") + data.image_set("imagenet-samples")[:3]
+    return torch.cat([data.load_image(r.path) for r in records])
+
+
+def test_float32_uniform_lrp0_equals_gradient_x_input_on_real_images(sample_images_f32):
+    """In float32 too: LRP-0 must divide by the very pre-activations whose ReLU gave the activations.
+
+    A forward pass computed differently from the model's (another memory layout) puts a few
+    pre-activations within rounding of zero on the other side of zero; their ReLUs then switch in
+    one pass and not in the other, and the two maps differed by 10 % of the largest relevance.
+    """
+    torch.manual_seed(0)
+    model = torchvision.models.vgg16().eval()
+    comp = composites.uniform("zero", heuristic="vanilla", maxpool="max")
+    for x in sample_images_f32.split(1):
+        R = lrp.relevance(model, x, composite=comp)
+        G = lrp.gradient_x_input(model, x)
+        assert R.dtype == torch.float32
+        assert rel_err(R, G) <= 1e-5
+
+
 def test_targets_and_chunking(vgg16_f64, images_f64):
     x = torch.cat([images_f64, images_f64[:1]])
     t = torch.tensor([1, 500, 999])
