@@ -685,8 +685,8 @@ def present(nb: Any) -> Any:
       heading is split after that line). The glued original stays, no longer displayed, for the
       chapter pages that paste it.
     """
-    from myst_nb.ext.glue import GLUE_PREFIX
     import nbformat
+    from myst_nb.ext.glue import GLUE_PREFIX
 
     banner = None
     for cell in nb.cells:
