@@ -15,8 +15,12 @@ are written to ``book/_generated/<chapter>/<figure id>.ipynb`` and never edited 
 ``jupyter-book build . -W -n --keep-going`` renders the site with ``execute_notebooks: "off"``;
 the prose pages paste figures and numbers from the executed notebooks with myst-nb ``glue``.
 
-A notebook that raises fails the build with the notebook, the cell and the error named; a glue key
-that a page asks for and no notebook provides fails the build too.
+Before any notebook runs, the build checks once that the device exists on this machine and
+that the weights asked for load (``imagenet``, a state-dict path); either failing is a one-line
+error. A notebook that raises fails the build with the notebook, the cell and the error named; a
+glue key that a page asks for and no notebook provides fails the build too. Each executed notebook
+shows its weights notice first and no stderr (:func:`present`); the summary says which figures, or
+whether all of them, used random weights.
 
 Each figure notebook ends by gluing :func:`provenance` (``provenance`` and ``banner`` keys): the
 weights and their checksum, profile, device, parameters, lrpkit version and git commit, date, and
@@ -121,8 +125,23 @@ def _weights_record(model: Any) -> dict[str, Any] | None:
                          "with lrpkit.models.vgg16(...) so that the page can say which weights "
                          "made its figures") from None
     record = asdict(info)
+    # The warning text names folders of the build machine; the banner says the same in words.
+    record.pop("warning", None)
+    record["path"] = public_value(record.get("path"))
+    record["requested"] = public_value(record.get("requested"))
     record["state_sha256"] = state_sha256(model)
     return record
+
+
+def public_value(value: Any) -> Any:
+    """``value``, or only the file name if it is an absolute (or ``~``) path.
+
+    A page must not show the folders of the machine that built it; a weights file stays
+    identified by its name and its sha256.
+    """
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return Path(value).name
+    return value
 
 
 def state_sha256(model: Any) -> str:
@@ -250,6 +269,8 @@ def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
         of the weights loaded (source, checksum, random or not) goes into the provenance. None
         for figures that involve no network.
 
+    Absolute paths (a weights file's) are shown by their file name only (:func:`public_value`).
+
     Returns
     -------
     Provenance
@@ -272,7 +293,7 @@ def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
         except Exception:  # noqa: BLE001 -- the name is only informative
             pass
     return Provenance(
-        parameters=dict(parameters),
+        parameters={k: public_value(v) for k, v in parameters.items()},
         weights=_weights_record(model),
         device=device,
         lrpkit_version=lrpkit_version(),
@@ -290,6 +311,67 @@ def _package_versions(names: Sequence[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+# --------------------------------------------------------------------------------------------
+# Tables (called by the notebooks)
+# --------------------------------------------------------------------------------------------
+
+#: How :func:`composite_table` names a composite's max-pool treatment (backward pass).
+MAXPOOL_NAMES = {"max": "winner takes all", "avg": "as 2×2 average"}
+
+
+def composite_table(composites: Sequence[Any]):
+    """The rules of one or more composites as one table, with the options that also decide
+    their heatmaps.
+
+    Parameters
+    ----------
+    composites : sequence of lrpkit.composites.Composite
+        The very objects a notebook explains with, so that the table cannot differ from them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :meth:`Composite.table` of each (``Layer index``, ``Rule``, ``Hyperparameters``), preceded
+        by a ``Composite`` column when there are several, and followed by ``Denominator``
+        (the heuristic of thesis §2.1.5) and ``Max-pooling`` (how relevance passes a max-pool).
+    """
+    import pandas as pd
+
+    composites = list(composites)
+    if not composites:
+        raise ValueError("composite_table(composites=[]): pass at least one composite")
+    frames = []
+    for c in composites:
+        frame = c.table()
+        if len(composites) > 1:
+            frame.insert(0, "Composite", c.name)
+        frame["Denominator"] = c.heuristic
+        frame["Max-pooling"] = MAXPOOL_NAMES.get(c.maxpool, c.maxpool)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def html_table(frame: Any, float_format: str | None = None) -> Any:
+    """A pandas DataFrame as the book shows tables: HTML, no index, left-aligned headers.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    float_format : str, optional
+        A format spec for floats, e.g. ``".4g"``.
+
+    Returns
+    -------
+    IPython.display.HTML
+        For ``glue``.
+    """
+    from IPython.display import HTML
+
+    formatter = None if float_format is None else ("{:" + float_format + "}").format
+    return HTML(frame.to_html(index=False, classes="table", justify="left",
+                              float_format=formatter))
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,6 +671,57 @@ def glue_keys(notebook: Path) -> dict[str, dict[str, Any]]:
     return keys
 
 
+#: Id of the cell :func:`present` puts the weights notice in.
+BANNER_CELL_ID = "lrpkit-banner"
+
+
+def present(nb: Any) -> Any:
+    """Prepare an executed notebook (nbformat v4) for its page, in place, and return it.
+
+    - Output written to stderr (warnings, progress bars) is removed: it is in the notebook's log,
+      and it names folders of the build machine.
+    - The weights notice (the ``banner`` glue output) is shown first: in a cell with the tag
+      ``remove-input`` right after the title (a first markdown cell that starts with a ``# ``
+      heading is split after that line). The glued original stays, no longer displayed, for the
+      chapter pages that paste it.
+    """
+    import nbformat
+    from myst_nb.ext.glue import GLUE_PREFIX
+
+    banner = None
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.get("outputs", [])
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        for output in cell.outputs:
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == "banner":
+                banner = output
+    if banner is None or any(c.get("id") == BANNER_CELL_ID for c in nb.cells):
+        return nb
+    scrapbook = banner["metadata"]["scrapbook"]
+    prefix = scrapbook.get("mime_prefix", "")
+    data = {key[len(prefix):]: value for key, value in banner["data"].items()}
+    banner["data"] = {GLUE_PREFIX + key: value for key, value in data.items()}
+    scrapbook["mime_prefix"] = GLUE_PREFIX
+    notice = nbformat.v4.new_code_cell(
+        "# The weights notice of this notebook (glued as 'banner' in its last cell), shown "
+        "first by lrpkit.book.present", metadata={"tags": ["remove-input"]})
+    notice.id = BANNER_CELL_ID
+    notice.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    where = 0
+    if nb.cells and nb.cells[0].cell_type == "markdown":
+        title, _, rest = nb.cells[0].source.lstrip("\n").partition("\n")
+        if title.startswith("# ") and rest.strip():
+            nb.cells[0].source = title
+            intro = nbformat.v4.new_markdown_cell(rest.strip("\n"))
+            intro.id = f"{BANNER_CELL_ID}-intro"
+            nb.cells.insert(1, intro)
+        where = 1
+    nb.cells.insert(where, notice)
+    return nb
+
+
 _RECORD = re.compile(r'<script type="application/json" class="lrpkit-provenance-record">'
                      r"(?P<json>.*?)</script>", re.S)
 
@@ -644,7 +777,12 @@ def kernel_environment() -> dict[str, str]:
 def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Mapping[str, Any],
                 force: bool = False, timeout: float | None = None,
                 progress: bool = True) -> list[FigureResult]:
-    """Execute (or take from the cache) every figure notebook; raise BuildError on failures."""
+    """Execute (or take from the cache) every figure notebook; raise BuildError on failures.
+
+    Each executed notebook is :func:`present`-ed before it is cached: weights notice first, no
+    stderr (which stays in its log).
+    """
+    import nbformat
     from tqdm import tqdm
 
     build = root / "_build"
@@ -676,6 +814,11 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
             try:
                 _execute(root, figure, params, partial, log, timeout, env)
                 _check_kernel_lrpkit(figure, partial)
+                executed = present(nbformat.read(partial, as_version=4))
+                # papermill records absolute paths of this machine; the book's own are enough.
+                executed.metadata.setdefault("papermill", {}).update(
+                    input_path=figure.notebook.as_posix(), output_path=figure.output.as_posix())
+                nbformat.write(executed, partial)
             except Exception as exc:  # noqa: BLE001 -- reported with notebook and cell
                 message = (str(exc) if isinstance(exc, BuildError)
                            else _describe_failure(figure, root, exc, log))
@@ -826,12 +969,48 @@ def jupyter_book(root: Path, fresh: bool, log: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
-            raise ValueError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
-        return device
+    """``device``, or for ``auto`` cuda if present else cpu; ValueError if this machine lacks it."""
     import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device!r}: PyTorch sees no CUDA GPU on this machine; "
+                             "use --device cpu (or auto)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ValueError(f"--device {device!r}: this machine has {count} CUDA GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device 'mps': PyTorch sees no MPS device on this machine; use "
+                         "--device cpu (or auto)")
+    return device
+
+
+def check_weights(weights: str, progress: bool = True) -> None:
+    """Load the weights a build asks for once, before any notebook runs.
+
+    ``imagenet`` and a state-dict path must load as a VGG-16 (the network of the book's
+    notebooks): downloaded if allowed and missing, checked, else a ValueError naming the
+    problem and the fix. ``auto`` and ``random`` always succeed (``auto`` falls back to random
+    weights, which the pages announce). ``progress``: torchvision's download bar.
+    """
+    if weights in ("auto", "random"):
+        return
+    import warnings
+
+    from . import models
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", models.WeightsWarning)  # the notebooks warn again
+            models.vgg16(weights=weights, device="cpu", progress=progress)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise ValueError(f"--weights {weights!r}: {err}") from None
 
 
 def resolve_profile(profile: str, device: str) -> str:
@@ -867,13 +1046,16 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
           progress: bool = True, html: bool = True) -> dict[str, Any]:
     """Execute the registry and build the HTML book under ``root/_build/html``.
 
-    Returns the build summary (also written to ``_build/book-build.json``).
+    The device and the weights are checked before any notebook runs (:func:`resolve_device`,
+    :func:`check_weights`). Returns the build summary (also written to
+    ``_build/book-build.json``), with ``network_figures`` and ``random_weights`` (figure ids).
     """
     root = Path(root).resolve()
     t0 = time.perf_counter()
     registry = load_registry(root)
     device = resolve_device(device)
     profile = resolve_profile(profile, device)
+    check_weights(weights, progress=progress)
     common = {"device": device, "weights": weights, "profile": profile, "seed": int(seed)}
     chosen = select(registry, chapters, figures, root)
     if profile == "full" and not device.startswith("cuda"):
@@ -893,10 +1075,12 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
     changed = any(_mtime(root / f.output) != before[f.id] for f in registry)
     pages = toc_pages(root)
     check_glue(root, [p for p in pages if p.suffix == ".md"])
+    network, random = weights_by_figure(root, registry)
     summary = {"profile": profile, "device": device, "weights": weights, "seed": int(seed),
                "figures": [vars(r) for r in results],
                "executed": [r.figure for r in results if r.status == "executed"],
                "cached": [r.figure for r in results if r.status == "cached"],
+               "network_figures": network, "random_weights": random,
                "notebook_seconds": round(t_notebooks, 2)}
     if html:
         t1 = time.perf_counter()
@@ -913,15 +1097,45 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
     return summary
 
 
+def weights_by_figure(root: Path, registry: Sequence[Figure]) -> tuple[list[str], list[str]]:
+    """(figures that involve a network, those of them made with random weights), read from the
+    provenance of every executed notebook of the book (not only those of this run)."""
+    network, random = [], []
+    for figure in registry:
+        path = root / figure.output
+        if not path.is_file():
+            continue
+        output = glue_keys(path).get("provenance")
+        record = provenance_record(output) if output is not None else None
+        if record and record.get("weights"):
+            network.append(figure.id)
+            if record.get("random_weights"):
+                random.append(figure.id)
+    return network, random
+
+
+def weights_note(network: Sequence[str], random: Sequence[str]) -> str | None:
+    """The line of the build summary about random weights, or None when no figure used them."""
+    if not random:
+        return None
+    if set(random) == set(network):
+        return (f"RANDOM WEIGHTS: all {len(network)} figure(s) of the book were computed with a "
+                "randomly initialized VGG-16 (no pretrained weights were available); every page "
+                "says so in a banner")
+    return (f"RANDOM WEIGHTS in {len(random)} of the {len(network)} figures with a network: "
+            f"{', '.join(random)} (their pages say so in a banner)")
+
+
 def _mtime(path: Path) -> float | None:
     return path.stat().st_mtime_ns if path.is_file() else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m lrpkit.book``."""
+    command = argparse.ArgumentParser(
         prog="python -m lrpkit.book",
         description="Build the companion book: run the figure notebooks, then Jupyter Book.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = command.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="execute the figure registry and build _build/html")
     b.add_argument("--profile", default="auto", help="smoke, quick, full, or auto (default: "
                    "full when CUDA is present, else quick)")
@@ -939,7 +1153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--root", default=".", help="book root (holds _config.yml); default: .")
     b.add_argument("--no-html", action="store_true", help="run the notebooks only")
     sub.add_parser("list", help="list the registry's figures").add_argument("--root", default=".")
-    args = parser.parse_args(argv)
+    return command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.command == "list":
             for f in load_registry(args.root):
@@ -956,6 +1174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"profile {summary['profile']} on {summary['device']}, weights={summary['weights']}: "
           f"{len(summary['executed'])} notebook(s) executed, {len(summary['cached'])} unchanged; "
           f"{summary['total_seconds']:.1f} s")
+    note = weights_note(summary["network_figures"], summary["random_weights"])
+    if note:
+        print(note)
     if "index" in summary:
         print(f"book: {summary['index']}")
     return 0

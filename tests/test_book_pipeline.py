@@ -343,3 +343,150 @@ def test_notebook_without_provenance_is_refused(tiny_book, capsys):
 def test_unknown_chapter_is_refused(tiny_book, capsys):
     code, out = run_main(tiny_book, capsys, "--chapter", "nope")
     assert code == 1 and "--chapter 'nope'" in out and "chap" in out
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before any notebook runs; what the pages and the summary say about the weights
+# --------------------------------------------------------------------------------------------
+
+def _only_line(out: str) -> str:
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_missing_gpu_is_refused_before_any_notebook_runs(tiny_book, capsys, monkeypatch):
+    """`device=cuda` without a GPU used to run every notebook that loads no model (and call
+    them made "on cuda") before failing in the first one that does."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    code, out = run_main(tiny_book, capsys, "--device", "cuda")
+    assert code == 1
+    assert _only_line(out).startswith("book build failed: --device 'cuda': PyTorch sees no CUDA GPU")
+    assert "--device cpu" in out
+    assert not (tiny_book / "_build" / "logs" / "fig-a.log").exists()
+    assert not (tiny_book / "book" / "_generated").exists()
+
+
+@pytest.mark.parametrize("kind", ["imagenet", "damaged file"])
+def test_unusable_weights_are_refused_before_any_notebook_runs(tiny_book, capsys, monkeypatch,
+                                                               tmp_path, kind):
+    """`weights=imagenet` offline (or a file that is no VGG-16 state dict) used to fail only
+    inside the first notebook that loads a model, after the others had run."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))   # an empty hub cache
+    monkeypatch.setenv("LRPKIT_OFFLINE", "1")
+    if kind == "imagenet":
+        weights, expected = "imagenet", "are not in the cache and downloading is off"
+    else:
+        damaged = tmp_path / "vgg16.pth"
+        damaged.write_bytes(b"not a state dict")
+        weights, expected = str(damaged), "cannot read weights file"
+    code, out = run_main(tiny_book, capsys, "--weights", weights)
+    assert code == 1
+    line = _only_line(out)
+    assert line.startswith(f"book build failed: --weights {weights!r}: ") and expected in line
+    assert not (tiny_book / "_build" / "logs" / "fig-a.log").exists()
+
+
+def test_weights_note_names_the_whole_book_or_the_figures():
+    assert book.weights_note(["fig-a", "fig-b"], []) is None
+    assert book.weights_note([], []) is None
+    whole = book.weights_note(["fig-a", "fig-b"], ["fig-b", "fig-a"])
+    assert whole.startswith("RANDOM WEIGHTS: all 2 figure(s) of the book")
+    some = book.weights_note(["fig-a", "fig-b", "fig-c"], ["fig-c"])
+    assert some.startswith("RANDOM WEIGHTS in 1 of the 3 figures with a network: fig-c")
+
+
+RANDOM_NETWORK_CELLS = (
+    GOOD_CELLS[0] + "\nimport sys, warnings\nfrom lrpkit import models",
+    """
+    print("progress of", "/".join(["", "tmp", "stderr-only"]), file=sys.stderr)
+    warnings.warn("a warning naming " + "/".join(["", "home", "warned"]))
+    model = models.vgg11(weights=weights, seed=seed)
+    glue("slope", scale)
+    """,
+    """
+    p = provenance(dict(device=device, weights=weights, profile=profile, seed=seed, scale=scale),
+                   model=model)
+    glue("provenance", p)
+    glue("banner", p.banner())
+    """,
+)
+
+
+def test_random_weights_page_banner_first_no_stderr_and_a_summary_note(tiny_book, capsys):
+    """A figure made with random weights: its executed page shows the banner right after its
+    title and nothing written to stderr (that stays in the log); the summary says the whole
+    book used random weights."""
+    (tiny_book / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="slope"))
+    make_notebook(tiny_book / "notebooks" / "a.ipynb", PARAMS, *RANDOM_NETWORK_CELLS)
+    code, out = run_main(tiny_book, capsys, "--weights", "random")
+    assert code == 0, out
+    assert "RANDOM WEIGHTS: all 1 figure(s) of the book" in out
+    summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
+    assert summary["network_figures"] == summary["random_weights"] == ["fig-a"]
+
+    executed = nbformat.read(tiny_book / "book" / "_generated" / "chap" / "fig-a.ipynb", 4)
+    assert executed.cells[0].source == "# Tiny figure"
+    notice = executed.cells[1]
+    assert notice.metadata["tags"] == ["remove-input"]
+    assert "lrpkit-random-weights" in notice.outputs[0]["data"]["text/html"]
+    streams = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
+               if o.get("output_type") == "stream"]
+    assert all(o["name"] != "stderr" for o in streams)
+    assert str(tiny_book) not in json.dumps(executed.metadata)      # papermill's paths
+
+    page = (tiny_book / "_build" / "html" / "book" / "_generated" / "chap" / "fig-a.html")
+    text = page.read_text()
+    assert "/tmp/stderr-only" not in text and "/home/warned" not in text
+    assert text.count("lrpkit-random-weights") == 1               # once, first
+    assert text.index("<h1") < text.index("lrpkit-random-weights") < text.index("cell_input")
+    log = (tiny_book / "_build" / "logs" / "fig-a.log").read_text()
+    assert "/tmp/stderr-only" in log and "/home/warned" in log     # kept for the developer
+
+    chapter = (tiny_book / "_build" / "html" / "book" / "chap.html").read_text()
+    assert "lrpkit-random-weights" in chapter                      # the glue still pastes
+
+
+def test_provenance_shows_no_folders_of_the_build_machine():
+    import dataclasses as dc
+    import warnings
+
+    from lrpkit import models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", models.RandomWeightsWarning)
+        model = models.vgg11(weights="random", seed=0)
+    model.lrpkit_weights = dc.replace(
+        models.weights_info(model), source="file", path="/home/someone/weights/vgg11.pth",
+        requested="/home/someone/weights/vgg11.pth", sha256="ab" * 32,
+        warning="place it in /root/.cache/torch/hub/checkpoints")
+    params = {"device": "cpu", "weights": "/home/someone/weights/vgg11.pth", "profile": "smoke",
+              "seed": 0}
+    p = book.provenance(params, model=model)
+    shown = p._repr_html_() + p.banner()._repr_html_()
+    assert "/home/" not in shown and "/root/" not in shown
+    assert "vgg11.pth" in shown and "ab" * 32 in shown             # still identified
+    record = book.provenance_record({"data": {"text/html": p._repr_html_()}})
+    assert record["parameters"]["weights"] == "vgg11.pth" and "warning" not in record["weights"]
+
+
+def test_composite_table_shows_the_options_of_each_composite():
+    from lrpkit import composites
+
+    uniform = composites.uniform("zero", heuristic="vanilla", maxpool="max")
+    tutorial = composites.tutorial(gamma=0.5)
+    both = book.composite_table([uniform, tutorial])
+    assert list(both.columns) == ["Composite", "Layer index", "Rule", "Hyperparameters",
+                                  "Denominator", "Max-pooling"]
+    assert both["Composite"].tolist() == [uniform.name] + [tutorial.name] * 4
+    assert both[["Layer index", "Rule", "Hyperparameters"]].values.tolist() == (
+        uniform.table().values.tolist() + tutorial.table().values.tolist())
+    assert both["Denominator"].tolist() == ["vanilla"] + ["tutorial"] * 4
+    assert both["Max-pooling"].tolist() == ["winner takes all"] + ["as 2×2 average"] * 4
+    alone = book.composite_table([tutorial])
+    assert "Composite" not in alone.columns and len(alone) == 4
+    html = book.html_table(alone).data
+    assert html.startswith('<table border="1" class="dataframe table">') and "γ = 0.5" in html

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -31,18 +32,34 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 KNOWN_CONSOLE_ERRORS: tuple[str, ...] = ()
 
 
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    """The book's sources copied to a temporary root and built: (root, first build summary)."""
-    root = tmp_path_factory.mktemp("book")
+def copy_book(root: Path) -> Path:
+    """The book's sources (no build outputs) copied to ``root``."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "notebooks", root / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copytree(REPO / "book", root / "book",
                     ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The book's sources copied to a temporary root and built: (root, first build summary)."""
+    root = copy_book(tmp_path_factory.mktemp("book"))
     summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
     return root, summary
+
+
+def machine_paths(root: Path) -> list[str]:
+    """Folders of the machine that built the book, which no page may show."""
+    paths = {str(root), str(REPO), sys.prefix, os.path.realpath(sys.prefix),
+             str(Path.home()) + "/"}
+    return sorted(p for p in paths if len(p) > 1)
+
+
+#: An absolute path in a page's text: a slash after a space, quote or bracket, then a folder.
+ABSOLUTE_PATH = re.compile(r"(?:^|[\s'\"(\[=])(/(?:home|root|tmp|work|usr|opt|var|mnt|srv|Users)/\S*)", re.M)
 
 
 def toc_docnames(root: Path) -> list[str]:
@@ -196,6 +213,19 @@ def test_site_in_headless_chromium(site):
                     banner = page.locator(".lrpkit-random-weights").first
                     if not banner.count() or not banner.is_visible():
                         problems.append(f"{docname}: random weights but no visible banner")
+                    first = page.evaluate(FIRST_AFTER_TITLE)
+                    if first != "banner":
+                        problems.append(f"{docname}: random weights, but the first thing after "
+                                        f"the title is not the banner: {first!r}")
+
+            # No page shows a folder of the build machine (e.g. in a warning from stderr).
+            text = page.inner_text("body")
+            for found in ABSOLUTE_PATH.findall(text):
+                problems.append(f"{docname}: the page shows the path {found}")
+            source = page.content()
+            for path in machine_paths(root):
+                if path in source:
+                    problems.append(f"{docname}: the page's HTML holds {path}")
 
             # Colab buttons of chapter pages open the source notebooks of the repository.
             colab = page.eval_on_selector_all(
@@ -235,6 +265,30 @@ def test_site_in_headless_chromium(site):
     assert not problems, "\n".join(problems)
 
 
+#: The first element after a page's title that shows something: "banner" if it is (or holds)
+#: the random-weights notice, else the start of its text.
+FIRST_AFTER_TITLE = """() => {
+    const title = document.querySelector("article h1");
+    if (!title) return "no title";
+    let el = title.nextElementSibling;
+    while (el && !el.innerText.trim() && !el.querySelector("img")) el = el.nextElementSibling;
+    if (!el) return "nothing";
+    if (el.matches(".lrpkit-random-weights") || el.querySelector(".lrpkit-random-weights"))
+        return "banner";
+    return el.innerText.trim().slice(0, 80);
+}"""
+
+
+def test_site_files_hold_no_build_machine_paths(site):
+    """The pages and the files served beside them (e.g. an executed notebook's download)."""
+    root, html, _ = site
+    paths = machine_paths(root)
+    leaks = [f"{f.relative_to(html)}: {p}" for f in html.rglob("*")
+             if f.suffix in (".html", ".ipynb", ".txt", ".md", ".json") and f.is_file()
+             for p in paths if p in f.read_text(encoding="utf-8", errors="replace")]
+    assert not leaks, "\n".join(leaks)
+
+
 def test_second_build_reexecutes_nothing(smoke_book):
     root, first = smoke_book
     generated = sorted((root / "book" / "_generated").rglob("*.ipynb"))
@@ -245,3 +299,32 @@ def test_second_build_reexecutes_nothing(smoke_book):
     assert summary["html_full_rebuild"] is False
     assert {p: p.stat().st_mtime_ns for p in generated} == before
     print(f"first build {first['total_seconds']} s, second {summary['total_seconds']} s")
+
+
+def test_tables_follow_the_parameters_of_their_figure(tmp_path):
+    """Change fig-2-2's γ in the registry (as a reader would): every table glued on its page
+    must print the new γ, as the figure's provenance does. (The tables used to come from a
+    notebook of their own, with its own γ.) Only the notebooks that glue the page's tables and
+    Figure 2.2 are run, in the smoke profile with random weights, without the HTML."""
+    root = copy_book(tmp_path)
+    registry_file = root / "notebooks" / "figures.yml"
+    registry = yaml.safe_load(registry_file.read_text())
+    assert registry["figures"]["fig-2-2"]["parameters"]["all"]["gamma"] != 0.5
+    registry["figures"]["fig-2-2"]["parameters"]["all"]["gamma"] = 0.5
+    registry_file.write_text(yaml.safe_dump(registry, allow_unicode=True))
+
+    page = root / "book" / "what-lrp-sees.md"
+    tables = {(doc, key) for _, doc, key in book.glue_references(page) if key.startswith("table-")}
+    assert {key for _, key in tables} >= {"table-2-2", "table-2-4"}
+    wanted = {(page.parent / doc).resolve() for doc, _ in tables}
+    figures = [f for f in book.load_registry(root)
+               if f.id == "fig-2-2" or (root / f.output).resolve() in wanted]
+    book.run_figures(root, figures, "smoke", {"device": "cpu", "weights": "random", "seed": 0},
+                     progress=False)
+
+    fig = book.glue_keys(root / "book" / "_generated" / "what-lrp-sees" / "fig-2-2.ipynb")
+    assert book.provenance_record(fig["provenance"])["parameters"]["gamma"] == 0.5
+    for doc, key in sorted(tables):
+        table = book.glue_keys(page.parent / doc)[key]["data"]["text/html"]
+        table = "".join(table) if isinstance(table, list) else table
+        assert "γ = 0.5" in table and "γ = 0.25" not in table, (key, doc)
