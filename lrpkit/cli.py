@@ -334,6 +334,22 @@ def _composite(args):
                               zbox=bool(args.zbox), **common)
 
 
+def _check_fits(args, composite) -> None:
+    """The composite's layer ranges against ``--arch``, on a model without weights (built on the
+    meta device, in a fraction of a second), so that a misfit is refused before the real load."""
+    import torch
+    import torchvision
+
+    from . import canonical
+
+    with torch.device("meta"):
+        shape = getattr(torchvision.models, args.arch)(weights=None)
+    try:
+        composite.check(len(canonical.layers(shape.eval())))
+    except ValueError as err:
+        raise ValueError(f"--composite {args.composite} does not fit --arch {args.arch}: {err}") from None
+
+
 def _output_names(paths: Sequence[Path]) -> list[str]:
     """File stems for the outputs, made unique when two inputs share a name (``castle``,
     ``castle-2``, ...; a number already taken is skipped)."""
@@ -388,6 +404,7 @@ def _cmd_explain(args) -> int:
     _check_applicable(args)
     target = _target(args)
     composite = _composite(args)
+    _check_fits(args, composite)
     images = _image_paths(args)
     out = Path(args.out)
     names = _output_names(images)
@@ -463,6 +480,7 @@ def _cmd_pf(args) -> int:
     _check_applicable(args)
     target = _target(args)
     composite = _composite(args)
+    _check_fits(args, composite)
     schedule = _schedule(args.schedule)
     images = _image_paths(args)
     out = Path(args.out)

@@ -34,8 +34,8 @@ Class names
 :func:`class_index` reads torchvision's short class names (``"tank"``) and the full WordNet names
 of the ILSVRC-2012 classes (``"tank, army tank, armored combat vehicle, armoured combat vehicle"``,
 or any of its comma-separated synonyms: ``"tank, army tank"``, ``"army tank"``). The synonyms ship
-as ``imagenet_lemmas.tsv`` (index, wnid, lemmas; the WordNet 3.0 lemmas of the 1000 synsets, as
-distributed with the ILSVRC-2012 devkit and in timm's ``imagenet_synset_to_lemma.txt``).
+as ``imagenet_lemmas.tsv`` (index, wnid, lemmas: the WordNet lemmas of the 1000 synsets, the
+``words`` of the ILSVRC-2012 devkit; this copy from timm 1.0.31's ``imagenet_synset_to_lemma.txt``).
 
 References
 ----------
@@ -46,8 +46,8 @@ ICLR 2015.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import difflib
 import functools
 import hashlib

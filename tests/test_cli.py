@@ -52,6 +52,13 @@ def test_every_command_has_help(capsys, argv):
     assert status == 0 and out.startswith("usage: lrpkit") and not err
 
 
+def test_pf_help_explains_the_gray_row(capsys):
+    status, out, _ = run(capsys, "pf", "--help")
+    text = " ".join(out.split())
+    assert status == 0 and "(step_kind 'original')" in text and "('perturbed')" in text
+    assert "a final step that turns the whole image gray ('gray'; the AUC includes it)" in text
+
+
 @pytest.mark.parametrize("argv, words", [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["explain"], "give at least one IMAGE"),
@@ -355,6 +362,7 @@ def loads(monkeypatch, _random_vgg16):
 
     def vgg(arch, weights, **kwargs):
         calls.append(weights)
+        assert (arch, weights, kwargs.get("seed", 0)) == ("vgg16", "random", 0), "not the model built here"
         return _random_vgg16
 
     monkeypatch.setattr(models, "vgg", vgg)
@@ -452,6 +460,8 @@ def test_output_names_are_unique():
     (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
     (["--target", "castel"], "unknown ImageNet class name 'castel'"),
     (["--composite", "decreasing-gamma", "--gammas", "1,2"], "needs four γ values"),
+    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17-30 of composite "
+                          "'LRP-Tutorial' is out of range: the model has layers 0-27"),
 ])
 def test_pf_bad_argument_leaves_earlier_scores_untouched(capsys, tmp_path, loads, argv, words):
     """Every argument is checked before pf-scores.csv is touched (and before the model loads)."""
