@@ -176,6 +176,12 @@ class Provenance:
         """True when the figures were made with randomly initialized weights."""
         return self.weights is not None and self.weights.get("source") == "random"
 
+    @property
+    def unverified_weights(self) -> bool:
+        """True when the "pretrained" file did not have torchvision's published sha256."""
+        return (self.weights is not None and self.weights.get("source") == "imagenet"
+                and self.weights.get("verified") is False)
+
     def as_dict(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
                 "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
@@ -245,6 +251,14 @@ class Banner:
                     'built. They show how the methods behave on this network, not what a trained '
                     'network attends to. Rebuild with pretrained weights to reproduce the '
                     "thesis's pictures.</p></div>")
+        if p.unverified_weights:
+            return ('<div class="admonition warning lrpkit-unverified-weights">'
+                    '<p class="admonition-title">Unverified weights</p>'
+                    '<p>The figures on this page were computed with weights whose checksum does '
+                    '<strong>not</strong> match the pretrained VGG-16 that torchvision publishes ('
+                    + html.escape(p._weights_text()) + '). They may be damaged or other weights, '
+                    'so the figures may not show what the trained network attends to. Replace the '
+                    'file and rebuild.</p></div>')
         if p.weights is None:
             return ('<div class="admonition note lrpkit-weights"><p class="admonition-title">'
                     'Weights</p><p>No network is involved in making this output.</p></div>')
@@ -254,6 +268,8 @@ class Banner:
     def __repr__(self) -> str:
         if self.provenance.weights is None:
             return "No network weights involved"
+        if self.provenance.unverified_weights:
+            return "Unverified weights"
         return "Random weights" if self.provenance.random_weights else "Trained weights"
 
 

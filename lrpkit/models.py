@@ -11,29 +11,45 @@ Weights
     is downloaded once into the torch hub cache (``$TORCH_HOME/hub/checkpoints``; ``TORCH_HOME``
     defaults to ``~/.cache/torch``) and read from there afterwards. Without network access and
     without the file, a :class:`FileNotFoundError` names the folder and the file to place there.
+    A cached file whose sha256 does not start with the prefix torchvision publishes in its file
+    name is refused (a :class:`ValueError`) unless ``allow_unverified=True``; then it is used with
+    a loud :class:`UnverifiedWeightsWarning`, and its :class:`WeightsInfo` says so as prominently
+    as it says "random".
 ``"random"``
     torchvision's own initialisation, drawn from ``torch.manual_seed(seed)`` on the CPU (the global
     random state is left untouched). The same seed gives the same weights on every machine with the
     same torch version.
 ``"auto"``
     ``"imagenet"`` when the weights can be had, otherwise ``"random"`` with a loud
-    :class:`RandomWeightsWarning` that is also recorded in :func:`weights_info`.
+    :class:`RandomWeightsWarning` that is also recorded in :func:`weights_info`. An unverified
+    cached file is refused as with ``"imagenet"`` (it is there, but may be damaged or other weights).
 a path
     A file holding a ``state_dict`` for the architecture (``torch.save(model.state_dict(), path)``).
 
 Setting the environment variable ``LRPKIT_OFFLINE=1`` (or passing ``download=False``) forbids the
 download: ``"imagenet"`` and ``"auto"`` then only use a file already in the hub cache.
 
+Class names
+-----------
+:func:`class_index` reads torchvision's short class names (``"tank"``) and the full WordNet names
+of the ILSVRC-2012 classes (``"tank, army tank, armored combat vehicle, armoured combat vehicle"``,
+or any of its comma-separated synonyms: ``"tank, army tank"``, ``"army tank"``). The synonyms ship
+as ``imagenet_lemmas.tsv`` (index, wnid, lemmas: the WordNet lemmas of the 1000 synsets, the
+``words`` of the ILSVRC-2012 devkit; this copy from timm 1.0.31's ``imagenet_synset_to_lemma.txt``).
+
 References
 ----------
+O. Russakovsky et al. ImageNet Large Scale Visual Recognition Challenge. IJCV 115, 2015.
 K. Simonyan and A. Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition.
 ICLR 2015.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import difflib
+import functools
 import hashlib
 import os
 import re
@@ -68,6 +84,7 @@ __all__ = [
     "weights_info",
     "pretrained_file",
     "imagenet_categories",
+    "imagenet_lemmas",
     "class_index",
     "class_name",
     "check_target",
@@ -88,7 +105,8 @@ class WeightsWarning(UserWarning):
 
 
 class UnverifiedWeightsWarning(WeightsWarning):
-    """Warned when the file in the hub cache does not have the sha256 torchvision publishes."""
+    """Warned when the file in the hub cache does not have the sha256 torchvision publishes and
+    was used all the same (``allow_unverified=True``): it may not hold the pretrained weights."""
 
 
 class RandomWeightsWarning(WeightsWarning):
@@ -143,9 +161,13 @@ class WeightsInfo:
             text = (f"{self.arch} with RANDOM weights (torch seed {self.seed}, torch "
                     f"{torch.__version__}): not a trained network; heatmaps and scores show the "
                     "method, not what a trained VGG has learned")
+        elif self.source == "imagenet" and not self.verified:
+            text = (f"{self.arch} with UNVERIFIED weights ({self.path}: sha256 {self.sha256} does "
+                    f"not start with torchvision's published prefix {_published_prefix(self.path)}): "
+                    "possibly not the pretrained ImageNet weights; heatmaps and scores may not show "
+                    "what the trained VGG has learned")
         elif self.source == "imagenet":
-            state = "verified" if self.verified else "UNVERIFIED: sha256 does not match torchvision's"
-            text = f"{self.arch} with pretrained ImageNet weights ({state}; sha256 {self.sha256})"
+            text = f"{self.arch} with pretrained ImageNet weights (verified; sha256 {self.sha256})"
         else:
             text = f"{self.arch} with weights from {self.path} (sha256 {self.sha256})"
         return text
@@ -176,11 +198,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _published_prefix(file: str | os.PathLike) -> str:
+    return Path(file).stem.rsplit("-", 1)[-1]
+
+
 def check_pretrained(file: Path) -> tuple[str, str, bool]:
     """``(sha256, expected prefix, verified)`` of a torchvision weights file: torchvision names
     its files ``<arch>-<first hex digits of the sha256>.pth``."""
     digest = sha256_file(file)
-    prefix = Path(file).stem.rsplit("-", 1)[-1]
+    prefix = _published_prefix(file)
     return digest, prefix, digest.startswith(prefix)
 
 
@@ -261,18 +287,31 @@ def _load_state(model: nn.Module, state: Any, arch: str, path: Path) -> None:
     model.load_state_dict(state)
 
 
-def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module, WeightsInfo]:
+def _load_imagenet(arch: str, download: bool, progress: bool,
+                   allow_unverified: bool) -> tuple[nn.Module, WeightsInfo]:
     """torchvision's weights API: ``<Arch>_Weights.IMAGENET1K_V1.get_state_dict(check_hash=True)``
-    (``torch.hub.load_state_dict_from_url``: the hub cache, downloading once)."""
+    (``torch.hub.load_state_dict_from_url``: the hub cache, downloading once). A cached file is
+    checked against torchvision's published sha256 prefix before it is read (torchvision checks
+    only what it downloads)."""
     weights = _imagenet_weights(arch)
     file = pretrained_file(arch)
     where = (f"place {file.name} (from {weights.url}) in {file.parent} "
              f"(the torch hub cache; set TORCH_HOME to move it)")
+    checked = None
     if not file.is_file():
         if not download:
             raise FileNotFoundError(
                 f"pretrained {arch} weights are not in the cache and downloading is off "
                 f"({_OFFLINE_ENV} is set or download=False): {where}")
+    else:
+        checked = check_pretrained(file)
+        digest, prefix, verified = checked
+        if not verified and not allow_unverified:
+            raise ValueError(
+                f"pretrained {arch} weights in {file} do not have the sha256 torchvision publishes "
+                f"(expected prefix {prefix}, got {digest[:len(prefix)]}): they may be damaged or "
+                f"other weights; delete the file and {where}, or pass allow_unverified=True "
+                "(lrpkit: --allow-unverified-weights) to use them anyway")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # torch announces downloads on stdout
             state = weights.get_state_dict(progress=progress, check_hash=True)
@@ -286,12 +325,13 @@ def _load_imagenet(arch: str, download: bool, progress: bool) -> tuple[nn.Module
                          f"the file and {where}") from None
     model = _empty_model(arch)
     _load_state(model, state, arch, file)
-    digest, prefix, verified = check_pretrained(file)
+    digest, prefix, verified = checked or check_pretrained(file)
     warning = None
     if not verified:
-        warning = (f"{file} does not have the sha256 torchvision publishes for {arch} "
-                   f"(expected prefix {prefix}, got {digest[:len(prefix)]}): these may not be the "
-                   "pretrained ImageNet weights")
+        warning = (f"UNVERIFIED WEIGHTS - {file} does not have the sha256 torchvision publishes "
+                   f"for {arch} (expected prefix {prefix}, got {digest[:len(prefix)]}): these may "
+                   "not be the pretrained ImageNet weights, and results may not describe the "
+                   "trained network")
         warnings.warn(warning, UnverifiedWeightsWarning, stacklevel=3)
     info = WeightsInfo(arch=arch, source="imagenet", pretrained=verified, requested="imagenet",
                        path=str(file), sha256=digest, verified=verified, url=weights.url,
@@ -320,7 +360,7 @@ def _load_file(arch: str, path: Path, requested: str) -> tuple[nn.Module, Weight
 
 def vgg(arch: str = "vgg16", weights: Any = "auto", *, seed: int = 0,
         device: str | torch.device | None = None, download: bool | None = None,
-        progress: bool = True) -> nn.Module:
+        progress: bool = True, allow_unverified: bool = False) -> nn.Module:
     """Build a torchvision VGG network in evaluation mode.
 
     Parameters
@@ -339,6 +379,9 @@ def vgg(arch: str = "vgg16", weights: Any = "auto", *, seed: int = 0,
         set to a true value.
     progress : bool
         Show torchvision's download progress bar.
+    allow_unverified : bool
+        Use a cached ``"imagenet"``/``"auto"`` file whose sha256 does not match torchvision's
+        published prefix (with an :class:`UnverifiedWeightsWarning`); by default it is refused.
 
     Returns
     -------
@@ -352,7 +395,8 @@ def vgg(arch: str = "vgg16", weights: Any = "auto", *, seed: int = 0,
         ``"imagenet"`` weights neither cached nor downloadable (the message names the folder and
         the file to place there), or a weights path that does not exist.
     ValueError
-        Unknown architecture, a weights file that is not a fitting state dict, a bad device.
+        Unknown architecture, a weights file that is not a fitting state dict, a bad device, an
+        unverified cached ImageNet file without ``allow_unverified``.
     TypeError
         ``weights`` of a wrong type.
     """
@@ -374,10 +418,10 @@ def vgg(arch: str = "vgg16", weights: Any = "auto", *, seed: int = 0,
         info = WeightsInfo(arch=arch, source="random", pretrained=False, requested="random",
                            seed=seed)
     elif weights == "imagenet":
-        model, info = _load_imagenet(arch, allowed, progress)
+        model, info = _load_imagenet(arch, allowed, progress, allow_unverified)
     elif weights == "auto":
         try:
-            model, info = _load_imagenet(arch, allowed, progress)
+            model, info = _load_imagenet(arch, allowed, progress, allow_unverified)
             info = dataclasses.replace(info, requested="auto")
         except FileNotFoundError as err:
             model = _random_model(arch, seed)
@@ -418,10 +462,36 @@ def imagenet_categories() -> list[str]:
     return list(_imagenet_weights("vgg16").meta["categories"])
 
 
+@functools.lru_cache(maxsize=1)
+def imagenet_lemmas() -> tuple[tuple[str, ...], ...]:
+    """The WordNet synonyms of every ImageNet class, in class order, e.g. ``("tank", "army tank",
+    "armored combat vehicle", "armoured combat vehicle")`` for class 847 (read from the
+    ``imagenet_lemmas.tsv`` shipped with lrpkit)."""
+    with open(Path(__file__).with_name("imagenet_lemmas.tsv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return tuple(tuple(_spaced(s) for s in row["lemmas"].split(",")) for row in rows)
+
+
+def _spaced(name: str) -> str:
+    return " ".join(name.replace("_", " ").split())
+
+
 def class_index(cls: int | str) -> int:
-    """ImageNet class index of an index (int or digits) or a class name from torchvision's metadata
-    (``"axolotl"``, ``"Cardigan"``); case and underscores do not matter unless they are needed to
-    tell two classes apart (``"Cardigan"`` 264, the corgi, and ``"cardigan"`` 474)."""
+    """ImageNet class index of an index (int or digits) or a class name.
+
+    A name is torchvision's (``"axolotl"``, ``"Cardigan"``) or the full WordNet name of the class
+    (``"tank, army tank, armored combat vehicle, armoured combat vehicle"``), whole or in part:
+    any comma-separated synonyms of one class (``"tank, army tank"``, ``"army tank"``). Case and
+    underscores do not matter unless they are needed to tell two classes apart (``"Cardigan"`` 264,
+    the corgi, and ``"cardigan"`` 474); torchvision's names come first (``"crane"`` is 517, the
+    machine, as torchvision names it; the bird is ``"crane bird"``, 134).
+
+    Raises
+    ------
+    ValueError
+        An index out of range, an unknown name (with close names), or a name shared by several
+        classes (with their indices).
+    """
     if isinstance(cls, str) and re.fullmatch(r"\s*[+-]?\d+\s*", cls):
         cls = int(cls)
     if not isinstance(cls, str):
@@ -430,10 +500,18 @@ def class_index(cls: int | str) -> int:
     exact = [i for i, name in enumerate(categories) if name == cls]
     if len(exact) == 1:
         return exact[0]
-    key = cls.replace("_", " ").strip().lower()
+    key = _spaced(cls).lower()
     loose = [i for i, name in enumerate(categories) if name.lower() == key]
     if len(loose) == 1:
         return loose[0]
+    if not loose:  # WordNet synonyms, comma-separated: every one must name the same class
+        parts = [_spaced(p) for p in cls.split(",") if p.strip()]
+        for fold in (str, str.lower):  # exact case first
+            wanted = {fold(p) for p in parts}
+            loose = [i for i, names in enumerate(imagenet_lemmas())
+                     if wanted <= {fold(n) for n in (*names, categories[i])}]
+            if len(loose) == 1:
+                return loose[0]
     if len(loose) > 1:
         options = ", ".join(f"{i} ({categories[i]!r})" for i in loose)
         raise ValueError(f"class name {cls!r} is ambiguous: {options}; give the index")

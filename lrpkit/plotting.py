@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -90,12 +91,20 @@ def heatmap_rgb(relevance, bound: float | None = None, cmap=LRP_CMAP) -> np.ndar
     return np.ascontiguousarray(cmap((scaled + 1.0) / 2.0, bytes=True)[..., :3])
 
 
-def save_heatmap(relevance, path: str | os.PathLike, bound: float | None = None,
-                 cmap=LRP_CMAP) -> Path:
-    """Write :func:`heatmap_rgb` of ``relevance`` as a PNG at the input's resolution."""
+def save_heatmap(relevance, path: str | os.PathLike | BinaryIO, bound: float | None = None,
+                 cmap=LRP_CMAP) -> Path | BinaryIO:
+    """Write :func:`heatmap_rgb` of ``relevance`` as a PNG at the input's resolution.
+
+    ``path`` is a ``.png`` file name (its folder is created) or a binary file opened for writing
+    (as the command line passes its temporary files); returns ``path``.
+    """
+    if hasattr(path, "write"):
+        Image.fromarray(heatmap_rgb(relevance, bound, cmap), "RGB").save(path, format="PNG")
+        return path
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"heatmaps are written as PNG; {path} does not end in .png")
+    rgb = heatmap_rgb(relevance, bound, cmap)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(heatmap_rgb(relevance, bound, cmap), "RGB").save(path)
+    Image.fromarray(rgb, "RGB").save(path)
     return path

@@ -52,6 +52,13 @@ def test_every_command_has_help(capsys, argv):
     assert status == 0 and out.startswith("usage: lrpkit") and not err
 
 
+def test_pf_help_explains_the_gray_row(capsys):
+    status, out, _ = run(capsys, "pf", "--help")
+    text = " ".join(out.split())
+    assert status == 0 and "(step_kind 'original')" in text and "('perturbed')" in text
+    assert "a final step that turns the whole image gray ('gray'; the AUC includes it)" in text
+
+
 @pytest.mark.parametrize("argv, words", [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["explain"], "give at least one IMAGE"),
@@ -61,11 +68,44 @@ def test_every_command_has_help(capsys, argv):
     (["pf"], "give at least one IMAGE"),
     (["pf", "x.jpg", "--order", "best"], "invalid choice: 'best'"),
     (["pf", "x.jpg", "--mode", "blur"], "invalid choice: 'blur'"),
+    (["pf", "x.jpg", "--schedule", "log", "--steps", "0"], "--steps: expected a whole number >= 1"),
+    (["pf", "x.jpg", "--order", "random", "--pf-seed", "-1"], "--pf-seed: expected a whole number >= 0"),
+    # options that the chosen composite, rule or schedule would ignore
+    (["explain", "x.jpg", "--gammas", ".5,.2,.1,0"], "--gammas applies to --composite decreasing-gamma only, not tutorial"),
+    (["explain", "x.jpg", "--composite", "uniform", "--gammas", ".5,.2,.1,0"], "--gammas applies to --composite decreasing-gamma only, not uniform"),
+    (["explain", "x.jpg", "--zbox"], "--zbox applies to --composite uniform only, not tutorial"),
+    (["explain", "x.jpg", "--rule", "gamma"], "--rule applies to --composite uniform only, not tutorial"),
+    (["pf", "x.jpg", "--composite", "decreasing-gamma", "--rule", "zero"], "--rule applies to --composite uniform only, not decreasing-gamma"),
+    (["explain", "x.jpg", "--composite", "decreasing-gamma", "--gamma", ".1"], "--gamma does not apply to --composite decreasing-gamma (its γ values are --gammas)"),
+    (["explain", "x.jpg", "--composite", "decreasing-gamma", "--epsilon", ".1"], "--epsilon does not apply to --composite decreasing-gamma"),
+    (["explain", "x.jpg", "--composite", "uniform", "--gamma", ".1"], "--gamma does not apply to --composite uniform --rule epsilon (only to --rule gamma)"),
+    (["explain", "x.jpg", "--composite", "uniform", "--rule", "zero", "--epsilon", "1"], "--epsilon does not apply to --composite uniform --rule zero (only to --rule epsilon)"),
+    (["explain", "x.jpg", "--composite", "uniform", "--rule", "gamma", "--epsilon", "1"], "--epsilon does not apply to --composite uniform --rule gamma"),
+    (["pf", "x.jpg", "--steps", "5"], "--steps applies to --schedule log or linear only, not thesis"),
+    (["pf", "x.jpg", "--schedule", "1,4,9", "--steps", "5"], "--steps applies to --schedule log or linear only, not an explicit list"),
+    (["pf", "x.jpg", "--pf-seed", "3"], "--pf-seed applies to --order random or --mode random only"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, words):
     status, out, err = run(capsys, *argv)
     assert status == 2 and not out
     assert words in one_error_line(err)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], composites.tutorial()),
+    (["--gamma", ".1", "--epsilon", ".5"], composites.tutorial(gamma=0.1, epsilon=0.5)),
+    (["--composite", "decreasing-gamma"], composites.decreasing_gamma()),
+    (["--composite", "decreasing-gamma", "--gammas", "1,.5,.2,0"], composites.decreasing_gamma((1, 0.5, 0.2, 0))),
+    (["--composite", "uniform"], composites.uniform("epsilon")),
+    (["--composite", "uniform", "--epsilon", "2"], composites.uniform("epsilon", epsilon=2.0)),
+    (["--composite", "uniform", "--rule", "gamma", "--gamma", ".1", "--zbox"], composites.uniform("gamma", gamma=0.1, zbox=True)),
+    (["--composite", "uniform", "--rule", "zero", "--maxpool", "max"], composites.uniform("zero", maxpool="max")),
+])
+def test_options_that_apply_make_the_composite(argv, expected):
+    """The options that are not refused reach the library's composite."""
+    args = cli.build_parser().parse_args(["explain", "x.jpg", *argv])
+    cli._check_applicable(args)
+    assert repr(cli._composite(args)) == repr(expected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,8 +271,8 @@ def test_fetch_then_explain_the_castle(capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize("argv, words", [
     (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
     (["--schedule", "5,3"], "strictly increasing"),
-    (["--patch-size", "0"], "patch_size"),
-    (["--patch-size", "300"], "patch_size"),
+    (["--patch-size", "0"], "--patch-size must be in [1, 224]"),
+    (["--patch-size", "300"], "--patch-size must be in [1, 224]"),
 ])
 def test_pf_bad_settings_exit_1(capsys, tmp_path, argv, words):
     status, out, err = run(capsys, "pf", CASTLE, "--weights", "random", "--offline", "--mode", "gray",
@@ -251,6 +291,7 @@ def test_pf_on_the_castle_writes_the_librarys_curve(capsys, tmp_path):
     with open(tmp_path / "pf-scores.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["step_kind"] for r in rows] == ["original", "perturbed", "perturbed", "perturbed", "gray"]
     assert [int(r["flips"]) for r in rows] == [0, 1, 15, 180, 784]
     from lrpkit import pf
     model = models.vgg16(weights="random", seed=0)
@@ -302,3 +343,288 @@ def test_heatmap_colours_signs_and_bad_relevance(tmp_path):
         plotting.heatmap_rgb(np.zeros(8))
     with pytest.raises(ValueError, match="PNG"):
         plotting.save_heatmap(relevance, tmp_path / "map.jpg")
+
+
+# --------------------------------------------------------------------------------------------
+# output files: checked before any work, written under temporary names, never clobbered
+
+
+@pytest.fixture(scope="module")
+def _random_vgg16():
+    return models.vgg16(weights="random", seed=0)
+
+
+@pytest.fixture
+def loads(monkeypatch, _random_vgg16):
+    """``models.vgg`` replaced by one random VGG-16 built once for this module; the list records
+    every load, so that a test can assert that a refusal came before the model."""
+    calls = []
+
+    def vgg(arch, weights, **kwargs):
+        calls.append(weights)
+        assert (arch, weights, kwargs.get("seed", 0)) == ("vgg16", "random", 0), "not the model built here"
+        return _random_vgg16
+
+    monkeypatch.setattr(models, "vgg", vgg)
+    return calls
+
+
+def photos(folder: Path, *names: str) -> list[Path]:
+    """224x224 random-noise PNGs (a different image each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, name in enumerate(names):
+        pixels = np.random.default_rng(k).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def interrupt_call(monkeypatch, module, name: str, at: int | None = None, before=None):
+    """Make the ``at``-th call (1-based; None: none) of ``module.name`` raise KeyboardInterrupt,
+    as Ctrl-C would; ``before(call)`` runs first on every call."""
+    real, calls = getattr(module, name), []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if before is not None:
+            before(len(calls))
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+PF_FAST = ["--weights", "random", "--mode", "gray", "--schedule", "1,16,196"]
+
+
+def test_explain_never_overwrites_its_input(capsys, tmp_path, monkeypatch, loads):
+    """`lrpkit explain photo.png` with the default --out . would write photo.png: refused, even
+    with --force, before the model is loaded."""
+    photo, = photos(tmp_path, "photo.png")
+    before = photo.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for force in ([], ["--force"]):
+        status, out, err = run(capsys, "explain", "photo.png", "--weights", "random", *force)
+        line = one_error_line(err)
+        assert status == 1 and not out
+        assert "output photo.png is the input image photo.png" in line and "choose another --out" in line
+    assert photo.read_bytes() == before and loads == []
+    assert files(tmp_path) == {"photo.png": before}
+
+
+def test_explain_refuses_existing_outputs_unless_forced(capsys, tmp_path, loads):
+    castle, = photos(tmp_path / "in", "castle.png")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "castle.npy").write_bytes(b"earlier result")
+    status, out, err = run(capsys, "explain", castle, "--weights", "random", "--save-relevance",
+                           "--out", out_dir)
+    line = one_error_line(err)
+    assert status == 1 and f"{out_dir / 'castle.npy'} exists already; pass --force" in line
+    assert loads == [] and files(out_dir) == {"castle.npy": b"earlier result"}
+    # --force replaces it; the full WordNet name of a class is a target
+    status, out, err = run(capsys, "explain", castle, "--weights", "random", "--save-relevance",
+                           "--force", "--target", "tank, army tank", "--out", out_dir)
+    assert status == 0, err
+    assert "target 847 'tank'" in out
+    assert sorted(files(out_dir)) == ["castle.npy", "castle.png"]        # no temporary left
+    relevance = np.load(out_dir / "castle.npy")
+    np.testing.assert_array_equal(np.asarray(Image.open(out_dir / "castle.png")),
+                                  plotting.heatmap_rgb(relevance))
+    assert (out_dir / "castle.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_output_names_are_unique():
+    paths = [Path("a/castle.jpg"), Path("b/castle.png"), Path("c/castle-2.jpg"), Path("d/castle.jpg")]
+    names = cli._output_names(paths)
+    assert names == ["castle", "castle-2", "castle-2-2", "castle-3"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--patch-size", "0"], "--patch-size must be in [1, 224] for 224x224 images, got 0"),
+    (["--patch-size", "225"], "--patch-size must be in [1, 224]"),
+    (["--schedule", "5,3"], "strictly increasing"),
+    (["--schedule", "1,785"], "in [1, 784]"),
+    (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
+    (["--target", "castel"], "unknown ImageNet class name 'castel'"),
+    (["--composite", "decreasing-gamma", "--gammas", "1,2"], "needs four γ values"),
+    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17-30 of composite "
+                          "'LRP-Tutorial' is out of range: the model has layers 0-27"),
+])
+def test_pf_bad_argument_leaves_earlier_scores_untouched(capsys, tmp_path, loads, argv, words):
+    """Every argument is checked before pf-scores.csv is touched (and before the model loads)."""
+    image, = photos(tmp_path / "in", "photo.png")
+    earlier = tmp_path / "out" / "pf-scores.csv"
+    earlier.parent.mkdir()
+    earlier.write_text("image,order,mode,step\nearlier,morf,gray,0\n")
+    status, out, err = run(capsys, "pf", image, *PF_FAST, *argv, "--force", "--out", earlier.parent)
+    assert status == 1 and words in one_error_line(err)
+    assert files(earlier.parent) == {"pf-scores.csv": b"image,order,mode,step\nearlier,morf,gray,0\n"}
+    assert loads == []
+
+
+def test_interrupted_pf_keeps_earlier_scores_and_no_partial_file(capsys, tmp_path, monkeypatch, loads):
+    """Ctrl-C during the second image: exit 130, the earlier pf-scores.csv as it was, no
+    temporary file left; without an earlier file, none appears."""
+    images = photos(tmp_path / "in", "one.png", "two.png")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "pf-scores.csv").write_text("earlier")
+    seen = []
+
+    def check(call):          # while the run works, its rows are in a temporary file only
+        seen.append(sorted(p.name.split(".")[1] for p in out_dir.glob(".pf-scores.csv.*.part")))
+        assert (out_dir / "pf-scores.csv").read_text() == "earlier"
+
+    real = lrp.explain
+    interrupt_call(monkeypatch, lrp, "explain", at=2, before=check)
+    status, out, err = run(capsys, "pf", *images, *PF_FAST, "--force", "--out", out_dir)
+    assert status == 130 and err.endswith("lrpkit: interrupted\n")
+    assert seen == [["pf-scores"], ["pf-scores"]]
+    assert files(out_dir) == {"pf-scores.csv": b"earlier"}
+    (out_dir / "pf-scores.csv").unlink()
+    monkeypatch.setattr(lrp, "explain", real)
+    interrupt_call(monkeypatch, lrp, "explain", at=2)
+    status, _, err = run(capsys, "pf", *images, *PF_FAST, "--out", out_dir)
+    assert status == 130 and files(out_dir) == {}, err
+
+
+def test_interrupted_explain_writes_nothing(capsys, tmp_path, monkeypatch, loads):
+    """A run's files appear together when it is complete: after Ctrl-C at the second image the
+    first image's heatmap is not there either, and no temporary file is left."""
+    images = photos(tmp_path / "in", "one.png", "two.png")
+    out_dir = tmp_path / "out"
+
+    def check(call):
+        if call == 2:
+            assert not (out_dir / "one.png").exists()
+            assert len(list(out_dir.glob(".one.png.*.part"))) == 1
+
+    interrupt_call(monkeypatch, lrp, "explain", at=2, before=check)
+    status, out, err = run(capsys, "explain", *images, "--weights", "random", "--save-relevance",
+                           "--out", out_dir)
+    assert status == 130 and files(out_dir) == {}
+
+
+def test_pf_run_finishing_second_does_not_clobber_the_first(capsys, tmp_path, monkeypatch, loads):
+    """Two runs into the same --out: the one that finishes second finds pf-scores.csv taken,
+    keeps it, writes its own rows to pf-scores.1.csv, says so and exits 1. With --force it
+    replaces the file (atomically)."""
+    image, = photos(tmp_path / "in", "photo.png")
+    out_dir = tmp_path / "out"
+    other = b"image,order\nthe other run's rows,morf\n"
+
+    def other_run_finishes(call):
+        (out_dir / "pf-scores.csv").write_bytes(other)
+
+    real = lrp.explain
+    interrupt_call(monkeypatch, lrp, "explain", before=other_run_finishes)
+    status, out, err = run(capsys, "pf", image, *PF_FAST, "--out", out_dir)
+    line = one_error_line(err)
+    assert status == 1
+    assert f"{out_dir / 'pf-scores.csv'} appeared while this run was working" in line
+    assert f"this run's file is {out_dir / 'pf-scores.1.csv'}" in line
+    assert out.splitlines()[-1] == f"scores -> {out_dir / 'pf-scores.1.csv'}"
+    assert sorted(files(out_dir)) == ["pf-scores.1.csv", "pf-scores.csv"]
+    assert (out_dir / "pf-scores.csv").read_bytes() == other
+    ours = (out_dir / "pf-scores.1.csv").read_text().splitlines()
+    assert ours[0] == "image,order,mode,step,step_kind,flips,fraction_flipped,score_logit"
+    assert [r.split(",")[4] for r in ours[1:]] == ["original", "perturbed", "perturbed", "perturbed", "gray"]
+    # --force: the other file is replaced
+    (out_dir / "pf-scores.1.csv").unlink()
+    (out_dir / "pf-scores.csv").write_bytes(other)
+    monkeypatch.setattr(lrp, "explain", real)
+    interrupt_call(monkeypatch, lrp, "explain", before=other_run_finishes)
+    status, _, err = run(capsys, "pf", image, *PF_FAST, "--force", "--out", out_dir)
+    assert status == 0, err
+    assert sorted(files(out_dir)) == ["pf-scores.csv"]
+    assert (out_dir / "pf-scores.csv").read_text().splitlines() == ours
+
+
+def test_publishing_without_hard_links_never_replaces(tmp_path, monkeypatch):
+    """Where the file system has no hard links, the final name is reserved by an exclusive
+    create: a name that exists is still never replaced."""
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted", str(source), str(target))
+    monkeypatch.setattr(os, "link", no_links)
+    (tmp_path / "scores.csv").write_text("theirs")
+    with cli._Outputs(force=False) as outputs:
+        with outputs.open(tmp_path / "scores.csv", "w") as handle:
+            handle.write("ours")
+        moved = outputs.publish()
+    assert moved == [(tmp_path / "scores.csv", tmp_path / "scores.1.csv")]
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"scores.csv": "theirs", "scores.1.csv": "ours"}
+
+
+def test_out_is_checked_before_the_model(capsys, tmp_path, loads):
+    """--out that is a file, or lies under one: one line naming it, before the model loads."""
+    image, = photos(tmp_path / "in", "photo.png")
+    (tmp_path / "taken").write_text("a file")
+    for command in (["explain"], ["pf", "--mode", "gray"]):
+        status, out, err = run(capsys, *command, image, "--weights", "random", "--out", tmp_path / "taken")
+        assert status == 1 and one_error_line(err) == (
+            f"lrpkit: error: --out {tmp_path / 'taken'} is a file, not a folder; choose another --out")
+        status, out, err = run(capsys, *command, image, "--weights", "random", "--out", tmp_path / "taken" / "sub")
+        assert status == 1 and one_error_line(err) == (
+            f"lrpkit: error: --out {tmp_path / 'taken' / 'sub'} cannot be created: {tmp_path / 'taken'} "
+            "is a file, not a folder; choose another --out")
+    assert loads == [] and (tmp_path / "taken").read_text() == "a file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_out_not_writable(capsys, tmp_path, loads):
+    image, = photos(tmp_path / "in", "photo.png")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    status, _, err = run(capsys, "explain", image, "--out", locked)
+    assert status == 1 and "is not writable" in one_error_line(err) and loads == []
+    status, _, err = run(capsys, "explain", image, "--out", locked / "new")
+    assert status == 1 and f"no permission to write in {locked}" in one_error_line(err)
+
+
+def test_os_errors_are_one_line_without_errno(capsys, tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "mirror").mkdir()
+    status, out, err = run(capsys, "data", "fetch", "castle", "--cache", tmp_path / "afile" / "cache",
+                           "--mirror", tmp_path / "mirror")
+    line = one_error_line(err)
+    assert status == 1 and "Errno" not in line
+    assert line == f"lrpkit: error: not a directory: {tmp_path / 'afile' / 'cache'}"
+
+
+# --------------------------------------------------------------------------------------------
+# weights whose checksum is not torchvision's
+
+
+def test_unverified_weights_are_refused_unless_allowed(capsys, tmp_path):
+    from test_models import constant_state_dict
+
+    image, = photos(tmp_path / "in", "photo.png")
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(constant_state_dict("vgg16"), hub / "vgg16-397923af.pth")
+    status, out, err = run(capsys, "weights")
+    assert status == 0 and "UNVERIFIED: expected sha256 prefix 397923af" in out
+    for weights in ("imagenet", "auto"):
+        status, out, err = run(capsys, "explain", image, "--weights", weights, "--out", tmp_path / "out")
+        line = one_error_line(err)
+        assert status == 1 and not out and not (tmp_path / "out").exists()
+        assert "do not have the sha256 torchvision publishes (expected prefix 397923af" in line
+        assert "--allow-unverified-weights" in line
+    status, out, err = run(capsys, "explain", image, "--weights", "imagenet", "--allow-unverified-weights",
+                           "--composite", "uniform", "--rule", "zero", "--out", tmp_path / "out")
+    assert status == 0, err
+    assert one_error_line(err).startswith("lrpkit: warning: UNVERIFIED WEIGHTS - ")
+    assert out.startswith("model: vgg16 with UNVERIFIED weights (")

@@ -4,12 +4,14 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
 from lrpkit import models
+from test_data import MIRROR, needs_mirror
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(hub):
     hub.mkdir(parents=True)
     torch.save(constant_state_dict("vgg16"), file)
     with pytest.warns(models.UnverifiedWeightsWarning, match="expected prefix 397923af"):
-        model = models.vgg16(weights="imagenet")
+        model = models.vgg16(weights="imagenet", allow_unverified=True)
     assert_holds_constants(model)
     assert not model.training
     info = models.weights_info(model)
@@ -50,9 +52,69 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(hub):
     assert "UNVERIFIED" in info.banner()
     # "auto" takes the same cached file (no download attempted: LRPKIT_OFFLINE is honoured too)
     with pytest.warns(models.UnverifiedWeightsWarning):
-        auto = models.vgg("vgg16", "auto", download=False)
+        auto = models.vgg("vgg16", "auto", download=False, allow_unverified=True)
     assert models.weights_info(auto).source == "imagenet"
     assert models.weights_info(auto).requested == "auto"
+
+
+def test_unverified_imagenet_weights_are_refused_unless_allowed(hub):
+    """A cached file without torchvision's published sha256 is refused by "imagenet" and "auto";
+    allowed, it is shown as loudly as random weights: warning, banner, book banner."""
+    from lrpkit import book
+
+    hub.mkdir(parents=True)
+    torch.save(constant_state_dict("vgg16"), hub / "vgg16-397923af.pth")
+    digest = hashlib.sha256((hub / "vgg16-397923af.pth").read_bytes()).hexdigest()
+    for weights in ("imagenet", "auto"):
+        with pytest.raises(ValueError, match=r"vgg16 weights in .*vgg16-397923af.pth do not have the sha256 "
+                                             r"torchvision publishes \(expected prefix 397923af, got "
+                                             + digest[:8] + r"\).*delete the file.*allow_unverified=True"):
+            models.vgg16(weights=weights)
+    with pytest.warns(models.UnverifiedWeightsWarning, match="^UNVERIFIED WEIGHTS - .*may not be the pretrained"):
+        model = models.vgg16(weights="imagenet", allow_unverified=True)
+    info = models.weights_info(model)
+    assert info.warning.startswith("UNVERIFIED WEIGHTS - ")
+    assert info.banner().startswith(f"vgg16 with UNVERIFIED weights ({hub / 'vgg16-397923af.pth'}: sha256 "
+                                    f"{digest} does not start with torchvision's published prefix 397923af)")
+    page = book.provenance({"device": "cpu", "weights": "imagenet", "profile": "fast", "seed": 0}, model)
+    banner = page.banner()
+    assert repr(banner) == "Unverified weights"
+    assert banner._repr_html_().startswith('<div class="admonition warning lrpkit-unverified-weights">')
+
+
+def test_class_index_reads_full_wordnet_names():
+    assert models.class_index("tank, army tank") == 847
+    assert models.class_index("tank, army tank, armored combat vehicle, armoured combat vehicle") == 847
+    assert models.class_index("Army_Tank") == 847 == models.class_index("tank")
+    assert models.class_index("maillot, tank suit") == 639        # torchvision: "maillot tank suit"
+    assert models.class_index("maillot") == 638
+    assert models.class_index("Cardigan, Cardigan Welsh corgi") == 264
+    assert models.class_index("cardigan, Cardigan Welsh corgi") == 264   # only 264 has both names
+    assert models.class_index("cardigan") == 474
+    with pytest.raises(ValueError, match=r"class name 'panther' is ambiguous: 286 \('cougar'\), 290 \('jaguar'\)"):
+        models.class_index("panther")
+    with pytest.raises(ValueError, match="unknown ImageNet class name 'tank, tank suit'"):
+        models.class_index("tank, tank suit")                      # two classes' names
+
+
+def test_wordnet_names_agree_with_torchvisions_classes():
+    """The shipped synonyms are in torchvision's class order: its name is the first synonym of
+    every class but the two it renames to tell apart the duplicates "crane" and "maillot"."""
+    lemmas, names = models.imagenet_lemmas(), models.imagenet_categories()
+    assert len(lemmas) == 1000
+    differ = {i: (names[i], lemmas[i]) for i in range(1000) if names[i] != lemmas[i][0]}
+    assert differ == {134: ("crane bird", ("crane",)), 639: ("maillot tank suit", ("maillot", "tank suit"))}
+
+
+@needs_mirror
+def test_wordnet_names_are_of_the_mirrors_wnids():
+    import csv
+
+    with open(Path(models.__file__).with_name("imagenet_lemmas.tsv"), newline="") as handle:
+        shipped = [(int(r["index"]), r["wnid"]) for r in csv.DictReader(handle, delimiter="\t")]
+    with open(MIRROR / "imagenet_classes.tsv", newline="") as handle:
+        mirror = [(int(r["index"]), r["wnid"]) for r in csv.DictReader(handle, delimiter="\t")]
+    assert shipped == mirror
 
 
 def test_imagenet_offline_error_names_folder_and_file(hub, monkeypatch):
@@ -142,8 +204,10 @@ def test_bad_weights_inputs(tmp_path):
 def test_damaged_cached_weights_are_reported(hub):
     hub.mkdir(parents=True)
     (hub / "vgg16-397923af.pth").write_bytes(b"\x80\x02 half a download")
-    with pytest.raises(ValueError, match="cannot be used .*delete the file and place vgg16-397923af.pth"):
+    with pytest.raises(ValueError, match="do not have the sha256 .*delete the file and place vgg16-397923af.pth"):
         models.vgg16(weights="imagenet")
+    with pytest.raises(ValueError, match="cannot be used .*delete the file and place vgg16-397923af.pth"):
+        models.vgg16(weights="imagenet", allow_unverified=True)
 
 
 def test_weights_info_of_a_foreign_model():
