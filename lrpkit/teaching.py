@@ -54,7 +54,7 @@ from .composites import Composite
 from .rules import IMAGENET_MEAN, IMAGENET_STD, Epsilon, Gamma, ZBox, Zero, pool_relevance
 
 __all__ = [
-    "Verdict", "ExerciseError", "Exercise", "EXERCISES", "setup", "exercise_table", "random_dense", "small_vgg",
+    "Verdict", "ExerciseError", "Exercise", "EXERCISES", "setup", "exercise_table", "solution_lines", "random_dense", "small_vgg",
     "student_notebook",
     "check_lrp_0_dense", "check_lrp_epsilon_dense", "check_absorbed", "check_lrp_epsilon_conv_autograd",
     "check_lrp_epsilon_conv", "check_lrp_gamma_conv", "check_zbox_conv", "check_maxpool_winner",
@@ -1058,13 +1058,39 @@ EXERCISES = {e.function: e for e in (
 )}
 
 
-def exercise_table():
-    """The exercises as a pandas DataFrame: part, exercise, function, check, builds on."""
+def exercise_table(notebooks=None):
+    """The exercises as a pandas DataFrame: part, exercise, function, what it builds on and, given
+    the folder of the chapter's notebooks, the lines of its solution (non-blank lines of the
+    ``%%solution`` cell that defines it)."""
     import pandas as pd
 
-    rows = [(e.part, e.title, e.function, e.check.__name__, ", ".join(e.builds_on) or "—")
-            for e in EXERCISES.values()]
-    return pd.DataFrame(rows, columns=["Part", "Exercise", "Function", "Check", "Builds on"])
+    rows = [(e.part, e.title, e.function, ", ".join(e.builds_on) or "—") for e in EXERCISES.values()]
+    table = pd.DataFrame(rows, columns=["Part", "Exercise", "Function", "Builds on"])
+    if notebooks is not None:
+        lines = solution_lines(notebooks)
+        table.insert(3, "Solution lines", [lines.get(e.function) for e in EXERCISES.values()])
+    return table
+
+
+def solution_lines(folder) -> dict:
+    """Function name -> non-blank lines of the ``%%solution`` cell defining it, over the chapter's
+    notebooks (``implement-lrp-*.ipynb``) in ``folder``."""
+    import json
+
+    paths = sorted(Path(folder).glob("implement-lrp-*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks implement-lrp-*.ipynb in {str(folder)!r}")
+    found = {}
+    for path in paths:
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or not source.startswith("%%solution"):
+                continue
+            body = source.split("\n", 1)[1]
+            names = [n.name for n in ast.parse(body).body if isinstance(n, ast.FunctionDef)]
+            if names:
+                found[names[0]] = sum(1 for line in body.splitlines() if line.strip())
+    return found
 
 
 # --------------------------------------------------------------------------------------------------

@@ -675,3 +675,44 @@ def test_student_version_errors_name_the_problem(tmp_path, capsys, make, message
     assert teaching.main(["student", *notebooks, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_notebook_code_fits_the_book_column():
+    """Code wider than 79 characters is cut off in the book's code cells (seen in Chromium)."""
+    for path in [*NOTEBOOKS, REPO / "notebooks" / "cheat-sheet.ipynb"]:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                for line in "".join(cell["source"]).splitlines():
+                    assert len(line) <= 79, f"{path.name}: {line}"
+
+
+def test_solution_lines_are_counted_from_the_notebooks():
+    lines = teaching.solution_lines(REPO / "notebooks")
+    assert set(lines) == set(teaching.EXERCISES)
+    table = teaching.exercise_table(REPO / "notebooks")
+    assert list(table["Function"]) == list(teaching.EXERCISES)
+    assert list(table["Solution lines"]) == [lines[name] for name in teaching.EXERCISES]
+    assert lines["lrp_0_dense"] == 5       # def, four steps
+
+
+def test_cheat_sheet_calls_are_lrpkit_calls():
+    """Every call the cheat sheet shows names an lrpkit function with arguments it accepts."""
+    import ast
+    import inspect
+
+    from lrpkit import composites, lrp, pf, rules
+    from lrpkit.composites import Composite
+
+    namespace = {"rules": rules, "composites": composites, "lrp": lrp, "pf": pf, "Composite": Composite,
+                 "ZBox": ZBox, "Gamma": Gamma, "Epsilon": rules.Epsilon}
+    text = (REPO / "book" / "cheat-sheet.md").read_text()
+    calls = [c for c in re.findall(r"`([^`]+\))`", text) if re.match(r"(rules|composites|lrp|pf|Composite)\b", c)]
+    assert len(calls) >= 12, calls
+    for source in calls:
+        expression = ast.parse(source.split(".conservation()")[0], mode="eval").body
+        while isinstance(expression.func, ast.Attribute) and isinstance(expression.func.value, ast.Call):
+            expression = expression.func.value                   # lrp.explain(...).conservation()
+        function = eval(compile(ast.Expression(expression.func), "<cheat sheet>", "eval"), namespace)
+        placeholders = [object()] * len(expression.args)
+        keywords = {k.arg: object() for k in expression.keywords}
+        inspect.signature(function).bind(*placeholders, **keywords)   # raises if the call is wrong
