@@ -54,8 +54,8 @@ from .composites import Composite
 from .rules import IMAGENET_MEAN, IMAGENET_STD, Epsilon, Gamma, ZBox, Zero, pool_relevance
 
 __all__ = [
-    "Verdict", "ExerciseError", "Exercise", "EXERCISES", "setup", "exercise_table", "solution_lines", "random_dense", "small_vgg",
-    "student_notebook",
+    "Verdict", "ExerciseError", "Exercise", "EXERCISES", "setup", "exercise_table", "solution_lines",
+    "random_dense", "small_vgg", "student_notebook",
     "check_lrp_0_dense", "check_lrp_epsilon_dense", "check_absorbed", "check_lrp_epsilon_conv_autograd",
     "check_lrp_epsilon_conv", "check_lrp_gamma_conv", "check_zbox_conv", "check_maxpool_winner",
     "check_maxpool_average", "check_lrp_by_index", "check_pixel_flipping",
@@ -204,8 +204,8 @@ def _judge(name: str, fn, cases: Sequence[_Case], mistakes: Sequence[_Mistake], 
                                             "product directly (F.conv_transpose2d), not with .backward()")
             if "does not require grad" in str(exc):
                 return Verdict(name, False, f"{name}: autograd has nothing to differentiate ({exc}); make the "
-                                            "input a leaf that needs a gradient, a = a.detach().requires_grad_(True), "
-                                            "before the forward pass")
+                                            "input a leaf that needs a gradient, "
+                                            "a = a.detach().requires_grad_(True), before the forward pass")
             return Verdict(name, False, _raised(name, exc, case, raise_hint))
         except Exception as exc:  # noqa: BLE001 -- any error of the student's code is reported
             return Verdict(name, False, _raised(name, exc, case, raise_hint))

@@ -716,3 +716,23 @@ def test_cheat_sheet_calls_are_lrpkit_calls():
         placeholders = [object()] * len(expression.args)
         keywords = {k.arg: object() for k in expression.keywords}
         inspect.signature(function).bind(*placeholders, **keywords)   # raises if the call is wrong
+
+
+def test_solution_cells_run_only_with_solutions_on(capsys):
+    """%%solution: skipped in a student's notebook (the check then tests the student's function),
+    run by the book build."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        teaching.setup(solutions=False)
+        shell.run_cell("def lrp_0_dense(a, W, b, R):\n    raise NotImplementedError")
+        shell.run_cell("%%solution\ndef lrp_0_dense(a, W, b, R):\n    return a * ((R / (a @ W.T + b)) @ W)")
+        assert "solution of lrp_0_dense not run (solutions = False)" in capsys.readouterr().out
+        assert "not written yet" in teaching.check_lrp_0_dense(shell.user_ns["lrp_0_dense"]).message
+        teaching.setup(solutions=True)
+        shell.run_cell("%%solution\ndef lrp_0_dense(a, W, b, R):\n    return a * ((R / (a @ W.T + b)) @ W)")
+        assert teaching.check_lrp_0_dense(shell.user_ns["lrp_0_dense"]).passed
+    finally:
+        teaching.setup(solutions=False)
+        InteractiveShell.clear_instance()
