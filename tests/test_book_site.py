@@ -328,3 +328,39 @@ def test_tables_follow_the_parameters_of_their_figure(tmp_path):
         table = book.glue_keys(page.parent / doc)[key]["data"]["text/html"]
         table = "".join(table) if isinstance(table, list) else table
         assert "γ = 0.5" in table and "γ = 0.25" not in table, (key, doc)
+
+
+def test_exercise_solutions_are_folded_behind_a_toggle(site):
+    """The chapter 'Implement LRP yourself': every solution is folded ("Show the solution"), its
+    code hidden until the toggle is clicked, and every check on the page has passed."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
+    parts = {fid: entry for fid, entry in registry.items() if entry["chapter"] == "book/implement-lrp"}
+    assert len(parts) == 3
+    screenshots = root / "_build" / "screenshots"
+    screenshots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for fid, entry in sorted(parts.items()):
+            cells = json.loads((root / "notebooks" / entry["notebook"]).read_text())["cells"]
+            n_solutions = sum("".join(c["source"]).startswith("%%solution") for c in cells)
+            n_checks = sum("teaching.check_" in "".join(c["source"]) for c in cells)
+            page.goto(f"{base}/book/_generated/implement-lrp/{fid}.html", wait_until="load")
+            toggles = page.locator("details:has(summary:has-text('Show the solution'))")
+            assert toggles.count() == n_solutions >= 3, fid
+            for i in range(toggles.count()):
+                code = toggles.nth(i).locator("pre").first
+                assert toggles.nth(i).get_attribute("open") is None and not code.is_visible(), (fid, i)
+                assert "%%solution" in code.text_content()   # hidden: not in inner_text
+            passed = page.locator(".lrpkit-check-passed")
+            assert passed.count() == n_checks and page.locator(".lrpkit-check-not-yet").count() == 0, fid
+            page.screenshot(path=str(screenshots / f"{fid}-folded.png"), full_page=True)
+            first = toggles.first
+            first.locator("summary").click()
+            first.locator("pre").first.wait_for(state="visible")
+            assert "Hide the solution" in first.locator("summary").inner_text()
+            page.screenshot(path=str(screenshots / f"{fid}-unfolded.png"), full_page=True)
+        browser.close()
