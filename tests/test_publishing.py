@@ -100,6 +100,8 @@ def test_launch_buttons_and_install_cells_name_one_repository():
     url = config_url()
     for name, source in install_cells().items():
         assert re.search(rf'@ git\+{re.escape(url)}"', source), f"{name} installs from elsewhere than {url}"
+        # every registry notebook glues with myst_nb, which only the [book] extra installs
+        assert '"lrpkit[book] @' in source, f"{name} installs lrpkit without the [book] extra"
     # the launch buttons read repository.url from the configuration, nothing else
     extension = (REPO / "book" / "_ext" / "lrpkit_launch.py").read_text()
     assert 'options.get("repository_url"' in extension and "github.com/lrpkit" not in extension
