@@ -634,14 +634,18 @@ def _plan(x, relevance, *, patch_size, order, mode, schedule, seed, n_steps, str
 
     # the images are built on the CPU, in float64 for float64 input, else float32
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xc = x.detach().to("cpu", work).contiguous()
     grid = (-(-height // patch_size), -(-width // patch_size))
     n_patches = grid[0] * grid[1]
     counts = flip_schedule(n_patches, schedule, n_steps)
 
     # rows showing the same image share its work: number the distinct images
-    index: Dict[bytes, int] = {}
-    image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
+    if batch > 1 and x.stride(0) == 0:  # one image expanded over the rows (a grid): keep it one image
+        xc = x[:1].detach().to("cpu", work).contiguous().expand(batch, -1, -1, -1)
+        image_ids = [0] * batch
+    else:
+        xc = x.detach().to("cpu", work).contiguous()
+        index: Dict[bytes, int] = {}
+        image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
     pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
     order_ = torch.empty(batch, n_patches, dtype=torch.long)
     for name in dict.fromkeys(orders):        # each order for its rows, in order of appearance

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -430,3 +431,103 @@ def test_config_defaults_are_the_thesis(val):
     assert logspace.grid[0] == pytest.approx([0.0, 0.01, 0.1, 1.0])
     with pytest.raises(ConfigError, match="lists 0.5 twice"):
         load_config(config_dict(val, grid={"gamma": [0.5, 0.5]}))
+
+
+def test_example_configs_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGENET_VAL", str(tmp_path))
+    found = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(found) >= 4
+    for path in found:
+        config = load_config(path, resolve=False)
+        assert config.n_settings in (4, 256), path
+    thesis = load_config(ROOT / "experiments" / "thesis-code-decreasing-gamma.yaml", resolve=False)
+    assert thesis.variant == "thesis-code" and thesis.axes[0].layers == (1, 17)
+    assert thesis.data["images"]["imagenet_val"] == str(tmp_path)
+    monkeypatch.delenv("IMAGENET_VAL")
+    with pytest.raises(ConfigError, match="'images.imagenet_val' is '\\$IMAGENET_VAL', but an environment variable"):
+        load_config(ROOT / "experiments" / "thesis-tutorial.yaml", resolve=False)
+
+
+def test_report_and_merge_on_the_command_line(tmp_path, reference, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    reference.to_parquet(out / "results.parquet")
+    (out / "config.yaml").write_text("name: tiny\n")
+    csv = tmp_path / "means.csv"
+    assert cli.main(["experiment", "report", str(out), "--csv", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    by_hand = reference[reference["order"] == "morf"].groupby("setting")["auc"].mean()
+    assert f"best (lowest) at setting {by_hand.idxmin()}:" in printed
+    assert "random: mean AUC" in printed and "no best setting" in printed
+    assert len(pd.read_csv(csv)) == 12
+    assert cli.main(["experiment", "report", str(out), "--csv", str(csv)]) == 1
+    assert "exists; pass --force" in one_error_line(capsys.readouterr().err)
+    assert cli.main(["experiment", "merge", str(tmp_path / "nowhere")]) == 1
+    assert "not an experiment results directory" in one_error_line(capsys.readouterr().err)
+    assert cli.main(["experiment", "--help"]) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_experiment_on_cuda_matches_cpu(tmp_path, val, reference):
+    config = config_dict(val, device="cuda", images={**config_dict(val)["images"], "count": 2})
+    run(config, tmp_path / "cuda", estimate=False, progress=False, echo=lambda line: None)
+    gpu = read_results(tmp_path / "cuda")
+    cpu = reference[reference["image"] < 2].reset_index(drop=True)
+    np.testing.assert_allclose(gpu["relevance_sum"], cpu["relevance_sum"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(gpu["auc"], cpu["auc"], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- scripts
+
+
+def fake_tool(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_slurm_script_submits_an_array_and_a_dependent_merge(tmp_path, val):
+    """With stand-ins for sbatch and Python: the commands the script gives SLURM and runs per task."""
+    log = tmp_path / "calls.log"
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    fake_tool(bin_, "sbatch", f'echo "sbatch $*" >> {log}\necho 4242\n')
+    python = fake_tool(tmp_path, "python", f'echo "python $*" >> {log}\n')
+    config = write_config(tmp_path / "c.yaml", config_dict(val))
+    env = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}", "LRPKIT_PYTHON": str(python)}
+    script = ROOT / "scripts" / "slurm-experiment.sh"
+    done = subprocess.run(["bash", str(script), "submit", str(config), str(tmp_path / "out"), "3"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == f"python -m lrpkit.cli experiment run {config} --out {tmp_path / 'out'} --dry-run --no-estimate"
+    assert calls[1].startswith("sbatch --parsable --array=1-3 ") and calls[1].endswith(
+        f"slurm-experiment.sh shard {config} {tmp_path / 'out'} 3")
+    assert "--dependency=afterok:4242" in calls[2] and calls[2].endswith(f"merge {tmp_path / 'out'}")
+    log.unlink()
+    done = subprocess.run(["bash", str(script), "shard", str(config), str(tmp_path / "out"), "3"],
+                          env={**env, "SLURM_ARRAY_TASK_ID": "2"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        f"python -m lrpkit.cli experiment run {config} --out {tmp_path / 'out'} --shard 2/3 --no-estimate"]
+    done = subprocess.run(["bash", str(script), "submit", str(config), str(tmp_path / "out"), "0"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "SHARDS must be a positive integer" in done.stderr
+
+
+def test_gpu_check_refuses_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    report = tmp_path / "report.txt"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), str(report)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "LRPKIT_PYTHON": sys.executable})
+    assert done.returncode == 1
+    assert "gpu-check: no CUDA device" in one_error_line(done.stderr) and not report.exists()
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck():
+    scripts = [ROOT / "scripts" / "slurm-experiment.sh", ROOT / "scripts" / "gpu-check.sh"]
+    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout

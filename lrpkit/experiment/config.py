@@ -13,7 +13,7 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       epsilon: [0, 0.01, 0.25, 1.0]   # a list, or {logspace: [start, stop, num], zero: bool}
     images:                           # an image set of data/sets.tsv ...
       set: axolotl
-      # imagenet_val: /data/ILSVRC2012/val   # ... or an ILSVRC-2012 validation folder,
+      # imagenet_val: $IMAGENET_VAL          # ... or an ILSVRC-2012 validation folder ($VARS expand),
       # class: axolotl                       # with a class (index, wnid or name)
       # count: 50                   # the first images of the set or class (default: all)
       # labels: FILE | devkit: DIR | wnids: FILE   # as lrpkit.data.ImageNetVal
@@ -290,9 +290,13 @@ def _axis(source: str, key: str, spec, symbol: str) -> List[float]:
     return values
 
 
-def _path(root: Path, value: str) -> str:
-    """A path of the config, relative to its folder, made absolute (a results directory lives elsewhere)."""
-    path = Path(value).expanduser()
+def _path(source: str, key: str, root: Path, value: str) -> str:
+    """A path of the config (``~`` and ``$VARIABLES`` expanded, relative to the config's folder) made
+    absolute: a results directory lives elsewhere."""
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise _fail(source, f"key {key!r} is {value!r}, but an environment variable in it is not set")
+    path = Path(expanded).expanduser()
     return str(path if path.is_absolute() else Path(os.path.abspath(root / path)))
 
 
@@ -341,7 +345,7 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
             if images[key] is not None:
                 if not isinstance(images[key], str):
                     raise _fail(source, f"key 'images.{key}' must be a path, got {images[key]!r}")
-                images[key] = _path(root, images[key])
+                images[key] = _path(source, f"images.{key}", root, images[key])
         if not Path(images["imagenet_val"]).is_dir():
             raise _fail(source, f"key 'images.imagenet_val': ILSVRC-2012 validation folder not found: "
                                 f"{images['imagenet_val']}")
@@ -413,7 +417,7 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
             raise _fail(source, f"key 'model.weights' must be one of {', '.join(WEIGHTS_CHOICES)} or a "
                                 f"state-dict file, got {weights!r}")
         if weights not in WEIGHTS_CHOICES:
-            model["weights"] = _path(root, weights)
+            model["weights"] = _path(source, "model.weights", root, weights)
             if not Path(model["weights"]).is_file():
                 raise _fail(source, f"key 'model.weights': weights file not found: {model['weights']} (give "
                                     f"{', '.join(WEIGHTS_CHOICES)} or the path of a state-dict file)")
