@@ -5,14 +5,16 @@ Work (the issue's yardstick): LRP-Tutorial, a 4 x 4 grid of (γ, ε), 2 images (
 Pixel-Flipping with inpainting in the orders MoRF, LRF and random, 8 x 8 patches, thesis schedule,
 random-weight VGG-16 (pretrained weights do not change the cost).
 
-- lrpkit: ``lrpkit.experiment.run`` on a config of that work (one unit per image: the image's 16
-  heatmaps in batched LRP calls, then one Pixel-Flipping call for all its heatmaps and orders);
+- lrpkit: the experiment's units on a config of that work (``lrpkit.experiment.runner.compute_unit``,
+  what ``experiment.run`` does per image besides writing its file: the image's 16 heatmaps in batched
+  LRP calls, then one Pixel-Flipping call for all its heatmaps and orders);
 - the thesis code (``lrp-pf-auc`` 0.1.6) as its batch script runs: for every setting and order one
   process-worth of work, one LRP of the 2-image batch with its LRP-wrapped model and one
   Pixel-Flipping of the batch, scored by that wrapped model. Its settings are independent and cost
   the same, so it is timed on ``--thesis-settings`` settings (all three orders each) and scaled to
   the 16 settings; the output says so. Its Pixel-Flipping runs on one torch thread, its fastest on
-  this machine (its per-patch tensor operations otherwise wait on torch's thread pool).
+  this machine (its per-patch tensor operations otherwise wait on torch's thread pool). The two are
+  interleaved (a unit, a setting and order, ...), so that both see the same machine.
 
 It then prints, per heatmap and order, the forward passes and inpaintings the experiment actually
 ran against one run per curve (28 and 27 for the thesis schedule), for the 4 x 4 run and -- counted
@@ -24,15 +26,16 @@ import argparse
 import contextlib
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lrpkit import data, experiment, lrp, models, pf
 from lrpkit.experiment.grid import build_composite, grid_tensors
+from lrpkit.experiment.runner import build_model, compute_unit
 from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
 ORDERS = ("morf", "lrf", "random")
@@ -43,7 +46,7 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def config(values, device, images):
+def config_spec(values, device, images):
     return {
         "name": "bench-tutorial-grid",
         "composite": {"family": "tutorial"},
@@ -114,42 +117,53 @@ def main():
           flush=True)
 
     values = [0.0] + np.logspace(-4, 0, args.grid - 1).tolist()        # {0} ∪ log-spaced in [1e-4, 1]
-    cfg = config(values, device, args.images)
+    config = experiment.load_config(config_spec(values, device, args.images))
+    units = experiment.units(config)
+    model, _, config = build_model(config, echo=lambda line: None)
     records = data.image_set("random10")[:args.images]
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        run = experiment.run(cfg, Path(tmp) / "results", workers=args.workers, estimate=False, progress=False,
-                             echo=lambda line: None)
-        ours = time.perf_counter() - start
-        table = experiment.read_results(run.out)
-    per_unit = table.drop_duplicates("image")
     n_settings, n_curves = len(values) ** 2, len(values) ** 2 * len(ORDERS)
-    print(f"\nLRP-Tutorial {len(values)}x{len(values)} grid x {len(records)} images "
-          f"({', '.join(Path(r.file).stem for r in records)}) x {', '.join(ORDERS)}: {len(records) * n_curves} curves")
-    print(f"  lrpkit experiment.run: {ours:8.1f} s in all (its units: LRP {per_unit['unit_lrp_seconds'].sum():.1f} s, "
-          f"Pixel-Flipping {per_unit['unit_pf_seconds'].sum():.1f} s)", flush=True)
+    print(f"\nLRP-Tutorial {len(values)}x{len(values)} grid x {len(units)} images "
+          f"({', '.join(Path(u.file).stem for u in units)}) x {', '.join(ORDERS)}: {len(units) * n_curves} curves")
 
-    if not args.no_thesis:
-        model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
+    # warm-up (allocator, kernels), then lrpkit's units and the thesis code's settings interleaved,
+    # so that both see the same machine
+    with torch.inference_mode():
+        model(data.load_image(units[0].path, device=device))
+    thesis_calls = [] if args.no_thesis else [
+        (values[k % len(values)], values[(k * 7 + 3) % len(values)], order)
+        for k in range(args.thesis_settings) for order in ORDERS]
+    if thesis_calls:
         x = torch.cat([data.load_image(r.path, device=device) for r in records])
         labels = torch.tensor([r.class_index for r in records], device=device)
-        timed = []
-        chosen = [(values[k % len(values)], values[(k * 7 + 3) % len(values)]) for k in range(args.thesis_settings)]
-        for gamma, epsilon in chosen:
-            for order in ORDERS:
-                sync(device)
-                t0 = time.perf_counter()
-                thesis_setting(model, x, labels, gamma, epsilon, order, device)
-                sync(device)
-                timed.append(time.perf_counter() - t0)
-                print(f"    thesis code, setting (γ={gamma:.3g}, ε={epsilon:.3g}), {order}: {timed[-1]:.1f} s",
-                      flush=True)
-        per_setting = sum(timed) / len(chosen)
-        theirs = per_setting * n_settings
-        print(f"  thesis code (lrp-pf-auc 0.1.6), one LRP + one Pixel-Flipping per setting and order: "
-              f"{theirs:8.1f} s (timed on {len(chosen)} of {n_settings} settings x 3 orders, "
-              f"{per_setting:.1f} s per setting, scaled x{n_settings / len(chosen):.0f})")
-        print(f"  lrpkit faster by {theirs / ours:.1f}x (target >= 4x)")
+    tables, ours, theirs = [], [], []
+    for k in range(max(len(units), len(thesis_calls))):
+        if k < len(units):
+            sync(device)
+            t0 = time.perf_counter()
+            tables.append(compute_unit(model, config, units[k], workers=args.workers).to_pandas())
+            sync(device)
+            ours.append(time.perf_counter() - t0)
+            print(f"    lrpkit unit {units[k].id} ({Path(units[k].file).stem}): {ours[-1]:.1f} s", flush=True)
+        if k < len(thesis_calls):
+            gamma, epsilon, order = thesis_calls[k]
+            sync(device)
+            t0 = time.perf_counter()
+            thesis_setting(model, x, labels, gamma, epsilon, order, device)
+            sync(device)
+            theirs.append(time.perf_counter() - t0)
+            print(f"    thesis code, setting (γ={gamma:.3g}, ε={epsilon:.3g}), {order}: {theirs[-1]:.1f} s", flush=True)
+    table = pd.concat(tables, ignore_index=True)
+    per_unit = table.drop_duplicates("image")
+    print(f"  lrpkit experiment, {len(units)} units: {sum(ours):8.1f} s (LRP {per_unit['unit_lrp_seconds'].sum():.1f} s, "
+          f"Pixel-Flipping {per_unit['unit_pf_seconds'].sum():.1f} s)")
+    if theirs:
+        settings_timed = args.thesis_settings
+        total = sum(theirs) / settings_timed * n_settings
+        print(f"  thesis code (lrp-pf-auc 0.1.6), one LRP + one Pixel-Flipping of the {len(records)}-image batch per "
+              f"setting and order: {total:8.1f} s, timed on {settings_timed} of {n_settings} settings x 3 orders "
+              f"({sum(theirs) / settings_timed:.1f} s per setting) and scaled x{n_settings / settings_timed:.0f}: "
+              f"its settings are independent and cost the same")
+        print(f"  lrpkit faster by {total / sum(ours):.1f}x (target >= 4x)")
 
     print("\nforward passes and inpaintings per heatmap and order (one run per curve: 28 and 27)")
     for image, part in table.groupby("image_file", sort=False):
@@ -159,7 +173,6 @@ def main():
               f"({part['unit_forward'].iloc[0]} and {part['unit_inpainted'].iloc[0]} for {curves} curves)")
 
     if not args.no_grid16:
-        model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
         axis = experiment.default_axis()
         a, b = grid_tensors(axis, axis, device=device)
         record = records[0]
