@@ -406,9 +406,8 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
         config (naming the key), a bad shard.
     """
     started = time.perf_counter()
-    shard = planning.parse_shard(shard) if isinstance(shard, str) else shard
-    if shard is not None:
-        planning.parse_shard(f"{shard[0]}/{shard[1]}")
+    if shard is not None:  # "K/N" or (K, N), checked alike
+        shard = planning.parse_shard(shard if isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
     config, folder = resolve(source, out)
     all_units = planning.units(config)
     model, weights, config = build_model(config, echo)
@@ -444,6 +443,7 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
                          time.perf_counter() - started)
 
     folder.create(config.to_yaml(), plan_record, _metadata(config, weights, torch.device(config.data["device"])))
+    folder.check(config.data, plan_record, config.source)   # another run may have created it meanwhile
     folder.remove_dead_temporaries()
     provenance = _provenance_module()
     unit_record = {"lrpkit_version": provenance.lrpkit_version(), "git_commit": provenance.git_commit(),
