@@ -531,3 +531,28 @@ def test_scripts_pass_shellcheck():
     scripts = [ROOT / "scripts" / "slurm-experiment.sh", ROOT / "scripts" / "gpu-check.sh"]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout
+
+
+def test_diagnostics_hook_adds_columns_when_the_module_exists(tmp_path, val, monkeypatch):
+    """The contract with lrpkit.diagnostics: heatmap_diagnostics(relevance [S, C, H, W]) -> one value per
+    heatmap and name; the experiment adds them as diag_<name> columns (here a stand-in module)."""
+    import importlib.machinery
+    import types
+
+    module = types.ModuleType("lrpkit.diagnostics")
+    module.__spec__ = importlib.machinery.ModuleSpec("lrpkit.diagnostics", None)
+    module.heatmap_diagnostics = lambda R: {"peak": R.abs().flatten(1).amax(1)}
+    monkeypatch.setitem(sys.modules, "lrpkit.diagnostics", module)
+    config = config_dict(val, images={**config_dict(val)["images"], "count": 1})
+    assert load_config(config).data["diagnostics"] is True                      # auto: the module is there
+    out = tmp_path / "results"
+    run(config, out, workers=0, estimate=False, progress=False, echo=lambda line: None)
+    df = read_results(out)
+    assert list(df.columns).index("diag_peak") == list(df.columns).index("relevance_sum") + 1
+    model = tiny_vgg64()
+    from lrpkit import data
+    x = data.load_image(sorted(val.glob("*.png"))[0], 32).double()
+    for _, row in df[df["order"] == "lrf"].iterrows():
+        R = lrp.relevance(model, x, torch.tensor([AXOLOTL]), composites.tutorial(gamma=row["gamma"],
+                                                                              epsilon=row["epsilon"]))
+        assert row["diag_peak"] == pytest.approx(R.abs().max().item(), rel=1e-9)

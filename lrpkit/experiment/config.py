@@ -301,10 +301,33 @@ def _path(source: str, key: str, root: Path, value: str) -> str:
 
 
 def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Dict[str, Any]:
+    """Defaults filled in and every section checked (each by its own function, in this order)."""
     data = _merge(raw, DEFAULTS, source)
     if data["name"] is not None and not isinstance(data["name"], str):
         data["name"] = str(data["name"])
+    _check_composite(data, source)
+    _check_images(data, source, root)
+    _check_pf(data, source)
+    data["lrp"]["chunk_size"] = _int(source, "lrp.chunk_size", data["lrp"]["chunk_size"], 1)
+    _check_model(data, raw, source, root)
+    data["device"] = _device(source, data["device"], resolve)
+    data["seed"] = _int(source, "seed", data["seed"], 0)
+    diagnostics = data["diagnostics"]
+    if diagnostics not in DIAGNOSTICS:
+        raise _fail(source, f"key 'diagnostics' must be auto, true or false, got {diagnostics!r}")
+    available = diagnostics_available()
+    if diagnostics is True and not available:
+        raise _fail(source, "key 'diagnostics' is true but this lrpkit has no lrpkit.diagnostics module; set it "
+                            "to false or auto")
+    if resolve and diagnostics == "auto":
+        data["diagnostics"] = available
+    if data["output"] is not None and not isinstance(data["output"], str):
+        raise _fail(source, f"key 'output' must be a folder path, got {data['output']!r}")
+    return data
 
+
+def _check_composite(data: Dict[str, Any], source: str) -> None:
+    """The family, its variant, heuristic and max-pool treatment, and the grid of its two axes."""
     comp = data["composite"]
     family = _choice(source, "composite family", comp["family"], tuple(FAMILIES))
     comp["variant"] = _choice(source, f"variant of {family!r}", comp["variant"], FAMILIES[family].variants)
@@ -325,6 +348,9 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
                                 f"{names[0]!r} ({axes[0].label()}) and {names[1]!r} ({axes[1].label()})")
     data["grid"] = {a.name: _axis(source, a.name, grid.get(a.name), a.symbol) for a in axes}
 
+
+def _check_images(data: Dict[str, Any], source: str, root: Path) -> None:
+    """An image set or a validation folder with a class (which images they hold: plan.units), size, target."""
     images = data["images"]
     if (images["set"] is None) == (images["imagenet_val"] is None):
         raise _fail(source, "key 'images' needs exactly one of 'set' (an image set of data/sets.tsv) and "
@@ -335,12 +361,10 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
             raise _fail(source, f"key 'images.{extra[0]}' applies to 'imagenet_val' only, not to an image set")
         if not isinstance(images["set"], str):
             raise _fail(source, f"key 'images.set' must be an image set name, got {images['set']!r}")
-        images["count"] = _int(source, "images.count", images["count"], 1, none_ok=True)
     else:
         if images["class"] is None:
             raise _fail(source, "key 'images.class' is required with 'imagenet_val' (an index, wnid or name, "
                                 "e.g. axolotl)")
-        images["count"] = _int(source, "images.count", images["count"], 1, none_ok=True)
         for key in ("imagenet_val", "labels", "devkit", "wnids"):
             if images[key] is not None:
                 if not isinstance(images[key], str):
@@ -349,10 +373,15 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
         if not Path(images["imagenet_val"]).is_dir():
             raise _fail(source, f"key 'images.imagenet_val': ILSVRC-2012 validation folder not found: "
                                 f"{images['imagenet_val']}")
+    images["count"] = _int(source, "images.count", images["count"], 1, none_ok=True)
     images["size"] = _int(source, "images.size", images["size"], MIN_SIDE)
     images["resize"] = _choice(source, "resize mode", images["resize"], RESIZE_MODES)
     data["target"] = _choice(source, "target", data["target"], TARGETS)
 
+
+def _check_pf(data: Dict[str, Any], source: str) -> None:
+    """Pixel-Flipping: orders, patches, mode, schedule, score, AUC, thesis_compat, batch size."""
+    images = data["images"]
     p = data["pf"]
     orders = p["orders"]
     if isinstance(orders, str):
@@ -400,8 +429,9 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
         raise _fail(source, f"key 'pf.schedule' goes up to {p['schedule'][-1]} patches, but a {size}x{size} image "
                             f"has {(-(-size // p['patch_size'])) ** 2} patches of {p['patch_size']}x{p['patch_size']}")
 
-    data["lrp"]["chunk_size"] = _int(source, "lrp.chunk_size", data["lrp"]["chunk_size"], 1)
 
+def _check_model(data: Dict[str, Any], raw: Mapping[str, Any], source: str, root: Path) -> None:
+    """A torchvision VGG with its weights, or a factory function."""
     model = data["model"]
     if model["factory"] is not None:
         _factory(source, model["factory"])
@@ -421,21 +451,6 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
             if not Path(model["weights"]).is_file():
                 raise _fail(source, f"key 'model.weights': weights file not found: {model['weights']} (give "
                                     f"{', '.join(WEIGHTS_CHOICES)} or the path of a state-dict file)")
-
-    data["device"] = _device(source, data["device"], resolve)
-    data["seed"] = _int(source, "seed", data["seed"], 0)
-    diagnostics = data["diagnostics"]
-    if diagnostics not in DIAGNOSTICS:
-        raise _fail(source, f"key 'diagnostics' must be auto, true or false, got {diagnostics!r}")
-    available = diagnostics_available()
-    if diagnostics is True and not available:
-        raise _fail(source, "key 'diagnostics' is true but this lrpkit has no lrpkit.diagnostics module; set it "
-                            "to false or auto")
-    if resolve and diagnostics == "auto":
-        data["diagnostics"] = available
-    if data["output"] is not None and not isinstance(data["output"], str):
-        raise _fail(source, f"key 'output' must be a folder path, got {data['output']!r}")
-    return data
 
 
 def _factory(source: str, spec) -> Any:
