@@ -283,7 +283,8 @@ def calibrate(model: torch.nn.Module, config: Config, unit: planning.Unit, *, wo
     first, second = config.grid
     chunk = min(config.data["lrp"]["chunk_size"], config.n_settings)
     a, b = grid_tensors(first, second, dtype=dtype, device=device)
-    composite = build_composite(comp["family"], comp["variant"], a[:chunk], b[:chunk], heuristic=comp["heuristic"],
+    spread = torch.linspace(0, config.n_settings - 1, chunk).round().long().to(device)  # not just the first γ
+    composite = build_composite(comp["family"], comp["variant"], a[spread], b[spread], heuristic=comp["heuristic"],
                                 maxpool=comp["maxpool"])
     _sync(device)
     t0 = time.perf_counter()
