@@ -111,6 +111,7 @@ def main():
     parser.add_argument("--workers", type=int, default=None, help="inpainting processes (default: lrpkit's)")
     parser.add_argument("--no-thesis", action="store_true", help="skip lrp-pf-auc")
     parser.add_argument("--no-grid16", action="store_true", help="skip the 16 x 16 count")
+    parser.add_argument("--grid16-only", action="store_true", help="only the 16 x 16 count (no timing)")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device}; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.2f}",
@@ -121,6 +122,15 @@ def main():
     units = experiment.units(config)
     model, _, config = build_model(config, echo=lambda line: None)
     records = data.image_set("random10")[:args.images]
+    if not args.grid16_only:
+        timing(args, device, values, config, units, model, records)
+    if not args.no_grid16:
+        grid16(device, model, records[0])
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+def timing(args, device, values, config, units, model, records):
+    """lrpkit's units and the thesis code's settings, interleaved; then the counts of the run."""
     n_settings, n_curves = len(values) ** 2, len(values) ** 2 * len(ORDERS)
     print(f"\nLRP-Tutorial {len(values)}x{len(values)} grid x {len(units)} images "
           f"({', '.join(Path(u.file).stem for u in units)}) x {', '.join(ORDERS)}: {len(units) * n_curves} curves")
@@ -172,23 +182,23 @@ def main():
               f"forward passes, {part['unit_inpainted'].iloc[0] / curves:5.2f} inpaintings "
               f"({part['unit_forward'].iloc[0]} and {part['unit_inpainted'].iloc[0]} for {curves} curves)")
 
-    if not args.no_grid16:
-        axis = experiment.default_axis()
-        a, b = grid_tensors(axis, axis, device=device)
-        record = records[0]
-        x = data.load_image(record.path, device=device)
-        t0 = time.perf_counter()
-        relevance = lrp.relevance(model, x, torch.tensor([record.class_index], device=device),
-                                  build_composite("tutorial", "table", a, b, heuristic="tutorial", maxpool="avg"))
-        lrp_seconds = time.perf_counter() - t0
-        rows = [o for o in ORDERS for _ in range(1 if o == "random" else len(a))]
-        heatmaps = torch.cat([relevance[:1 if o == "random" else len(a)] for o in ORDERS])
-        forward, inpainted = pf.count_images(x.expand(len(rows), -1, -1, -1), heatmaps, order=rows)
-        curves = len(a) * len(ORDERS)
-        print(f"  16x16 grid, {Path(record.file).name}: {forward / curves:5.2f} forward passes, "
-              f"{inpainted / curves:5.2f} inpaintings per heatmap and order ({forward} and {inpainted} for "
-              f"{curves} curves; target <= 20 forward passes; its 256 heatmaps took {lrp_seconds:.0f} s)")
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+def grid16(device, model, record):
+    """Forward passes and inpaintings per heatmap and order for one image's 16 x 16 grid (counted)."""
+    axis = experiment.default_axis()
+    a, b = grid_tensors(axis, axis, device=device)
+    x = data.load_image(record.path, device=device)
+    t0 = time.perf_counter()
+    relevance = lrp.relevance(model, x, torch.tensor([record.class_index], device=device),
+                              build_composite("tutorial", "table", a, b, heuristic="tutorial", maxpool="avg"))
+    lrp_seconds = time.perf_counter() - t0
+    rows = [o for o in ORDERS for _ in range(1 if o == "random" else len(a))]
+    heatmaps = torch.cat([relevance[:1 if o == "random" else len(a)] for o in ORDERS])
+    forward, inpainted = pf.count_images(x.expand(len(rows), -1, -1, -1), heatmaps, order=rows)
+    curves = len(a) * len(ORDERS)
+    print(f"  16x16 grid, {Path(record.file).name}: {forward / curves:5.2f} forward passes, "
+          f"{inpainted / curves:5.2f} inpaintings per heatmap and order ({forward} and {inpainted} for "
+          f"{curves} curves; target <= 20 forward passes; its 256 heatmaps took {lrp_seconds:.0f} s)")
 
 
 if __name__ == "__main__":
