@@ -8,6 +8,7 @@
     lrpkit weights [--arch vgg16]                    # where the pretrained weights go
     lrpkit explain IMAGE ... --composite tutorial --gamma .25 --epsilon .25 --out DIR [--force]
     lrpkit pf IMAGE ... --order morf --mode inpainting --patch-size 8 --out DIR [--force]
+    lrpkit experiment run|status|merge|report CONFIG_OR_DIR   # the grid experiment (lrpkit.experiment)
 
 Every subcommand has ``--help``. Errors print one line on stderr and exit with status 1 (2 for a
 wrong command line, 130 when interrupted); set ``LRPKIT_DEBUG=1`` to see the traceback instead.
@@ -667,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(TORCH_HOME is honoured), whether it is present and its sha256.")
     we.add_argument("--arch", choices=VGG_ARCHS, default="vgg16")
     we.set_defaults(func=_cmd_weights)
+
+    from .experiment.commands import add_parser as add_experiment_parser
+    add_experiment_parser(sub, _Parser)
 
     parser.set_defaults(func=lambda args: _missing_action(parser))
     return parser

@@ -42,7 +42,11 @@ Example
 (torch.Size([1, 30]), [0, 1, 3, 5], tensor([...]))
 
 The 16 heatmaps of a hyperparameter grid for one image: ``pf.pixel_flipping(model,
-x.expand(16, -1, -1, -1), R16, 483)`` — the image's shared steps are scored once.
+x.expand(16, -1, -1, -1), R16, 483)`` — the image's shared steps are scored once. Several orders in
+one call take one order per row: ``order=["morf"] * 16 + ["lrf"] * 16 + ["random"]`` with the
+heatmaps repeated to match; a perturbed image that two rows share (the same image and mask, whatever
+the order) is then built and scored once, and the random order, which ignores the heatmap, costs one
+heatmap's work per image.
 
 References
 ----------
@@ -71,8 +75,8 @@ from . import inpainting
 from .rules import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "pixel_flipping", "PixelFlippingResult", "flip_schedule", "patch_scores", "flip_order", "auc",
-    "aopc", "ORDERS", "MODES", "SCHEDULES", "SCORES", "AUC_X", "THESIS_COMPAT",
+    "pixel_flipping", "PixelFlippingResult", "count_images", "flip_schedule", "patch_scores", "flip_order",
+    "auc", "aopc", "ORDERS", "MODES", "SCHEDULES", "SCORES", "AUC_X", "THESIS_COMPAT",
 ]
 
 ORDERS = ("morf", "lrf", "random")
@@ -130,6 +134,9 @@ class PixelFlippingResult:
         ``[B, S, H, W]`` bool: the pixels perturbed at every step, if ``keep_masks``.
     n_forward : int
         Number of distinct images the model scored (after sharing).
+    n_inpainted : int
+        Number of distinct images inpainted (Telea calls; in the thesis code's chained inpainting,
+        the steps of every chain), 0 in the other modes.
     settings : dict
         The arguments the run used.
     """
@@ -145,6 +152,7 @@ class PixelFlippingResult:
     images: Dict[int, torch.Tensor] = field(default_factory=dict)
     masks: Optional[torch.Tensor] = None
     n_forward: int = 0
+    n_inpainted: int = 0
     settings: dict = field(default_factory=dict)
 
 
@@ -408,8 +416,8 @@ def _truncation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
 
 def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Tensor,
                    target: Union[int, Sequence[int], torch.Tensor, None], patch_size: int = 8,
-                   order: str = "morf", mode: str = "inpainting", schedule: Union[str, Sequence[int]] = "thesis",
-                   score: str = "logit", seed: int = 0, *, n_steps: Optional[int] = None, strict: bool = False,
+                   order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
+                   schedule: Union[str, Sequence[int]] = "thesis", score: str = "logit", seed: int = 0, *, n_steps: Optional[int] = None, strict: bool = False,
                    radius: float = 3.0, gray_value: Union[float, Sequence[float]] = 0.5,
                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                    auc_x: str = "step", thesis_compat: Union[bool, Iterable[str]] = False,
@@ -433,8 +441,9 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     patch_size : int
         Side ``p`` of the square patches. If ``p`` does not divide the image, the last row and
         column of patches are smaller (or, with ``strict=True``, a ValueError).
-    order : str
-        ``"morf"``, ``"lrf"`` or ``"random"`` (:func:`flip_order`).
+    order : str or sequence of str
+        ``"morf"``, ``"lrf"`` or ``"random"`` (:func:`flip_order`) for every row, or one of them per
+        row (several orders in one call share every perturbed image they have in common).
     mode : str
         How flipped regions are perturbed: ``"inpainting"`` (Telea on the un-normalized image,
         rounded to uint8; only masked pixels change), ``"random"`` (uniform noise in the valid pixel
@@ -480,11 +489,102 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     -------
     PixelFlippingResult
     """
-    # ---- arguments
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if model.training:
         raise ValueError("model is in training mode (dropout would make the scores random); call model.eval()")
+    score = _choice("score", score, SCORES)
+    auc_x = _choice("auc_x", auc_x, AUC_X)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0):
+        raise ValueError(f"workers must be an int >= 0 (0: inpaint in this process), got {workers!r}")
+    plan = _plan(x, relevance, patch_size=patch_size, order=order, mode=mode, schedule=schedule, seed=seed,
+                 n_steps=n_steps, strict=strict, radius=radius, gray_value=gray_value, mean=mean, std=std,
+                 thesis_compat=thesis_compat)
+    batch, channels, height, width = x.shape
+    run, features = plan.run, plan.features
+    device = torch.device(device) if device is not None else _model_device(model, x)
+    if batch_size is None:
+        batch_size = 2 if device.type == "cpu" else 64
+    if workers is None:
+        workers = inpainting.default_workers(accelerated=device.type != "cpu") if plan.mode == "inpainting" else 0
+    workers = int(workers)
+    counts, n_patches = plan.counts, plan.n_patches
+    n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
+    keep_steps = sorted({int(s) for s in keep_steps})
+    if any(s < 0 or s >= n_scores for s in keep_steps):
+        raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {keep_steps}")
+    targets = _targets(target, batch)
+
+    values, targets = run.score(model, device, x.dtype, targets, score, batch_size, workers, progress,
+                                keep={run.row_keys[b][s] for b in range(batch) for s in keep_steps})
+
+    scores = torch.tensor([[values[run.row_keys[b][s], int(targets[b])] for s in range(n_scores)]
+                           for b in range(batch)], dtype=torch.float64)
+    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
+    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
+    masks = None
+    if keep_masks:
+        all_counts = torch.tensor([0] + counts + [n_patches])
+        rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(plan.rank_grid, plan.patch_size, height, width))
+        masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
+    images = {s: torch.stack([run.kept[run.row_keys[b][s]] for b in range(batch)]).to(x.dtype) for s in keep_steps}
+    settings = dict(patch_size=plan.patch_size, order=plan.order_setting, mode=plan.mode, schedule=plan.schedule,
+                    score=score, seed=int(seed), n_steps=n_steps, strict=strict, radius=run.radius,
+                    gray_value=tuple(plan.gray_pixels), mean=run.mean, std=run.std, auc_x=auc_x,
+                    thesis_compat=sorted(features), batch_size=int(batch_size), workers=workers, device=str(device))
+    return PixelFlippingResult(
+        scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
+        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=plan.flip_order, patch_scores=plan.pscores,
+        targets=targets, images=images, masks=masks, n_forward=len(run.keys), n_inpainted=run.n_inpainted,
+        settings=settings)
+
+
+def count_images(x: torch.Tensor, relevance: torch.Tensor, *, patch_size: int = 8,
+                 order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
+                 schedule: Union[str, Sequence[int]] = "thesis", seed: int = 0, n_steps: Optional[int] = None,
+                 strict: bool = False, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 thesis_compat: Union[bool, Iterable[str]] = False) -> Tuple[int, int]:
+    """How many distinct images :func:`pixel_flipping` would score and inpaint, without a model.
+
+    Which perturbed images a run needs, and which rows share them, depends only on the images,
+    the heatmaps and the options, so it can be counted before any forward pass. The arguments mean
+    what they mean for :func:`pixel_flipping`.
+
+    Returns
+    -------
+    (int, int)
+        ``(n_forward, n_inpainted)``, as :attr:`PixelFlippingResult.n_forward` and ``n_inpainted``.
+    """
+    plan = _plan(x, relevance, patch_size=patch_size, order=order, mode=mode, schedule=schedule, seed=seed,
+                 n_steps=n_steps, strict=strict, radius=3.0, gray_value=0.5, mean=mean, std=std,
+                 thesis_compat=thesis_compat)
+    return len(plan.run.keys), plan.run.n_inpainted
+
+
+@dataclass
+class _Plan:
+    """The checked options of a run and its :class:`_Run` (what is built and scored)."""
+
+    run: "_Run"
+    features: frozenset
+    mode: str
+    schedule: Union[str, List[int]]
+    order_setting: Union[str, List[str]]
+    patch_size: int
+    counts: List[int]
+    n_patches: int
+    gray_pixels: List[float]
+    pscores: torch.Tensor
+    flip_order: torch.Tensor
+    rank_grid: np.ndarray
+
+
+def _plan(x, relevance, *, patch_size, order, mode, schedule, seed, n_steps, strict, radius, gray_value, mean,
+          std, thesis_compat) -> _Plan:
+    """Check the data and the options that shape the perturbed images; plan the images."""
     if not isinstance(x, torch.Tensor) or not isinstance(relevance, torch.Tensor):
         raise TypeError("x and relevance must be torch tensors")
     if x.dim() != 4 or not x.is_floating_point():
@@ -505,10 +605,8 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
                          f"got {patch_size}")
     if strict and (height % patch_size or width % patch_size):
         raise ValueError(f"patch_size {patch_size} does not divide the {height}x{width} input (strict=True)")
-    order = _choice("order", order, ORDERS)
+    orders = _orders(order, batch)
     mode = _choice("mode", mode, MODES)
-    score = _choice("score", score, SCORES)
-    auc_x = _choice("auc_x", auc_x, AUC_X)
     if isinstance(schedule, str):
         schedule = _choice("schedule", schedule, SCHEDULES)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -530,65 +628,53 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         raise ValueError(f"gray_value must be one value or {channels} values in [0, 1], got {gray_value!r}")
     if mode == "inpainting" and channels not in (1, 3):
         raise ValueError(f"inpainting needs 1 or 3 channels, x has {channels}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     radius = float(radius)
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
 
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0):
-        raise ValueError(f"workers must be an int >= 0 (0: inpaint in this process), got {workers!r}")
-    device = torch.device(device) if device is not None else _model_device(model, x)
-    if batch_size is None:
-        batch_size = 2 if device.type == "cpu" else 64
-    if workers is None:
-        workers = inpainting.default_workers(accelerated=device.type != "cpu") if mode == "inpainting" else 0
-    workers = int(workers)
-
     # the images are built on the CPU, in float64 for float64 input, else float32
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xc = x.detach().to("cpu", work).contiguous()
     grid = (-(-height // patch_size), -(-width // patch_size))
     n_patches = grid[0] * grid[1]
     counts = flip_schedule(n_patches, schedule, n_steps)
-    n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
-    keep_steps = sorted({int(s) for s in keep_steps})
-    if any(s < 0 or s >= n_scores for s in keep_steps):
-        raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {keep_steps}")
-    targets = _targets(target, batch)
 
     # rows showing the same image share its work: number the distinct images
-    index: Dict[bytes, int] = {}
-    image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
+    if batch > 1 and x.stride(0) == 0:  # one image expanded over the rows (a grid): keep it one image
+        xc = x[:1].detach().to("cpu", work).contiguous().expand(batch, -1, -1, -1)
+        image_ids = [0] * batch
+    else:
+        xc = x.detach().to("cpu", work).contiguous()
+        index: Dict[bytes, int] = {}
+        image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
     pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
-    order_ = flip_order(pscores, order, seed, image_ids, shared_permutation="shared_permutation" in features)
+    order_ = torch.empty(batch, n_patches, dtype=torch.long)
+    for name in dict.fromkeys(orders):        # each order for its rows, in order of appearance
+        rows = [b for b in range(batch) if orders[b] == name]
+        order_[rows] = flip_order(pscores[rows], name, seed, [image_ids[b] for b in rows],
+                                  shared_permutation="shared_permutation" in features)
     rank = order_.argsort(dim=1)  # each patch's place in the flipping order (the inverse permutation)
     rank_grid = rank.reshape(batch, *grid).numpy()
 
     run = _Run(xc=xc, image_ids=image_ids, rank_grid=rank_grid, counts=counts, patch_size=patch_size, mode=mode,
                features=features, mean=mean, std=std, gray_pixels=gray_pixels, radius=radius, seed=int(seed))
-    values, targets = run.score(model, device, x.dtype, targets, score, batch_size, workers, progress,
-                                keep={run.row_keys[b][s] for b in range(batch) for s in keep_steps})
+    order_setting = orders[0] if isinstance(order, str) else list(orders)
+    return _Plan(run=run, features=features, mode=mode, schedule=schedule, order_setting=order_setting,
+                 patch_size=patch_size, counts=counts, n_patches=n_patches, gray_pixels=gray_pixels, pscores=pscores,
+                 flip_order=order_, rank_grid=rank_grid)
 
-    scores = torch.tensor([[values[run.row_keys[b][s], int(targets[b])] for s in range(n_scores)]
-                           for b in range(batch)], dtype=torch.float64)
-    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
-    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
-    masks = None
-    if keep_masks:
-        all_counts = torch.tensor([0] + counts + [n_patches])
-        rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(rank_grid, patch_size, height, width))
-        masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
-    images = {s: torch.stack([run.kept[run.row_keys[b][s]] for b in range(batch)]).to(x.dtype) for s in keep_steps}
-    settings = dict(patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=int(seed),
-                    n_steps=n_steps, strict=strict, radius=radius, gray_value=tuple(gray_pixels), mean=mean, std=std,
-                    auc_x=auc_x, thesis_compat=sorted(features), batch_size=int(batch_size), workers=workers,
-                    device=str(device))
-    return PixelFlippingResult(
-        scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
-        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=order_, patch_scores=pscores,
-        targets=targets, images=images, masks=masks, n_forward=len(run.keys), settings=settings)
+
+def _orders(order, batch: int) -> List[str]:
+    """One order name per row, from one name for all rows or a sequence of one per row."""
+    if isinstance(order, str):
+        return [_choice("order", order, ORDERS)] * batch
+    try:
+        given = list(order)
+    except TypeError:
+        raise TypeError(f"order must be one of {ORDERS} or a sequence of them (one per row), got {order!r}") from None
+    if len(given) != batch:
+        raise ValueError(f"order has {len(given)} entries for a batch of {batch}; give one order for all rows "
+                         f"or one per row")
+    return [_choice("order", o, ORDERS) for o in given]
 
 
 def _targets(target, batch: int) -> Optional[torch.Tensor]:
@@ -692,6 +778,7 @@ class _Run:
             self.scalar_fill = [torch.from_numpy(inpainting.patch_mask_to_pixels(
                 values[step_of_patch[b], b], patch_size, self.height, self.width)).to(work) for b in range(batch)]
         self.kept: Dict[tuple, torch.Tensor] = {}
+        self.n_inpainted = sum(1 for key in self.keys if self.recipe[key][0] in ("inpainting", "chain"))
 
     def _add(self, key: tuple, how: tuple) -> tuple:
         if key not in self.recipe:

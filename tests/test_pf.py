@@ -251,6 +251,63 @@ def test_heatmaps_of_one_image_share_work(scene):
     assert torch.equal(rand_grid.scores, rand_one.scores.expand(4, -1))
 
 
+def distinct_masks(relevance, orders, patch, counts, seed=0):
+    """Independently of lrpkit's planner: the set of distinct (patch mask) of every row and step.
+
+    One image, so a mask identifies a perturbed image. MoRF/LRF by a stable NumPy argsort of the
+    channel-summed patch relevance; the random order is the one lrpkit documents (a NumPy
+    permutation seeded by (seed, 0, image index)), taken from ``pf.flip_order`` as a given.
+    """
+    masks = set()
+    for rel, order in zip(relevance, orders):
+        r = rel.double().sum(0).numpy()
+        h, w = r.shape
+        ps = r.reshape(h // patch, patch, w // patch, patch).sum(axis=(1, 3)).ravel()
+        if order == "random":
+            idx = np.random.default_rng([seed, 0, 0]).permutation(ps.size)
+        else:
+            idx = np.argsort(-ps if order == "morf" else ps, kind="stable")
+        for c in counts:
+            mask = np.zeros(ps.size, dtype=bool)
+            mask[idx[:c]] = True
+            masks.add(mask.tobytes())
+    return masks
+
+
+def test_several_orders_in_one_call_equal_one_call_per_order(scene):
+    """Rows with different orders give each order's own curve, and shared images are scored once."""
+    x, model, relevance = scene
+    heatmaps = torch.cat([relevance, relevance.flip(-1), relevance.flip(-2)])           # 3 "settings"
+    orders = ["morf"] * 3 + ["lrf"] * 3 + ["random"] * 3
+    rows = torch.cat([heatmaps] * 3)
+    together = pf.pixel_flipping(model, x.expand(9, -1, -1, -1), rows, 0, order=orders, workers=0)
+    for i, order in enumerate(orders):
+        alone = pf.pixel_flipping(model, x, rows[i:i + 1], 0, order=order, workers=0)
+        torch.testing.assert_close(together.scores[i], alone.scores[0], rtol=1e-6, atol=1e-6)
+        assert torch.equal(together.order[i], alone.order[0])
+    assert torch.equal(together.scores[6], together.scores[8])            # random ignores the heatmap
+    counts = pf.flip_schedule(64)                                            # 64x64 image, 8x8 patches
+    partial = distinct_masks(rows, orders, 8, [c for c in counts if c < 64])
+    assert together.n_inpainted == len(partial)
+    assert together.n_forward == len(partial) + 2                          # + the original and gray
+    assert pf.count_images(x.expand(9, -1, -1, -1), rows, order=orders) == (together.n_forward,
+                                                                              together.n_inpainted)
+    assert together.settings["order"] == orders
+    one_random = pf.pixel_flipping(model, x, relevance, 0, order="random", workers=0)
+    assert together.n_forward <= 2 * 3 * (one_random.n_forward - 2) + one_random.n_forward
+
+
+@pytest.mark.parametrize("order, error, message", [
+    (["morf", "lrf"], ValueError, "order has 2 entries for a batch of 1"),
+    (["mrf"], ValueError, "unknown order 'mrf'"),
+    (3, TypeError, "order must be one of"),
+])
+def test_bad_order_sequences(scene, order, error, message):
+    x, model, relevance = scene
+    with pytest.raises(error, match=message):
+        pf.pixel_flipping(model, x, relevance, 0, order=order, workers=0)
+
+
 def test_inpainting_keeps_untouched_pixels_and_thesis_truncation_drifts_them():
     img = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
     x = normalize_u8(torch.from_numpy(img))[None]
