@@ -152,8 +152,8 @@ def _adaptive_pool_matrix(size: int, pooled: int, like: torch.Tensor) -> torch.T
     i = torch.arange(pooled)
     start, stop = (i * size) // pooled, -((-(i + 1) * size) // pooled)
     j = torch.arange(size)
-    inside = (j >= start[:, None]) & (j < stop[:, None])
-    return (inside / (stop - start)[:, None]).to(like)
+    inside = ((j >= start[:, None]) & (j < stop[:, None])).to(like)
+    return inside / (stop - start)[:, None].to(like)  # 1/|window| in the maps' own precision
 
 
 _LINEAR_TYPES = (nn.Conv2d, nn.Linear)

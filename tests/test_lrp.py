@@ -99,7 +99,9 @@ def test_pooled_dense_transpose_is_the_adjoint(size, pooled):
     from torch.nn import functional as F
 
     g = torch.Generator().manual_seed(12)
-    chain = canonical.layers(nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(4 * pooled[0] * pooled[1], 5)))
+    seq = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(4 * pooled[0] * pooled[1], 5))
+    chain = canonical.layers(seq.double())
+    assert [l.kind for l in chain] == ["identity", "linear"] and chain[-1].pool == pooled
     dense = chain[-1]
     a = torch.rand(1, 4, *size, generator=g, dtype=torch.float64).requires_grad_(True)
     s = torch.randn(3, 5, generator=g, dtype=torch.float64)
