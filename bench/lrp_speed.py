@@ -36,7 +36,7 @@ def timed(fn, device):
 
 def convolution_floor(model, x, settings):
     """The products alone that a grid varying ε must run: the forward pass, W⁺a and the classifier's
-    transposed products once, then, for every setting, each convolution's transposed product (z^B's
+    transposed products once, then, for every setting, each convolution's transposed product (zᴮ's
     two, stacked) at batch 1, in the layout lrpkit uses. No rule, no element-wise work: a lower
     bound on the time of any grid that varies ε at layer 30 (LRP-Tutorial's ε block ends there)."""
     from lrpkit import canonical

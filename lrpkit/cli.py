@@ -245,7 +245,7 @@ def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
                     help="gammas of the decreasing-gamma blocks (default: 0.5,0.25,0.1,0)")
     ex.add_argument("--rule", choices=UNIFORM_RULES, default="epsilon",
                     help="rule of --composite uniform (default: epsilon)")
-    ex.add_argument("--zbox", action="store_true", help="z^B rule in the pixel layer (uniform only)")
+    ex.add_argument("--zbox", action="store_true", help="zᴮ rule in the pixel layer (uniform only)")
     ex.add_argument("--heuristic", choices=("tutorial", "zennit", "vanilla"), default="tutorial",
                     help="denominator stabiliser, thesis section 2.1.5 (default: tutorial)")
     ex.add_argument("--maxpool", choices=("avg", "max"), default="avg", help="max-pool relevance "

@@ -343,8 +343,26 @@ def test_errors_on_bad_input(small_vgg):
         with pytest.raises(error, match=message):
             call()
         small_vgg.eval()
-    with pytest.raises(ValueError, match="out of range: the model has layers 0-27"):
+    with pytest.raises(ValueError, match="out of range: the model has layers 0–27"):
         lrp.relevance(small_vgg, x, composite=composites.Composite({(25, 40): Zero()}))
+
+
+def test_composite_tables_print_the_models_indices(small_vgg):
+    """Thesis Table 2.4 with the concrete indices of VGG-16 (38 layers: 31–37, not 31-n), zᴮ written
+    as it reads in HTML and on a terminal (not z^B); other models via n_layers or the model."""
+    rows = composites.tutorial().table().values.tolist()
+    assert rows == [["0", "zᴮ", "low, high ([-2.12, 2.25], [-2.04, 2.43], [-1.8, 2.64])"],
+                    ["1–16", "LRP-γ", "γ = 0.25"], ["17–30", "LRP-ε", "ε = 0.25"], ["31–37", "LRP-0", ""]]
+    uniform = composites.uniform("epsilon", zbox=True)
+    assert uniform.name == "uniform LRP-ε with zᴮ"
+    assert uniform.table(model=small_vgg)["Layer index"].tolist() == ["0", "1–27"]  # VGG-11: 28 layers
+    assert uniform.table(n_layers=2)["Layer index"].tolist() == ["0", "1"]
+    assert repr(uniform) == ("Composite('uniform LRP-ε with zᴮ', {0: ZBox(low=..., high=...), 1–n: Epsilon(ε = 0.25)}, "
+                             "heuristic='tutorial', maxpool='avg')").replace("ZBox(low=..., high=...)", repr(uniform.rule(0)))
+    with pytest.raises(ValueError, match="layer range 17–30 of composite 'LRP-Tutorial' is out of range: the model has layers 0–27"):
+        composites.tutorial().table(model=small_vgg)
+    with pytest.raises(ValueError, match="n_layers must be a positive int, got 0"):
+        uniform.table(n_layers=0)
 
 
 def test_non_canonical_models_are_refused():
