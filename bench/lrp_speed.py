@@ -122,7 +122,7 @@ def main():
     methods["grid16_convolution_floor"] = convolution_floor(model, x, len(values))
 
     methods["lrp_tutorial"]()  # the first pass pays for allocations and kernel selection
-    one_pass = timed(methods["lrp_tutorial"], device)
+    one_pass = statistics.median(timed(methods["lrp_tutorial"], device) for _ in range(3))
     rounds = args.repeats + 1  # a warm-up round, then the timed ones
     expected = one_pass * sum(ROUND_COST[name] for name in methods) * rounds
     print(f"expected runtime: about {_minutes(expected)} ({rounds} rounds of {len(methods)} methods; one "

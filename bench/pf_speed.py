@@ -35,11 +35,12 @@ from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
 CASTLE = 483
 
-#: The cost of one call of each method in lrpkit Pixel-Flipping runs (one heatmap, inpainting),
-#: measured with this script on a 2-core CPU: a constant for the estimate printed up front, not a
-#: result. "grid16" is the 16 heatmaps of the grid in one call.
-COST = {"forward": 0.02, "floor": 0.8, "lrpkit": 1.0, "compat": 1.0, "thesis": 2.0, "thesis_lrp": 3.0,
-        "grid16": 8.0}
+#: The cost of one call of each method in lrpkit Pixel-Flipping runs (one heatmap, inpainting, MoRF),
+#: measured with this script (--repeats 1 --grid-repeats 1) on a shared 2-core CPU: a constant for
+#: the estimate printed up front, not a result. "grid16_<order>" is the 16 heatmaps in one call (the
+#: random order is shared by all 16, so their images are scored once).
+COST = {"forward": 0.04, "floor": 1.05, "lrpkit": 1.0, "compat": 1.1, "thesis": 1.3, "thesis_lrp": 3.0,
+        "grid16_morf": 14.0, "grid16_random": 1.0}
 
 
 def find_castle() -> Path:
@@ -118,6 +119,8 @@ def main():
     parser.add_argument("--no-grid", action="store_true", help="skip the 16-heatmap grid")
     args = parser.parse_args()
     device = torch.device(args.device)
+    print("set-up: the model, the castle's heatmaps (one, and a 16-setting grid) and a warm-up run; "
+          "the expected runtime follows", file=sys.stderr, flush=True)
 
     model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
     x, rgb = data.load_image(find_castle(), return_rgb=True, device=device)
@@ -155,8 +158,8 @@ def main():
     if not args.no_thesis:
         methods["thesis"] = lambda: thesis_code(model, x, one)
         methods["thesis_lrp"] = lambda: thesis_code(wrapped, x, one)
-    grid_calls = 0 if args.no_grid else 2 * args.grid_repeats  # per order and repeat: one heatmap, then 16
-    expected = one_run * (args.repeats * sum(COST[name] for name in methods) + grid_calls * (1 + COST["grid16"]))
+    grid_cost = 0 if args.no_grid else args.grid_repeats * sum(1 + COST[f"grid16_{o}"] for o in ("morf", "random"))
+    expected = one_run * (args.repeats * sum(COST[name] for name in methods) + grid_cost)
     print(f"expected runtime: about {_minutes(expected)} (one Pixel-Flipping run takes {one_run:.2f} s here; "
           f"{args.repeats} repetitions of {len(methods)} methods" + ("" if args.no_grid else
           f", then the 16-heatmap grid {args.grid_repeats} times for 2 orders") + ")", file=sys.stderr, flush=True)
