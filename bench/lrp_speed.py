@@ -28,14 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lrpkit import composites, lrp  # noqa: E402
 
 
-#: The cost of one call of each method in LRP-Tutorial passes (batch 1, float32), measured with
-#: this script on a 2-core CPU: a constant for the estimate printed up front, not a result.
+#: The cost of one call of each method in LRP-Tutorial passes (batch 1, float32), measured with this
+#: script on a shared 2-core CPU as process time (CPU seconds, which other jobs disturb far less than
+#: wall time): a constant for the estimate printed up front, not a result.
 ROUND_COST = {
-    "gradient_x_input": 0.5, "lrp_tutorial": 1.0,
-    "grid16_gamma_batched": 3.5, "grid16_gamma_loop": 16.0,
-    "grid16_epsilon_batched": 10.0, "grid16_epsilon_loop": 16.0,
-    "grid16_diagonal_batched": 10.0, "grid16_diagonal_loop": 16.0,
-    "zennit_oracle": 4.0, "grid16_convolution_floor": 8.0,
+    "gradient_x_input": 0.55, "lrp_tutorial": 1.0,
+    "grid16_gamma_batched": 4.3, "grid16_gamma_loop": 14.1,
+    "grid16_epsilon_batched": 4.5, "grid16_epsilon_loop": 15.4,
+    "grid16_diagonal_batched": 5.5, "grid16_diagonal_loop": 14.2,
+    "zennit_oracle": 2.7, "grid16_convolution_floor": 3.3,
 }
 
 

@@ -36,9 +36,9 @@ from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 CASTLE = 483
 
 #: The cost of one call of each method in lrpkit Pixel-Flipping runs (one heatmap, inpainting, MoRF),
-#: measured with this script (--repeats 1 --grid-repeats 1) on a shared 2-core CPU: a constant for
-#: the estimate printed up front, not a result. "grid16_<order>" is the 16 heatmaps in one call (the
-#: random order is shared by all 16, so their images are scored once).
+#: measured with this script (--repeats 1 --grid-repeats 1, wall time) on a shared, busy 2-core CPU:
+#: a constant for the estimate printed up front, not a result. "grid16_<order>" is the 16 heatmaps
+#: in one call (the random order is shared by all 16, so their images are scored once).
 COST = {"forward": 0.04, "floor": 1.05, "lrpkit": 1.0, "compat": 1.1, "thesis": 1.3, "thesis_lrp": 3.0,
         "grid16_morf": 14.0, "grid16_random": 1.0}
 
