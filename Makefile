@@ -35,6 +35,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
+	@echo "bench: LRP speed, then Pixel-Flipping speed; each prints its expected runtime and a progress bar (stderr)"
 	$(PY) bench/lrp_speed.py
 	$(PY) bench/pf_speed.py
 	$(PY) bench/experiment_speed.py

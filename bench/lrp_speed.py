@@ -9,6 +9,9 @@ the median is reported.
 
     python bench/lrp_speed.py [--device cpu|cuda] [--repeats 5] [--dtype float32]
 
+Progress goes to stderr: the expected runtime up front (this machine's time of one LRP-Tutorial
+pass times the measured cost of a round, :data:`ROUND_COST`), then a progress bar over the calls.
+
 Random VGG-16 weights (pretrained weights make no difference to the cost).
 """
 import argparse
@@ -19,9 +22,22 @@ from pathlib import Path
 
 import torch
 import torchvision
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lrpkit import composites, lrp  # noqa: E402
+
+
+#: The cost of one call of each method in LRP-Tutorial passes (batch 1, float32), measured with this
+#: script on a shared 2-core CPU as process time (CPU seconds, which other jobs disturb far less than
+#: wall time): a constant for the estimate printed up front, not a result.
+ROUND_COST = {
+    "gradient_x_input": 0.55, "lrp_tutorial": 1.0,
+    "grid16_gamma_batched": 4.3, "grid16_gamma_loop": 14.1,
+    "grid16_epsilon_batched": 4.5, "grid16_epsilon_loop": 15.4,
+    "grid16_diagonal_batched": 5.5, "grid16_diagonal_loop": 14.2,
+    "zennit_oracle": 2.7, "grid16_convolution_floor": 3.3,
+}
 
 
 def timed(fn, device):
@@ -36,7 +52,7 @@ def timed(fn, device):
 
 def convolution_floor(model, x, settings):
     """The products alone that a grid varying ε must run: the forward pass, W⁺a and the classifier's
-    transposed products once, then, for every setting, each convolution's transposed product (z^B's
+    transposed products once, then, for every setting, each convolution's transposed product (zᴮ's
     two, stacked) at batch 1, in the layout lrpkit uses. No rule, no element-wise work: a lower
     bound on the time of any grid that varies ε at layer 30 (LRP-Tutorial's ε block ends there)."""
     from lrpkit import canonical
@@ -106,12 +122,26 @@ def main():
 
     methods["grid16_convolution_floor"] = convolution_floor(model, x, len(values))
 
-    for fn in methods.values():  # warm-up
-        fn()
-    times = {name: [] for name in methods}
-    for _ in range(args.repeats):
-        for name, fn in methods.items():
-            times[name].append(timed(fn, device))
+    methods["lrp_tutorial"]()  # the first pass pays for allocations and kernel selection
+    one_pass = statistics.median(timed(methods["lrp_tutorial"], device) for _ in range(3))
+    rounds = args.repeats + 1  # a warm-up round, then the timed ones
+    expected = one_pass * sum(ROUND_COST[name] for name in methods) * rounds
+    print(f"expected runtime: about {_minutes(expected)} ({rounds} rounds of {len(methods)} methods; one "
+          f"LRP-Tutorial pass takes {one_pass:.2f} s here, a round about {sum(ROUND_COST[n] for n in methods):.0f} "
+          "of them)", file=sys.stderr, flush=True)
+    times, warm_up = {name: [] for name in methods}, 0.0
+    with tqdm(total=rounds * len(methods), desc="lrp_speed", unit="call", file=sys.stderr) as bar:
+        for round_ in range(rounds):
+            for name, fn in methods.items():
+                bar.set_postfix_str(f"{'warm-up' if round_ == 0 else f'round {round_}'}: {name}")
+                seconds = timed(fn, device)
+                if round_ > 0:
+                    times[name].append(seconds)
+                warm_up += seconds if round_ == 0 else 0.0
+                bar.update()
+            if round_ == 0 and args.repeats > 0:
+                bar.write(f"warm-up round took {_minutes(warm_up)}: about {_minutes(warm_up * args.repeats)} to go",
+                          file=sys.stderr)
     med = {name: statistics.median(t) for name, t in times.items()}
 
     print(f"device={device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})"
@@ -128,6 +158,10 @@ def main():
     floor = med["grid16_convolution_floor"]
     print(f"16 settings one by one / convolution floor of a grid varying ε = "
           f"{med['grid16_epsilon_loop'] / floor:5.2f}x   (the most any ε or diagonal grid can reach here)")
+
+
+def _minutes(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 if __name__ == "__main__":

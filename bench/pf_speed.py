@@ -13,6 +13,9 @@ against one heatmap, for the MoRF and the random order. Methods are interleaved 
 repetition; the best (least disturbed) and the median of the repetitions are reported.
 
     python bench/pf_speed.py [--device cpu|cuda] [--repeats 3] [--grid-repeats 2] [--no-thesis] [--no-grid]
+
+Progress goes to stderr: the expected runtime once the set-up is done (this machine's time of one
+Pixel-Flipping run times the measured cost of the methods, :data:`COST`), then progress bars.
 """
 import argparse
 import contextlib
@@ -25,11 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lrpkit import composites, data, inpainting, lrp, models, pf
 from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
 CASTLE = 483
+
+#: The cost of one call of each method in lrpkit Pixel-Flipping runs (one heatmap, inpainting, MoRF),
+#: measured with this script (--repeats 1 --grid-repeats 1, wall time) on a shared, busy 2-core CPU:
+#: a constant for the estimate printed up front, not a result. "grid16_<order>" is the 16 heatmaps
+#: in one call (the random order is shared by all 16, so their images are scored once).
+COST = {"forward": 0.04, "floor": 1.05, "lrpkit": 1.0, "compat": 1.1, "thesis": 1.3, "thesis_lrp": 3.0,
+        "grid16_morf": 14.0, "grid16_random": 1.0}
 
 
 def find_castle() -> Path:
@@ -108,6 +119,8 @@ def main():
     parser.add_argument("--no-grid", action="store_true", help="skip the 16-heatmap grid")
     args = parser.parse_args()
     device = torch.device(args.device)
+    print("set-up: the model, the castle's heatmaps (one, and a 16-setting grid) and a warm-up run; "
+          "the expected runtime follows", file=sys.stderr, flush=True)
 
     model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
     x, rgb = data.load_image(find_castle(), return_rgb=True, device=device)
@@ -127,26 +140,40 @@ def main():
     ours(xs=x, rel=one)
     with torch.inference_mode():
         model(x)
-    res = ours()
+    one_run, res = timed(ours, device)
     order = res.order[0]
 
     wrapped = None if args.no_thesis else thesis_lrp_model(model, device)
-    times = {"forward": [], "floor": [], "lrpkit": [], "compat": [], "thesis": [], "thesis_lrp": []}
-    for repeat in range(args.repeats):
-        def single_forward():
-            with torch.inference_mode():
-                model(x)
-        times["forward"].append(timed(single_forward, device)[0])
-        times["floor"].append(timed(lambda: floor(model, x, rgb, order, device), device)[0])
-        times["lrpkit"].append(timed(ours, device)[0])
-        times["compat"].append(timed(lambda: pf.pixel_flipping(model, x, one, CASTLE, thesis_compat=True,
-                                                               workers=args.workers), device)[0])
-        if not args.no_thesis:
-            times["thesis"].append(timed(lambda: thesis_code(model, x, one), device)[0])
-            times["thesis_lrp"].append(timed(lambda: thesis_code(wrapped, x, one), device)[0])
-        print(f"  repetition {repeat + 1}/{args.repeats}: " +
-              ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v) +
-              f" (load {os.getloadavg()[0]:.2f})", flush=True)
+
+    def single_forward():
+        with torch.inference_mode():
+            model(x)
+
+    methods = {
+        "forward": single_forward,
+        "floor": lambda: floor(model, x, rgb, order, device),
+        "lrpkit": ours,
+        "compat": lambda: pf.pixel_flipping(model, x, one, CASTLE, thesis_compat=True, workers=args.workers),
+    }
+    if not args.no_thesis:
+        methods["thesis"] = lambda: thesis_code(model, x, one)
+        methods["thesis_lrp"] = lambda: thesis_code(wrapped, x, one)
+    grid_cost = 0 if args.no_grid else args.grid_repeats * sum(1 + COST[f"grid16_{o}"] for o in ("morf", "random"))
+    expected = one_run * (args.repeats * sum(COST[name] for name in methods) + grid_cost)
+    print(f"expected runtime: about {_minutes(expected)} (one Pixel-Flipping run takes {one_run:.2f} s here; "
+          f"{args.repeats} repetitions of {len(methods)} methods" + ("" if args.no_grid else
+          f", then the 16-heatmap grid {args.grid_repeats} times for 2 orders") + ")", file=sys.stderr, flush=True)
+
+    times = {name: [] for name in methods}
+    with tqdm(total=args.repeats * len(methods), desc="pf_speed", unit="call", file=sys.stderr) as bar:
+        for repeat in range(args.repeats):
+            for name, fn in methods.items():
+                bar.set_postfix_str(f"repetition {repeat + 1}: {name}")
+                times[name].append(timed(fn, device)[0])
+                bar.update()
+            bar.write(f"  repetition {repeat + 1}/{args.repeats}: " +
+                      ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v) +
+                      f" (load {os.getloadavg()[0]:.2f})", file=sys.stdout)
     best = {k: min(v) for k, v in times.items() if v}
     med = {k: statistics.median(v) for k, v in times.items() if v}
 
@@ -167,16 +194,26 @@ def main():
 
     if not args.no_grid:
         print("\n16 heatmaps of one image (LRP-Tutorial, 16 gamma values) in one call, against one heatmap")
+        bar = tqdm(total=2 * args.grid_repeats * 2, desc="pf_speed grid", unit="call", file=sys.stderr)
         for order in ("morf", "random"):
             singles, grids = [], []
             for _ in range(args.grid_repeats):   # interleaved, so both see the same machine
+                bar.set_postfix_str(f"{order}: one heatmap")
                 singles.append(timed(lambda: ours(order), device)[0])
+                bar.update()
+                bar.set_postfix_str(f"{order}: 16 heatmaps")
                 seconds, result = timed(lambda: ours(order, grid_x, grid), device)
                 grids.append(seconds)
-            print(f"  {order:7s} one heatmap {min(singles):6.2f} s, 16 heatmaps {min(grids):7.2f} s: "
-                  f"{min(grids) / min(singles):5.2f}x (best), {statistics.median(grids) / statistics.median(singles):5.2f}x "
-                  f"(median); {result.n_forward} images scored for 16 heatmaps")
+                bar.update()
+            bar.write(f"  {order:7s} one heatmap {min(singles):6.2f} s, 16 heatmaps {min(grids):7.2f} s: "
+                      f"{min(grids) / min(singles):5.2f}x (best), {statistics.median(grids) / statistics.median(singles):5.2f}x "
+                      f"(median); {result.n_forward} images scored for 16 heatmaps", file=sys.stdout)
+        bar.close()
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+def _minutes(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 if __name__ == "__main__":

@@ -544,7 +544,7 @@ def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--rule", choices=UNIFORM_RULES, default=None,
                     help="rule of --composite uniform (default: epsilon)")
     ex.add_argument("--zbox", action="store_true", default=None,
-                    help="z^B rule in the pixel layer (--composite uniform only)")
+                    help="zᴮ rule in the pixel layer (--composite uniform only)")
     ex.add_argument("--heuristic", choices=("tutorial", "zennit", "vanilla"), default="tutorial",
                     help="denominator stabiliser, thesis section 2.1.5 (default: tutorial)")
     ex.add_argument("--maxpool", choices=("avg", "max"), default="avg", help="max-pool relevance "
@@ -566,10 +566,12 @@ def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--offline", action="store_true", help="never download weights (also: "
                     "LRPKIT_OFFLINE=1)")
     ex.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
-    ex.add_argument("--size", type=int, default=224, help="input side in pixels (default: 224)")
+    ex.add_argument("--size", type=int, default=224, help="side of the square input in pixels, 32 to "
+                    "10000: VGG's adaptive pooling takes any of them, as in torchvision; time and memory "
+                    "grow with the square of the size (default: 224, the thesis's)")
     ex.add_argument("--resize", choices=RESIZE_MODES, default="auto", help="crop: shorter side to "
-                    "256 then centre 224 crop; exact: stretch; none: must already be the size; auto "
-                    "(default): none if the image already has the size, else crop")
+                    "size*256/224 (256 for 224), then the centre size x size; exact: stretch; none: must "
+                    "already be the size; auto (default): none if the image already has the size, else crop")
     ex.add_argument("--mirror", metavar="DIR", help="mirror folder for --set images")
 
 

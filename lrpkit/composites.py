@@ -7,13 +7,15 @@ average pool in the backward pass uses the ε of the rule at its own index, as t
 
 The named composites of the thesis:
 
-- :func:`tutorial` -- LRP-Tutorial (Table 2.4): 0 → z^B, 1-16 → γ, 17-30 → ε, 31-n → LRP-0.
-- :func:`decreasing_gamma` -- LRP-Decreasing-γ (Table 2.3, Eberle et al. 2022): 0 → z^B,
-  2-10 → γ₁, 11-17 → γ₂, 18-24 → γ₃, 25-31 → γ₄.
-- :func:`uniform` -- one rule everywhere, optionally z^B at the pixel layer.
+- :func:`tutorial` -- LRP-Tutorial (Table 2.4): 0 → zᴮ, 1–16 → γ, 17–30 → ε, 31–n → LRP-0.
+- :func:`decreasing_gamma` -- LRP-Decreasing-γ (Table 2.3, Eberle et al. 2022): 0 → zᴮ,
+  2–10 → γ₁, 11–17 → γ₂, 18–24 → γ₃, 25–31 → γ₄.
+- :func:`uniform` -- one rule everywhere, optionally zᴮ at the pixel layer.
 
-A composite prints itself as the table the thesis prints (:meth:`Composite.table`), so the book's
-tables come from the code that computes the heatmaps.
+A composite prints itself as the table the thesis prints (:meth:`Composite.table`), with the
+concrete indices of a model (VGG-16's 31–37 where the thesis writes 31-n), so the book's tables
+come from the code that computes the heatmaps. Ranges are written with an en dash, ``n`` standing
+for the last layer where no model is given (reprs, error messages).
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from .rules import IMAGENET_MEAN, IMAGENET_STD, POOLING, Epsilon, Gamma, Rule, Z
 __all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES"]
 
 IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with stop=None for "to the end"
+
+#: Layers of VGG-16's canonical list (:func:`lrpkit.canonical.layers`): the model of the thesis.
+VGG16_LAYERS = 38
 
 
 class Composite:
@@ -64,7 +69,7 @@ class Composite:
             if not isinstance(rule, Rule):
                 raise TypeError(f"the rule for layers {_format_range(start, stop)} must be an lrpkit.rules.Rule, got {rule!r}")
             if isinstance(rule, ZBox) and (start, stop) != (0, 0):
-                raise ValueError(f"z^B is the pixel-layer rule: assign it to index 0 only, not {_format_range(start, stop)}")
+                raise ValueError(f"zᴮ is the pixel-layer rule: assign it to index 0 only, not {_format_range(start, stop)}")
             self.assignments.append((start, stop, rule))
         self.assignments.sort(key=lambda item: item[0])
         for (s1, e1, _), (s2, e2, _) in zip(self.assignments, self.assignments[1:]):
@@ -88,7 +93,7 @@ class Composite:
             last = start if stop is None else stop
             if last >= n_layers:
                 raise ValueError(f"layer range {_format_range(start, stop)} of composite '{self.name}' is out of range: "
-                                 f"the model has layers 0-{n_layers - 1}")
+                                 f"the model has layers 0–{n_layers - 1}")
 
     def take(self, index) -> "Composite":
         """The composite with per-sample hyperparameters restricted to the samples ``index``."""
@@ -96,12 +101,41 @@ class Composite:
             return self
         return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool, self.name)
 
-    def table(self):
-        """The composite as the thesis prints it: a pandas DataFrame with the columns
-        ``Layer index``, ``Rule`` and ``Hyperparameters``."""
+    def table(self, n_layers: Optional[int] = None, *, model=None):
+        """The composite as the thesis prints it, with the index ranges of a given model.
+
+        Parameters
+        ----------
+        n_layers : int, optional
+            Length of the model's canonical layer list (:func:`lrpkit.canonical.layers`): a range
+            "to the last layer" prints as ``31–37`` for VGG-16's 38 layers. Default: 38 (VGG-16).
+        model : torch.nn.Module, optional
+            Take ``n_layers`` from this model instead.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns ``Layer index``, ``Rule`` and ``Hyperparameters``.
+
+        Raises
+        ------
+        ValueError
+            If a range lies outside the model (see :meth:`check`).
+        """
         import pandas as pd
 
-        rows = [(_format_range(s, e), r.label, r.hyperparameters()) for s, e, r in self.assignments]
+        if model is not None:
+            if n_layers is not None:
+                raise ValueError(f"give n_layers or model, not both (got n_layers={n_layers!r})")
+            from .canonical import layers
+            n_layers = len(layers(model))
+        elif n_layers is None:
+            n_layers = VGG16_LAYERS
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        self.check(n_layers)
+        rows = [(_format_range(s, n_layers - 1 if e is None else e), r.label, r.hyperparameters())
+                for s, e, r in self.assignments]
         return pd.DataFrame(rows, columns=["Layer index", "Rule", "Hyperparameters"])
 
     def __repr__(self) -> str:
@@ -111,7 +145,7 @@ class Composite:
 
 def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str = "avg",
              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
-    """LRP-Tutorial (thesis Table 2.4; Montavon's tutorial): z^B, then γ, then ε, then LRP-0.
+    """LRP-Tutorial (thesis Table 2.4; Montavon's tutorial): zᴮ, then γ, then ε, then LRP-0.
 
     Parameters
     ----------
@@ -120,7 +154,7 @@ def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str
     heuristic, maxpool : str
         See :class:`Composite`.
     mean, std : sequence of float
-        The input normalization, which sets the z^B bounds.
+        The input normalization, which sets the zᴮ bounds.
     """
     return Composite({
         0: ZBox.from_normalization(mean, std),
@@ -132,7 +166,7 @@ def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str
 
 def decreasing_gamma(gammas=(0.5, 0.25, 0.1, 0.0), heuristic: str = "tutorial", maxpool: str = "avg",
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
-    """LRP-Decreasing-γ (thesis Table 2.3; Eberle et al. 2022): z^B, then γ decreasing by block.
+    """LRP-Decreasing-γ (thesis Table 2.3; Eberle et al. 2022): zᴮ, then γ decreasing by block.
 
     Parameters
     ----------
@@ -152,17 +186,17 @@ UNIFORM_RULES = ("zero", "epsilon", "gamma")
 
 def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False, heuristic: str = "tutorial",
             maxpool: str = "avg", mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
-    """One rule for every layer (uniform LRP), optionally with z^B at the pixel layer.
+    """One rule for every layer (uniform LRP), optionally with zᴮ at the pixel layer.
 
     Parameters
     ----------
     rule : str
-        ``"zero"`` (LRP-0; without z^B and with ``maxpool="max"`` it equals Gradient × Input),
+        ``"zero"`` (LRP-0; without zᴮ and with ``maxpool="max"`` it equals Gradient × Input),
         ``"epsilon"`` or ``"gamma"``.
     epsilon, gamma : float or torch.Tensor
         The hyperparameter of the chosen rule.
     zbox : bool
-        Use z^B at layer 0.
+        Use zᴮ at layer 0.
     """
     if rule == "zero":
         chosen = Zero()
@@ -173,7 +207,7 @@ def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False,
     else:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
-    label = f"uniform {chosen.label}" + (" with z^B" if zbox else "")
+    label = f"uniform {chosen.label}" + (f" with {ZBox.label}" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)
 
 
@@ -196,6 +230,7 @@ def _parse_range(spec) -> tuple[int, Optional[int]]:
 
 
 def _format_range(start: int, stop: Optional[int]) -> str:
+    """``"0"``, ``"1–16"``, or ``"31–n"`` for a range to the last layer (n: no model given)."""
     if stop is None:
-        return f"{start}-n"
-    return str(start) if start == stop else f"{start}-{stop}"
+        return f"{start}–n"
+    return str(start) if start == stop else f"{start}–{stop}"

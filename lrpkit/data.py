@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import math
 import os
 import re
 import shutil
@@ -118,15 +119,21 @@ def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
         raise ValueError(f"unsupported image {path}: cannot convert mode {mode} to RGB ({err})") from None
 
 
-def _check_size(size: int) -> int:
+def _check_size(size: int, max_pixels: int = MAX_PIXELS) -> int:
+    """The side of the square input: VGG takes any size from 32 (its adaptive pooling does the rest);
+    the square image must stay within the pixel limit."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"size must be an int, not {type(size).__name__}")
     if size < MIN_SIDE:
-        raise ValueError(f"size {size} too small: VGG needs at least {MIN_SIDE} pixels")
+        raise ValueError(f"size {size!r} is too small: VGG's five 2x2 max-pools need an input side of "
+                         f"at least {MIN_SIDE}")
+    if size * size > max_pixels:
+        raise ValueError(f"size {size!r} is too large: a {size}x{size} image has {size * size} pixels, more "
+                         f"than the limit of {max_pixels} (max_pixels); use a size of at most {math.isqrt(max_pixels)}")
     return size
 
 
-def _resize(img: Image.Image, size: int, resize: str, path: Path) -> Image.Image:
+def _resize(img: Image.Image, size: int, resize: str, path: Path) -> Image.Image | np.ndarray:
     width, height = img.size
     if resize == "auto":
         resize = "none" if (width, height) == (size, size) else "crop"
@@ -140,9 +147,12 @@ def _resize(img: Image.Image, size: int, resize: str, path: Path) -> Image.Image
     if resize == "exact":
         return functional.resize(img, [size, size], InterpolationMode.BILINEAR)
     # "crop": torchvision's ImageNet evaluation transform, shorter side to size * 256 / 224 (256 for
-    # 224), then the centre size x size
+    # 224), then the centre size x size. The crop is taken from the array, as torchvision's
+    # center_crop places it: Pillow's crop would apply its decompression-bomb check (89 MP) to the
+    # image lrpkit makes itself, whose size _check_size already limits.
     img = functional.resize(img, round(size * 256 / 224), InterpolationMode.BILINEAR)
-    return functional.center_crop(img, [size, size])
+    top, left = (int(round((side - size) / 2.0)) for side in (img.height, img.width))
+    return np.asarray(img)[top:top + size, left:left + size]
 
 
 def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
@@ -154,7 +164,9 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
     path : str or path
         Any file Pillow reads (JPEG, PNG, TIFF, BMP, WebP, GIF: first frame).
     size : int
-        Side of the square output.
+        Side of the square output: at least 32 (VGG's five 2x2 max-pools need it; lrpkit, like
+        torchvision, runs any larger size through VGG's adaptive pooling), and ``size²`` at most
+        ``max_pixels`` (a side of 10000 by default).
     resize : {"auto", "crop", "exact", "none"}
         ``"crop"``: shorter side to ``round(size * 256 / 224)`` (bilinear), then the centre
         ``size x size`` (torchvision's ImageNet evaluation transform). ``"exact"``: stretch to
@@ -162,7 +174,7 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
         (default): ``"none"`` for an image that is already ``size x size`` (like the thesis's
         224x224 castle), else ``"crop"``.
     max_pixels : int
-        Larger images are refused before they are decoded.
+        Larger images are refused before they are decoded, and so is a larger ``size²``.
     min_side : int
         Images whose shorter side is smaller are refused (upsampling them would invent content).
 
@@ -175,7 +187,7 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
     """
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    size = _check_size(size)
+    size = _check_size(size, max_pixels)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image file not found: {path}")

@@ -61,7 +61,7 @@ def denominator(z: torch.Tensor, epsilon: Epsilon, heuristic: str, inplace: bool
         The (rule-modified) pre-activations, ``[B, ...]``.
     epsilon : None, float or torch.Tensor
         The rule's ε (a float or a 1-D tensor of length B), or None for rules without one
-        (LRP-0, LRP-γ, z^B and pooling outside an ε block).
+        (LRP-0, LRP-γ, zᴮ and pooling outside an ε block).
     heuristic : str
         ``"vanilla"``, ``"zennit"`` or ``"tutorial"``.
     inplace : bool

@@ -9,7 +9,7 @@ If every sample of a batch shows the same image (a hyperparameter grid), the for
 once and is shared by all settings, and so is every layer above the first one whose rule has
 per-sample hyperparameters. Below it each setting needs its own transposed products; on a CPU
 those rows are carried down in blocks small enough to stay in cache, with the rules' terms that
-depend only on the activations (``W⁺a``, z^B's bounds) computed once. On a CPU the feature maps
+depend only on the activations (``W⁺a``, zᴮ's bounds) computed once. On a CPU the feature maps
 are kept channels-last, the layout oneDNN's convolutions work in.
 """
 from __future__ import annotations
@@ -281,7 +281,7 @@ def _first_of_each(groups, count):
 def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target = None) -> torch.Tensor:
     """Gradient × Input: ``x ⊙ ∂f_target/∂x``, computed with the model's own autograd.
 
-    Equals uniform LRP-0 without z^B and with winner-takes-all max-pooling (Shrikumar et al. 2016).
+    Equals uniform LRP-0 without zᴮ and with winner-takes-all max-pooling (Shrikumar et al. 2016).
     """
     _check_model_and_input(model, None, x)
     x = x.detach().requires_grad_(True)

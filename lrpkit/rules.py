@@ -22,7 +22,7 @@ References
 G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller, *Layer-Wise Relevance Propagation:
 An Overview*, in Explainable AI, LNCS 11700 (2019).
 G. Montavon et al., *Explaining nonlinear classification decisions with deep Taylor
-decomposition*, Pattern Recognition 65 (2017) (the z^B rule).
+decomposition*, Pattern Recognition 65 (2017) (the zᴮ rule).
 """
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ class Gamma(_OneHyperparameter):
 
 @dataclass(frozen=True)
 class ZBox(Rule):
-    """The z^B rule for the pixel layer, with box constraints ``low <= x <= high``.
+    """The zᴮ rule for the pixel layer, with box constraints ``low <= x <= high``.
 
     ``R_i = x_i c_i - l_i c⁺_i - h_i c⁻_i`` with ``c = Wᵀ s``, ``c± = (W±)ᵀ s`` and
     ``s = R / den(W x - W⁺ l - W⁻ h)``; the biases cancel.
@@ -241,14 +241,14 @@ class ZBox(Rule):
 
     low: tuple = tuple((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
     high: tuple = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
-    label: ClassVar[str] = "z^B"
+    label: ClassVar[str] = "zᴮ"  # a superscript that needs no math rendering (tables, terminals)
 
     def __init__(self, low: Optional[Sequence[float]] = None, high: Optional[Sequence[float]] = None):
         default = ZBox.from_normalization()
         low = default.low if low is None else tuple(float(v) for v in low)
         high = default.high if high is None else tuple(float(v) for v in high)
         if len(low) != len(high) or any(lo >= hi for lo, hi in zip(low, high)):
-            raise ValueError(f"z^B bounds must have one low < high per channel, got low={low}, high={high}")
+            raise ValueError(f"zᴮ bounds must have one low < high per channel, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -270,7 +270,7 @@ class ZBox(Rule):
 
     def relevance(self, layer, a, z, R, heuristic, memo=None):
         if a.shape[1] != len(self.low):
-            raise ValueError(f"z^B has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
+            raise ValueError(f"zᴮ has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
         low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
         high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
 

@@ -7,7 +7,7 @@ shapes and compares the result with lrpkit's own implementation -- :mod:`lrpkit.
 -- under the ``"vanilla"`` denominator heuristic (the rule's plain formula: ``z + ε``, and a
 quotient of 0 where a denominator is exactly 0). When they disagree the check says in one sentence
 *what* is wrong: it recomputes the common mistakes (sign flipped, bias forgotten, ε in the wrong
-place, γ on the negative weights, z^B bounds swapped, max-pooling read the wrong way, ...) and
+place, γ on the negative weights, zᴮ bounds swapped, max-pooling read the wrong way, ...) and
 names the one the student's output matches; failing that, it reports the wrong shape, the batch
 handling, or whether the relevance is conserved as the rule demands.
 
@@ -682,7 +682,7 @@ def check_lrp_gamma_conv(fn, gamma: float = 0.25) -> Verdict:
 
 
 def _box(x, W, b, R, lp, hm, stride, padding, *, bias=False, sign=-1.0, bounds_in_numerator=True):
-    """z^B written out, with switches for its mistakes: ``lp`` pairs with W⁺, ``hm`` with W⁻."""
+    """zᴮ written out, with switches for its mistakes: ``lp`` pairs with W⁺, ``hm`` with W⁻."""
     conv = lambda t, w, bb=None: F.conv2d(t, w, bb, stride=stride, padding=padding)  # noqa: E731
     wp, wm = W.clamp(min=0), W.clamp(max=0)
     z = conv(x, W, b if bias else None) + sign * (conv(lp, wp) + conv(hm, wm))
@@ -700,7 +700,7 @@ def _box(x, W, b, R, lp, hm, stride, padding, *, bias=False, sign=-1.0, bounds_i
 
 
 def check_zbox_conv(fn) -> Verdict:
-    """Check ``fn(x, W, b, R, low, high, stride=1, padding=0)``: the z^B rule on the pixel layer
+    """Check ``fn(x, W, b, R, low, high, stride=1, padding=0)``: the zᴮ rule on the pixel layer
     (``low``, ``high``: per-channel bounds ``[C]``), against :class:`lrpkit.rules.ZBox`."""
     cases = []
     for i, (B, C, H, Wd, K, k, stride, pad) in enumerate(_CONV_SHAPES):
@@ -725,17 +725,17 @@ def check_zbox_conv(fn) -> Verdict:
         return _box(e["x"], e["W"], e["b"], e["R"], lp, hm, e["stride"], e["pad"], **switches)
 
     mistakes = [
-        ("z^B bounds swapped: the lowest value l goes with the positive weights (W⁺) and the highest h with "
+        ("zᴮ bounds swapped: the lowest value l goes with the positive weights (W⁺) and the highest h with "
          "the negative ones (W⁻)", lambda case: box(case, swap=True)),
-        ("the bias is in the denominator: in z^B it cancels, z = W x - W⁺ l - W⁻ h",
+        ("the bias is in the denominator: in zᴮ it cancels, z = W x - W⁺ l - W⁻ h",
          lambda case: box(case, bias=True)),
         ("the bound terms have the wrong sign: z = W x - W⁺ l - W⁻ h and R = x·c - l·c⁺ - h·c⁻",
          lambda case: box(case, sign=1.0)),
         ("the numerator misses the bound terms: R = x·c - l·c⁺ - h·c⁻, not x·c alone",
          lambda case: box(case, bounds_in_numerator=False)),
-        ("you compute LRP-0 on the pixels: z^B also subtracts the bound terms W⁺ l and W⁻ h",
+        ("you compute LRP-0 on the pixels: zᴮ also subtracts the bound terms W⁺ l and W⁻ h",
          lambda case: _rule(Zero(), case.extra["layer"], case.extra["x"], case.extra["R"])),
-        ("you compute LRP-0 without the bias on the pixels: z^B also subtracts the bound terms W⁺ l and W⁻ h",
+        ("you compute LRP-0 without the bias on the pixels: zᴮ also subtracts the bound terms W⁺ l and W⁻ h",
          lambda case: box(case, sign=0.0)),
     ]
     return _finish(_judge("zbox_conv", fn, cases, mistakes, "lrpkit's rules.ZBox",
@@ -933,7 +933,7 @@ def check_lrp_by_index(fn) -> Verdict:
          "(composite.maxpool == 'avg')", variant(lambda case: pooling(case, "max"))),
         ("the average pool inside an ε block ignores ε: it takes the ε of the rule at its own index",
          variant(lambda case: remap(case, pool_without_epsilon))),
-        ("layer 0 does not use z^B: the rule at index 0 is rules.ZBox, with the bounds rule.low and rule.high",
+        ("layer 0 does not use zᴮ: the rule at index 0 is rules.ZBox, with the bounds rule.low and rule.high",
          variant(lambda case: remap(case, without_zbox))),
         ("the rules are shifted by one layer: layer i gets the rule of index i + 1; ask composite.rule(layer.index)",
          variant(lambda case: remap(case, shifted))),
@@ -1047,7 +1047,7 @@ EXERCISES = {e.function: e for e in (
     Exercise("lrp_epsilon_conv", "LRP-ε for a convolution, directly", 2, check_lrp_epsilon_conv,
              ("lrp_epsilon_conv_autograd",)),
     Exercise("lrp_gamma_conv", "LRP-γ", 2, check_lrp_gamma_conv, ("lrp_epsilon_conv",)),
-    Exercise("zbox_conv", "z^B on the pixel layer", 2, check_zbox_conv, ("lrp_epsilon_conv",)),
+    Exercise("zbox_conv", "zᴮ on the pixel layer", 2, check_zbox_conv, ("lrp_epsilon_conv",)),
     Exercise("maxpool_winner", "Max-pooling, winner takes all", 3, check_maxpool_winner),
     Exercise("maxpool_average", "Max-pooling read as average pooling", 3, check_maxpool_average,
              ("lrp_epsilon_dense",)),

@@ -628,3 +628,28 @@ def test_unverified_weights_are_refused_unless_allowed(capsys, tmp_path):
     assert status == 0, err
     assert one_error_line(err).startswith("lrpkit: warning: UNVERIFIED WEIGHTS - ")
     assert out.startswith("model: vgg16 with UNVERIFIED weights (")
+
+
+# --------------------------------------------------------------------------------------------
+# input sizes
+
+
+def test_explain_at_256_and_a_huge_size_refused(capsys, tmp_path):
+    """--size 256 runs as torchvision's VGG-16 does (its adaptive pooling); a size beyond the pixel
+    limit is one line, not Pillow's decompression-bomb warning."""
+    pixels = np.random.default_rng(3).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    status, out, err = run(capsys, "explain", tmp_path / "photo.png", "--size", "256", "--weights", "random",
+                           "--save-relevance", "--out", tmp_path / "out")
+    assert status == 0, err
+    saved = np.load(tmp_path / "out" / "photo.npy")
+    assert saved.shape == (3, 256, 256) and np.asarray(Image.open(tmp_path / "out" / "photo.png")).shape == (256, 256, 3)
+    model = models.vgg16(weights="random", seed=0)
+    expected = lrp.relevance(model, data.load_image(tmp_path / "photo.png", size=256), composite=composites.tutorial())
+    np.testing.assert_allclose(saved, expected[0].numpy(), rtol=1e-5, atol=1e-7)
+
+    status, out, err = run(capsys, "explain", tmp_path / "photo.png", "--size", "20000", "--weights", "random",
+                           "--out", tmp_path / "huge")
+    line = one_error_line(err)
+    assert status == 1 and "size 20000 is too large" in line and "at most 10000" in line and "Warning" not in err
+    assert not (tmp_path / "huge").exists()

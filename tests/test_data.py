@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -220,6 +221,41 @@ def test_resize_modes(tmp_path):
         data.read_rgb(tmp_path / "w.png", resize="none")
     with pytest.raises(ValueError, match="unknown resize mode"):
         data.read_rgb(tmp_path / "w.png", resize="stretch")
+
+
+@pytest.mark.parametrize("size", [256, 100, 64, 32])
+def test_crop_matches_torchvision_at_other_sizes(tmp_path, size):
+    """Any size VGG takes: shorter side to round(size * 256 / 224), then the centre size x size."""
+    from torchvision import transforms
+    pixels = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "r.png")
+    expected = transforms.Compose([transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size)])(
+        Image.open(tmp_path / "r.png"))
+    np.testing.assert_array_equal(data.read_rgb(tmp_path / "r.png", size=size), np.asarray(expected))
+
+
+def test_sizes_out_of_range_are_refused_before_any_work(tmp_path):
+    """A huge size is refused up front in one line (it used to surface as Pillow's decompression-bomb
+    warning, or error, from the crop); so is one below VGG's 32 pixels."""
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(tmp_path / "s.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^size 10001 is too large: .* at most 10000$"):
+            data.read_rgb(tmp_path / "s.png", size=10001)
+        with pytest.raises(ValueError, match=r"^size 31 is too small: .* at least 32$"):
+            data.load_image(tmp_path / "s.png", size=31)
+
+
+def test_no_pillow_warning_for_sizes_within_lrpkits_limit(tmp_path, monkeypatch):
+    """Pillow's decompression-bomb check (89 MP, an error at twice that) must not fire on the images
+    lrpkit makes itself: lrpkit applies its own limit to the files it opens. A --size of 9500 crosses
+    Pillow's limit; here the limit is scaled down so that the test stays small."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(tmp_path / "s.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for size in (72, 100):  # 72x72 crop: over Pillow's limit; 100x100: over twice it
+            assert data.read_rgb(tmp_path / "s.png", size=size).shape == (size, size, 3)
 
 
 # --------------------------------------------------------------------------------------------

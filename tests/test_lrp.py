@@ -8,7 +8,7 @@ from lrpkit import canonical, composites, lrp
 from lrpkit.rules import Epsilon, Gamma, ZBox, Zero
 
 from conftest import randomize_biases
-from zennit_oracle import tutorial_oracle, zennit_rules_oracle
+from zennit_oracle import gamma_oracle, tutorial_oracle, zennit_rules_oracle
 
 
 def rel_err(a, b):
@@ -37,6 +37,94 @@ def test_uniform_lrp0_equals_gradient_x_input(vgg16_f64, images_f64):
     R = lrp.relevance(vgg16_f64, images_f64, composite=comp)
     G = lrp.gradient_x_input(vgg16_f64, images_f64)
     assert rel_err(R, G) <= 1e-8
+
+
+# --- input sizes other than 224x224: the first dense layer follows the adaptive average pool --------
+
+OTHER_SIZES = [(256, 256), (64, 64), (100, 140), (32, 32)]
+
+
+@pytest.fixture(scope="module", params=OTHER_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def other_size_image(request):
+    g = torch.Generator().manual_seed(10)
+    return torch.randn(1, 3, *request.param, generator=g, dtype=torch.float64)
+
+
+def test_uniform_lrp0_equals_gradient_x_input_at_other_sizes(vgg16_f64, other_size_image):
+    """torchvision's VGG-16 runs any input of 32x32 or more through its AdaptiveAvgPool2d(7); so does
+    lrpkit, and uniform LRP-0 is still Gradient × Input, with the model's own logits."""
+    x = other_size_image
+    e = lrp.explain(vgg16_f64, x, None, composites.uniform("zero", heuristic="vanilla", maxpool="max"))
+    with torch.no_grad():
+        logits = vgg16_f64(x)
+    assert torch.allclose(e.logits, logits, rtol=1e-12, atol=0)
+    assert rel_err(e.relevance, lrp.gradient_x_input(vgg16_f64, x)) <= 1e-8
+
+
+def test_composites_equal_zennit_at_other_sizes(vgg16_f64):
+    """Through the adaptive pool, the first dense layer's rule (LRP-0, γ) equals zennit with the pool
+    as a layer of its own under LRP-0 (zennit's ``Norm``, as in its composites)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 3, 100, 140, generator=g, dtype=torch.float64)  # a 3x4 map: overlapping windows
+    target = torch.tensor([500])
+    R = lrp.relevance(vgg16_f64, x, target, composites.tutorial())
+    assert rel_err(R, tutorial_oracle(vgg16_f64, x, target)) <= 1e-6
+    # γ up to layer 34 (zennit's generalized γ differs from LRP-γ at the logits, which may be negative)
+    R = lrp.relevance(vgg16_f64, x, target, composites.Composite({(1, 36): Gamma(0.3)}, "zennit", "max"))
+    assert rel_err(R, gamma_oracle(vgg16_f64, x, target, gamma=0.3)) <= 1e-6
+
+
+@pytest.mark.parametrize("comp, size", [
+    (composites.uniform("zero", zbox=True, heuristic="vanilla"), (256, 256)),
+    (composites.uniform("gamma", gamma=0.3, zbox=True, heuristic="vanilla", maxpool="max"), (100, 140)),
+], ids=["lrp0-zbox-avgpool-256x256", "gamma-zbox-maxpool-100x140"])
+def test_conservation_at_other_sizes(comp, size):
+    """Without biases, relevance is conserved through the adaptive pool too (it has no bias)."""
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    torch.manual_seed(3)
+    model = torchvision.models.vgg16().double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if getattr(m, "bias", None) is not None:
+                m.bias.zero_()
+    e = lrp.explain(model, x, None, comp)
+    logits = e.logits.gather(1, e.target[:, None])[:, 0]
+    assert torch.allclose(e.layer_sums, logits.expand_as(e.layer_sums), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("size, pooled", [((8, 8), (7, 7)), ((1, 1), (7, 7)), ((13, 9), (3, 4)), ((7, 7), (7, 7))])
+def test_pooled_dense_transpose_is_the_adjoint(size, pooled):
+    """A dense layer behind an adaptive average pool: its transposed product is the gradient of its
+    forward map, re-derived with autograd."""
+    from torch.nn import functional as F
+
+    g = torch.Generator().manual_seed(12)
+    seq = nn.Sequential(nn.AdaptiveAvgPool2d(pooled), nn.Flatten(), nn.Linear(4 * pooled[0] * pooled[1], 5))
+    chain = canonical.layers(seq.double())
+    assert [l.kind for l in chain] == ["identity", "linear"] and chain[-1].pool == pooled
+    dense = chain[-1]
+    a = torch.rand(1, 4, *size, generator=g, dtype=torch.float64).requires_grad_(True)
+    s = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    weight = torch.randn(dense.weight.shape, generator=g, dtype=torch.float64)
+    got = dense.transpose(s, weight, a.shape)
+    batch = a.detach().expand(3, -1, -1, -1).clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(F.linear(F.adaptive_avg_pool2d(batch, pooled).flatten(1), weight), batch, s)
+    assert got.shape == batch.shape and rel_err(got, expected) <= 1e-12
+    with torch.no_grad():
+        assert torch.equal(dense.forward(a), F.linear(F.adaptive_avg_pool2d(a, pooled).flatten(1), dense.weight, dense.bias))
+
+
+def test_too_small_inputs_are_refused_naming_the_smallest(vgg16_f64):
+    comp = composites.uniform("zero")
+    for size in ((31, 31), (31, 140), (140, 16)):
+        with pytest.raises(ValueError, match=rf"input of size \({size[0]}, {size[1]}\) is too small.*at least 32x32"):
+            lrp.relevance(vgg16_f64, torch.zeros(1, 3, *size, dtype=torch.float64), composite=comp)
+    # a chain without adaptive pooling takes only the size its first dense layer was built for
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).eval()
+    with pytest.raises(ValueError, match=r"layer 3 \('3'\), which expects 3600.*no adaptive pooling"):
+        lrp.relevance(seq, torch.randn(1, 3, 40, 40), composite=comp)
+    with pytest.raises(canonical.NonCanonicalModelError, match=r"'1' \(AdaptiveAvgPool2d\).*followed by a dense layer"):
+        canonical.layers(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Conv2d(4, 4, 1)))
 
 
 def test_tutorial_composite_equals_zennit_oracle(vgg16_f64, images_f64, target):
@@ -227,7 +315,7 @@ def test_errors_on_bad_input(small_vgg):
     cases = [
         (lambda: lrp.relevance(small_vgg, x[0], composite=u), ValueError, "4-D"),
         (lambda: lrp.relevance(small_vgg, torch.randn(1, 1, 224, 224), composite=u), ValueError, "channels"),
-        (lambda: lrp.relevance(small_vgg, torch.randn(1, 3, 100, 100), composite=u), ValueError, "224x224"),
+        (lambda: lrp.relevance(small_vgg, torch.randn(1, 3, 30, 30), composite=u), ValueError, "at least 32x32"),
         (lambda: lrp.relevance(small_vgg, x, 1000, composite=u), ValueError, "target 1000 is out of range"),
         (lambda: lrp.relevance(small_vgg, x, -1, composite=u), ValueError, "out of range"),
         (lambda: lrp.relevance(small_vgg, x, torch.tensor([1, 2, 3]), composite=u), ValueError, "one class index per sample"),
@@ -255,8 +343,26 @@ def test_errors_on_bad_input(small_vgg):
         with pytest.raises(error, match=message):
             call()
         small_vgg.eval()
-    with pytest.raises(ValueError, match="out of range: the model has layers 0-27"):
+    with pytest.raises(ValueError, match="out of range: the model has layers 0–27"):
         lrp.relevance(small_vgg, x, composite=composites.Composite({(25, 40): Zero()}))
+
+
+def test_composite_tables_print_the_models_indices(small_vgg):
+    """Thesis Table 2.4 with the concrete indices of VGG-16 (38 layers: 31–37, not 31-n), zᴮ written
+    as it reads in HTML and on a terminal (not z^B); other models via n_layers or the model."""
+    rows = composites.tutorial().table().values.tolist()
+    assert rows == [["0", "zᴮ", "low, high ([-2.12, 2.25], [-2.04, 2.43], [-1.8, 2.64])"],
+                    ["1–16", "LRP-γ", "γ = 0.25"], ["17–30", "LRP-ε", "ε = 0.25"], ["31–37", "LRP-0", ""]]
+    uniform = composites.uniform("epsilon", zbox=True)
+    assert uniform.name == "uniform LRP-ε with zᴮ"
+    assert uniform.table(model=small_vgg)["Layer index"].tolist() == ["0", "1–27"]  # VGG-11: 28 layers
+    assert uniform.table(n_layers=2)["Layer index"].tolist() == ["0", "1"]
+    assert repr(uniform) == ("Composite('uniform LRP-ε with zᴮ', {0: ZBox(low=..., high=...), 1–n: Epsilon(ε = 0.25)}, "
+                             "heuristic='tutorial', maxpool='avg')").replace("ZBox(low=..., high=...)", repr(uniform.rule(0)))
+    with pytest.raises(ValueError, match="layer range 17–30 of composite 'LRP-Tutorial' is out of range: the model has layers 0–27"):
+        composites.tutorial().table(model=small_vgg)
+    with pytest.raises(ValueError, match="n_layers must be a positive int, got 0"):
+        uniform.table(n_layers=0)
 
 
 def test_non_canonical_models_are_refused():

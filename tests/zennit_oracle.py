@@ -5,7 +5,7 @@ from torch.nn import functional as F
 from zennit.attribution import Gradient
 from zennit.composites import NameMapComposite
 from zennit.core import Hook
-from zennit.rules import Epsilon, Gamma, ZBox
+from zennit.rules import Epsilon, Gamma, Norm, ZBox
 
 from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
@@ -44,6 +44,16 @@ class AvgPoolHook(Hook):
         return (a * c,)
 
 
+def exact(z):
+    """LRP-0's denominator without a stabilizer (where z = 0 the relevance is 0 anyway)."""
+    return torch.where(z == 0, torch.ones_like(z), z)
+
+
+#: The adaptive average pool as zennit's composites treat it: a layer of its own with LRP-0 (``Norm``);
+#: the identity for 224x224 inputs.
+AVGPOOL = (["avgpool"], Norm(stabilizer=exact))
+
+
 def _attribute(model, x, target, name_map):
     onehot = F.one_hot(target, 1000).to(x)
     with Gradient(model, NameMapComposite(name_map)) as attributor:
@@ -63,6 +73,7 @@ def tutorial_oracle(model, x, target, gamma=0.25, epsilon=0.25):
         (["classifier.0", "classifier.3", "classifier.6"], Epsilon(epsilon=floor)),
         ([f"features.{i}" for i in POOLS if i <= 16], AvgPoolHook(floor)),
         ([f"features.{i}" for i in POOLS if i > 16], AvgPoolHook(eps)),
+        AVGPOOL,
     ]
     return _attribute(model, x, target, name_map)
 
@@ -76,5 +87,16 @@ def zennit_rules_oracle(model, x, target, gamma=0.25, epsilon=0.25):
         ([f"features.{i}" for i in CONVS if 2 <= i <= 16], Gamma(gamma)),
         ([f"features.{i}" for i in CONVS if 17 <= i <= 30], Epsilon(epsilon)),
         (["classifier.0", "classifier.3", "classifier.6"], Epsilon(1e-6)),
+    ]
+    return _attribute(model, x, target, name_map)
+
+
+def gamma_oracle(model, x, target, gamma=0.25):
+    """LRP-0 (zennit's stabilizer) at the pixel layer and the logits, zennit's LRP-γ at every other
+    convolution and dense layer, max-pools left to the gradient, the adaptive pool under LRP-0."""
+    name_map = [
+        (["features.0", "classifier.6"], Epsilon(1e-6)),
+        ([f"features.{i}" for i in CONVS if i > 0] + ["classifier.0", "classifier.3"], Gamma(gamma)),
+        AVGPOOL,
     ]
     return _attribute(model, x, target, name_map)
