@@ -491,7 +491,7 @@ LOOP_MISTAKES = [
     (dict(pooling="avg"), "treated as average pooling where the composite says winner takes all"),
     (dict(pooling="max"), "treated as max (winner takes all) where the composite says average"),
     (dict(pool_epsilon=False), "ignores ε"),
-    (dict(zbox_at_0=False), "layer 0 does not use z^B"),
+    (dict(zbox_at_0=False), "layer 0 does not use zᴮ"),
     (dict(shift=1), "shifted by one layer"),
     (dict(start="all"), "every logit"),
     (dict(start="one"), "starts from 1"),
@@ -550,7 +550,7 @@ def test_checks_compare_with_lrpkit_itself(monkeypatch):
 
 
 def test_zbox_written_out_equals_lrpkit():
-    """The check's z^B with switches (for the mistakes) is lrpkit's z^B with the switches off."""
+    """The check's zᴮ with switches (for the mistakes) is lrpkit's zᴮ with the switches off."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 6, 5, generator=g, dtype=torch.float64) * 2 - 1
     W = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
