@@ -33,10 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lrpkit import data, experiment, lrp, models, pf
+from lrpkit import data, experiment, imagenet, lrp, pf
 from lrpkit.experiment.grid import build_composite, grid_tensors
 from lrpkit.experiment.runner import build_model, compute_unit
-from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
 
 ORDERS = ("morf", "lrf", "random")
 
@@ -64,8 +63,8 @@ def thesis_rule_map(model, gamma, epsilon, device):
     from lrp.filter import LayerFilter  # the thesis code (lrp-pf-auc 0.1.6), not lrpkit
     from lrp.rules import LrpEpsilonRule, LrpGammaRule, LrpZBoxRule, LrpZeroRule
     select = LayerFilter(model, (torch.nn.Conv2d, torch.nn.Linear))
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(imagenet.MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.STD, device=device).view(1, 3, 1, 1)
     low = (torch.zeros(1, 3, 224, 224, device=device) - mean) / std
     high = (torch.ones(1, 3, 224, 224, device=device) - mean) / std
     return [

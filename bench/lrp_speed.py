@@ -1,7 +1,7 @@
 """LRP speed, measured side by side in one run (machines are noisy: compare ratios, not seconds).
 
-Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle of FACTS.md
-(LRP-Tutorial reproduced exactly in zennit), and 16-setting (γ, ε) grids batched in one call
+Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle
+(:func:`oracles.zennit_lrp.tutorial_oracle`: LRP-Tutorial computed exactly by zennit's rules), and 16-setting (γ, ε) grids batched in one call
 against the same 16 settings run one by one. A grid that varies ε needs every layer's transposed
 product once per setting; the "convolution floor" times those products alone, so the loop's time
 over it bounds what any such grid can gain. Methods are interleaved within each repetition and
@@ -24,8 +24,10 @@ import torch
 import torchvision
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from lrpkit import composites, lrp  # noqa: E402
+from lrpkit import canonical, composites, lrp
+
+# the repository root: the independent oracles of oracles/, shared with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 #: The cost of one call of each method in LRP-Tutorial passes (batch 1, float32), measured with this
@@ -55,12 +57,9 @@ def convolution_floor(model, x, settings):
     transposed products once, then, for every setting, each convolution's transposed product (zᴮ's
     two, stacked) at batch 1, in the layout lrpkit uses. No rule, no element-wise work: a lower
     bound on the time of any grid that varies ε at layer 30 (LRP-Tutorial's ε block ends there)."""
-    from lrpkit import canonical
-    from lrpkit.lrp import _forward
-
     layers = canonical.layers(model)
     with torch.no_grad():
-        acts = _forward(layers, x)
+        acts = canonical.activations(layers, x)
         linear = [l for l in layers if l.is_linear]
         convs, dense = [l for l in linear if l.kind == "conv"], [l for l in linear if l.kind == "linear"]
         outputs = {l.index: torch.rand_like(acts[l.index + 1]) for l in linear}
@@ -69,7 +68,7 @@ def convolution_floor(model, x, settings):
 
     def run():
         with torch.no_grad():
-            acts = _forward(layers, x)
+            acts = canonical.activations(layers, x)
             for l in convs:  # W⁺a of LRP-Tutorial's γ layers 1-16
                 if 1 <= l.index <= 16:
                     l.affine(acts[l.index], l.weight.clamp(min=0), None)
@@ -117,7 +116,7 @@ def main():
         methods[f"grid16_{name}_batched"] = (lambda c: lambda: lrp.relevance(model, x, target, c))(composites.tutorial(**setting))
         methods[f"grid16_{name}_loop"] = one_by_one(setting)
     if not args.no_zennit:
-        from zennit_oracle import tutorial_oracle
+        from oracles.zennit_lrp import tutorial_oracle
         methods["zennit_oracle"] = lambda: tutorial_oracle(model, x, target)
 
     methods["grid16_convolution_floor"] = convolution_floor(model, x, len(values))

@@ -24,14 +24,12 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrpkit import composites, data, inpainting, lrp, models, pf
-from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
+from lrpkit import composites, data, imagenet, inpainting, lrp, models, pf
 
 CASTLE = 483
 
@@ -41,14 +39,6 @@ CASTLE = 483
 #: in one call (the random order is shared by all 16, so their images are scored once).
 COST = {"forward": 0.04, "floor": 1.05, "lrpkit": 1.0, "compat": 1.1, "thesis": 1.3, "thesis_lrp": 3.0,
         "grid16_morf": 14.0, "grid16_random": 1.0}
-
-
-def find_castle() -> Path:
-    repository = Path(__file__).resolve().parents[1]
-    for folder in (os.environ.get("LRPKIT_DATA_MIRROR"), repository / ".." / "shared" / "data"):
-        if folder and (Path(folder) / "castle.jpg").is_file():
-            return Path(folder) / "castle.jpg"
-    sys.exit("castle.jpg not found: set LRPKIT_DATA_MIRROR to the image mirror folder")
 
 
 def sync(device):
@@ -85,8 +75,8 @@ def thesis_lrp_model(model, device):
     from lrp.rules import LrpEpsilonRule, LrpGammaRule, LrpZBoxRule, LrpZeroRule
     wrapped = LRP(model)
     select = LayerFilter(model, (torch.nn.Conv2d, torch.nn.Linear))
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(imagenet.MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.STD, device=device).view(1, 3, 1, 1)
     low = ((torch.zeros(1, 3, 224, 224, device=device) - mean) / std)
     high = ((torch.ones(1, 3, 224, 224, device=device) - mean) / std)
     wrapped.convert_layers([
@@ -122,8 +112,12 @@ def main():
     print("set-up: the model, the castle's heatmaps (one, and a 16-setting grid) and a warm-up run; "
           "the expected runtime follows", file=sys.stderr, flush=True)
 
+    try:
+        castle = data.mirror_file("castle.jpg")
+    except FileNotFoundError as err:
+        sys.exit(f"pf_speed: {err}")
     model = models.vgg("vgg16", weights="random", seed=0, device=device, progress=False)
-    x, rgb = data.load_image(find_castle(), return_rgb=True, device=device)
+    x, rgb = data.load_image(castle, return_rgb=True, device=device)
     one = lrp.relevance(model, x, CASTLE, composites.tutorial())
     gammas = torch.tensor([0.0] + np.logspace(-4, 0, 15).tolist(), device=device)
     grid = lrp.relevance(model, x, CASTLE, composites.tutorial(gamma=gammas))        # [16, 3, 224, 224]

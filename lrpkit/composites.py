@@ -23,8 +23,10 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
+from ._checks import choice
 from .heuristics import check_heuristic
-from .rules import IMAGENET_MEAN, IMAGENET_STD, POOLING, Epsilon, Gamma, Rule, Zero, ZBox
+from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
+from .rules import POOLING, Epsilon, Gamma, Rule, Zero, ZBox
 
 __all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES"]
 
@@ -59,9 +61,7 @@ class Composite:
                  maxpool: str = "avg", name: str = "custom"):
         items = list(assignments.items() if isinstance(assignments, Mapping) else assignments)
         self.heuristic = check_heuristic(heuristic)
-        if maxpool not in POOLING:
-            raise ValueError(f"unknown maxpool treatment {maxpool!r}; choose 'avg' or 'max'")
-        self.maxpool = maxpool
+        self.maxpool = choice("maxpool treatment", maxpool, POOLING)
         self.name = name
         self.assignments: list[tuple[int, Optional[int], Rule]] = []
         for spec, rule in items:
@@ -198,14 +198,13 @@ def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False,
     zbox : bool
         Use zᴮ at layer 0.
     """
+    choice("rule", rule, UNIFORM_RULES)
     if rule == "zero":
         chosen = Zero()
     elif rule == "epsilon":
         chosen = Epsilon(epsilon)
-    elif rule == "gamma":
-        chosen = Gamma(gamma)
     else:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
+        chosen = Gamma(gamma)
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
     label = f"uniform {chosen.label}" + (f" with {ZBox.label}" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)

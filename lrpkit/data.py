@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -47,12 +46,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .rules import IMAGENET_MEAN, IMAGENET_STD  # torchvision's ImageNet normalisation
-from .models import NUM_CLASSES, class_index, imagenet_categories, sha256_file
+from . import imagenet
+from ._checks import choice
+from .models import sha256_file
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "MAX_PIXELS",
     "MIN_SIDE",
     "RESIZE_MODES",
@@ -68,6 +66,7 @@ __all__ = [
     "fetch",
     "cache_dir",
     "data_dir",
+    "mirror_file",
     "ImageNetVal",
 ]
 
@@ -80,7 +79,6 @@ RESIZE_MODES = ("auto", "crop", "exact", "none")
 
 MIRROR_ENV = "LRPKIT_DATA_MIRROR"
 CACHE_ENV = "LRPKIT_CACHE"
-_WNID = re.compile(r"n\d{8}")
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 
 
@@ -185,8 +183,7 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
     ValueError
         Empty, not an image, truncated or corrupt, too small, too large, or unsupported pixels.
     """
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    choice("resize mode", resize, RESIZE_MODES)
     size = _check_size(size, max_pixels)
     path = Path(path)
     if not path.exists():
@@ -233,7 +230,7 @@ def read_rgb(path: str | os.PathLike, size: int = 224, resize: str = "auto", *,
 
 def normalize(rgb: np.ndarray | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
     """uint8 RGB ``[H, W, 3]`` (or a batch ``[B, H, W, 3]``) to the normalised float32 tensor
-    ``[B, 3, H, W]``: ``(rgb / 255 - IMAGENET_MEAN) / IMAGENET_STD``."""
+    ``[B, 3, H, W]``: ``(rgb / 255 - imagenet.MEAN) / imagenet.STD``."""
     pixels = torch.as_tensor(np.asarray(rgb))
     if pixels.dtype != torch.uint8:
         raise TypeError(f"rgb must be uint8 pixels, not {pixels.dtype}")
@@ -242,8 +239,8 @@ def normalize(rgb: np.ndarray | torch.Tensor, device: str | torch.device | None 
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"rgb must have shape [H, W, 3] or [B, H, W, 3], not {list(pixels.shape)}")
     x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    mean = torch.tensor(imagenet.MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.STD, dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.contiguous().to(device) if device is not None else x.contiguous()
 
@@ -347,6 +344,28 @@ def _mirror(mirror: str | os.PathLike | None) -> Path | None:
     return folder
 
 
+def mirror_file(name: str, mirror: str | os.PathLike | None = None) -> Path:
+    """A file of the mirror folder, read in place (benchmarks and tests that need, e.g.,
+    ``castle.jpg`` without fetching it into the cache).
+
+    The folder is ``mirror`` if given, else ``$LRPKIT_DATA_MIRROR``, else ``shared/data`` beside the
+    checkout (where the Makefile and CI keep it).
+
+    Raises
+    ------
+    FileNotFoundError
+        No mirror folder, or the file is not in it; the message says how to set the folder.
+    """
+    folder = _mirror(mirror)
+    if folder is None:
+        folder = Path(__file__).resolve().parents[2] / "shared" / "data"
+    path = folder / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not in the mirror folder {folder}; set {MIRROR_ENV} to the folder "
+                                "holding the image files")
+    return path
+
+
 def manifest() -> list[ImageRecord]:
     """All images of ``data/images.tsv``, in file order."""
     with open(data_dir() / "images.tsv", newline="", encoding="utf-8") as handle:
@@ -375,10 +394,7 @@ def _select(names: str | Iterable[str] | None) -> list[ImageRecord]:
     by_file = {r.file: r for r in records}
     chosen: dict[str, ImageRecord] = {}
     for name in names:
-        if name not in sets:
-            near = difflib.get_close_matches(name, sets, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"unknown image set {name!r}{hint}; known sets: {', '.join(sorted(sets))}")
+        choice("image set", name, tuple(sorted(sets)), known="the known sets")
         for file in sets[name]:
             chosen.setdefault(file, by_file[file])
     return list(chosen.values())
@@ -497,13 +513,13 @@ def _read_wnids(wnids: str | os.PathLike | Sequence[str]) -> list[str]:
             raise FileNotFoundError(f"wnid file not found: {path}")
         found = []
         for line in path.read_text(encoding="utf-8").splitlines():
-            match = _WNID.search(line)
+            match = imagenet.WNID.search(line)
             if match:
                 found.append(match.group())
         wnids = found
     unique = sorted(set(wnids))
-    if len(unique) != NUM_CLASSES or len(unique) != len(list(wnids)):
-        raise ValueError(f"expected {NUM_CLASSES} distinct ImageNet wnids, got {len(unique)} "
+    if len(unique) != imagenet.NUM_CLASSES or len(unique) != len(list(wnids)):
+        raise ValueError(f"expected {imagenet.NUM_CLASSES} distinct ImageNet wnids, got {len(unique)} "
                          f"distinct of {len(list(wnids))}")
     return unique
 
@@ -573,9 +589,9 @@ class ImageNetVal:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise FileNotFoundError(f"ImageNet validation folder not found: {self.root}")
-        self.categories = imagenet_categories()
+        self.categories = imagenet.categories()
         self.wnids: list[str] | None = _read_wnids(wnids) if wnids is not None else None
-        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and _WNID.fullmatch(p.name))
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir() and imagenet.WNID.fullmatch(p.name))
         if folders:
             self._from_folders(folders)
         else:
@@ -586,9 +602,9 @@ class ImageNetVal:
     def _from_folders(self, folders: list[Path]) -> None:
         names = [f.name for f in folders]
         if self.wnids is None:
-            if len(names) != NUM_CLASSES:
+            if len(names) != imagenet.NUM_CLASSES:
                 raise ValueError(
-                    f"{self.root} has {len(names)} class folders, not {NUM_CLASSES}: the class "
+                    f"{self.root} has {len(names)} class folders, not {imagenet.NUM_CLASSES}: the class "
                     "index is the position among all 1000 sorted wnids, so pass wnids=FILE")
             self.wnids = names
         index = {w: i for i, w in enumerate(self.wnids)}
@@ -629,12 +645,12 @@ class ImageNetVal:
                     f"{labels} line {number} has no file name; the devkit's ground truth "
                     "(ILSVRC2012_IDs, not class indices) needs devkit=DIR instead")
             rows.append((number, tokens[0], tokens[1]))
-        if rows and not (rows[0][2].isdigit() or _WNID.fullmatch(rows[0][2])):
+        if rows and not (rows[0][2].isdigit() or imagenet.WNID.fullmatch(rows[0][2])):
             rows = rows[1:]  # header line, e.g. "ImageId,PredictionString"
-        label_wnids = sorted({r[2] for r in rows if _WNID.fullmatch(r[2])})
+        label_wnids = sorted({r[2] for r in rows if imagenet.WNID.fullmatch(r[2])})
         if label_wnids and self.wnids is None:
-            if len(label_wnids) != NUM_CLASSES:
-                raise ValueError(f"{labels} names {len(label_wnids)} wnids, not {NUM_CLASSES}; "
+            if len(label_wnids) != imagenet.NUM_CLASSES:
+                raise ValueError(f"{labels} names {len(label_wnids)} wnids, not {imagenet.NUM_CLASSES}; "
                                  "pass wnids=FILE to fix the class order")
             self.wnids = label_wnids
         index = {w: i for i, w in enumerate(self.wnids or [])}
@@ -642,7 +658,7 @@ class ImageNetVal:
         for number, name, label in rows:
             if label.isdigit():
                 cls = int(label)
-                if cls >= NUM_CLASSES:
+                if cls >= imagenet.NUM_CLASSES:
                     raise ValueError(f"{labels} line {number}: class {cls} out of range 0-999")
             elif label in index:
                 cls = index[label]
@@ -664,15 +680,15 @@ class ImageNetVal:
         """Class index of an index, a wnid (``"n01632777"``) or a name (``"axolotl"``; case and
         underscores do not matter unless they are needed to tell two classes apart)."""
         if not isinstance(cls, str):
-            return class_index(cls)
-        if _WNID.fullmatch(cls):
+            return imagenet.class_index(cls)
+        if imagenet.WNID.fullmatch(cls):
             if self.wnids is None:
                 raise ValueError(f"wnids of {self.root} are unknown (labels are class indices); "
                                  "pass wnids=FILE to select by wnid")
             if cls not in self.wnids:
                 raise ValueError(f"wnid {cls} is not an ImageNet-1k class")
             return self.wnids.index(cls)
-        return class_index(cls)
+        return imagenet.class_index(cls)
 
     def images(self, cls: int | str, n: int | None = None) -> list[Path]:
         """The first ``n`` images of a class (all if None), in sorted file-name order: the same

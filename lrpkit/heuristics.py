@@ -29,6 +29,8 @@ from typing import Optional, Union
 
 import torch
 
+from ._checks import choice
+
 __all__ = ["HEURISTICS", "ZENNIT_DEFAULT_EPSILON", "TUTORIAL_FLOOR", "check_heuristic", "denominator", "divide", "per_sample"]
 
 HEURISTICS = ("vanilla", "zennit", "tutorial")
@@ -40,9 +42,7 @@ Epsilon = Union[None, float, torch.Tensor]
 
 def check_heuristic(heuristic: str) -> str:
     """Return ``heuristic`` if it is one of :data:`HEURISTICS`, else raise a ValueError naming it."""
-    if heuristic not in HEURISTICS:
-        raise ValueError(f"unknown heuristic {heuristic!r}; choose one of {', '.join(map(repr, HEURISTICS))}")
-    return heuristic
+    return choice("heuristic", heuristic, HEURISTICS)
 
 
 def per_sample(value: Union[float, torch.Tensor], like: torch.Tensor) -> Union[float, torch.Tensor]:

@@ -15,18 +15,19 @@ are kept channels-last, the layout oneDNN's convolutions work in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from . import canonical
+from . import _checks, canonical
+from .canonical import activations as _forward
 from .composites import Composite
 from .rules import _empty_rows, pool_relevance
 
 __all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
 
-Target = Union[None, int, torch.Tensor]
+Target = Union[None, int, Sequence[int], torch.Tensor]
 
 
 @dataclass
@@ -88,9 +89,9 @@ def relevance(model: nn.Module, x: torch.Tensor, target: Target = None, composit
     x : torch.Tensor
         Normalized input, ``[B, C, H, W]``, on the model's device and dtype. A batch of one image
         with a composite of per-sample hyperparameters of length B explains that image B times.
-    target : None, int or torch.Tensor
+    target : None, int, sequence of int or torch.Tensor
         The class to explain: None for the predicted class (argmax), an int for all samples, or a
-        1-D tensor of B class indices (e.g. the ground truth) or of one.
+        sequence or 1-D tensor of B class indices (e.g. the ground truth) or of one.
     composite : Composite
         The rules by layer index (:mod:`lrpkit.composites`). Default: LRP-Tutorial.
     chunk_size : int
@@ -120,6 +121,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
     _check_model_and_input(model, layers, x)
     composite.check(len(layers))
     batch = _batch_size(x, composite)
+    targets = _checks.targets(target, batch)
     shared = x.shape[0] == 1 or bool((x == x[:1]).all())  # one image for every sample: share the forward pass
 
     chunks = []
@@ -129,7 +131,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
             index = slice(start, min(start + chunk_size, batch))
             acts = activations if shared else _forward(layers, x[index])
             logits = acts[-1].flatten(1).expand(index.stop - index.start, -1)
-            chunk_target = _target(target, logits, batch, index)
+            chunk_target = _target(targets, logits, index)
             chunks.append(_backward(layers, acts, logits, chunk_target, composite.take(index), keep_layers))
 
     def cat(i):
@@ -139,29 +141,6 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
     if keep_layers:
         layer_relevance = [torch.cat([c[4][k] for c in chunks]) for k in range(len(layers) + 1)]
     return Explanation(cat(0), cat(1), cat(2), torch.cat([c[3] for c in chunks], dim=1), layers, composite, layer_relevance)
-
-
-def _forward(layers, x):
-    """The forward pass, keeping the input of every layer (and the output, last).
-
-    The pass runs in the input's own memory layout, as the model's ``forward`` does, so that every
-    pre-activation ``z`` is the very value the model computes, bit for bit. That matters: a rule
-    divides by ``z``, and a pre-activation within rounding of zero that a differently computed
-    forward pass puts on the other side of zero switches a ReLU the model's own gradient does not
-    (float32: Gradient × Input and uniform LRP-0 then differ by 10 % of the largest relevance
-    instead of 1e-6).
-
-    On a CPU the stored maps are then converted to channels-last: oneDNN's transposed convolutions
-    need no layout conversion in that layout, which halves their cost for the wide early layers,
-    and the rules' element-wise work follows the activations' layout. The conversion copies values
-    exactly.
-    """
-    activations = [x]
-    for layer in layers:
-        activations.append(layer.forward(activations[-1]))
-    if x.device.type == "cpu":
-        activations = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in activations]
-    return activations
 
 
 def _backward(layers, activations, logits, target, composite, keep_layers):
@@ -291,7 +270,7 @@ def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target = None) -
             p.requires_grad_(False)
         try:
             logits = model(x)
-            chosen = _target(target, logits.detach(), x.shape[0], slice(0, x.shape[0]))
+            chosen = _target(_checks.targets(target, x.shape[0]), logits.detach(), slice(0, x.shape[0]))
             (grad,) = torch.autograd.grad(logits.gather(1, chosen[:, None]).sum(), x)
         finally:
             for p in params:
@@ -300,16 +279,8 @@ def gradient_x_input(model: nn.Module, x: torch.Tensor, target: Target = None) -
 
 
 def _check_model_and_input(model, layers, x):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D [B, C, H, W], got shape {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError("x holds no image (batch size 0)")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor (normalized image), got {x.dtype}")
-    if model.training:
-        raise ValueError("model is in training mode (dropout, batch-norm statistics); call model.eval() first")
+    _checks.check_images(x)
+    _checks.check_eval(model)
     param = next(model.parameters(), None)
     if param is not None and (param.device != x.device or param.dtype != x.dtype):
         raise ValueError(f"x is {x.dtype} on {x.device} but the model is {param.dtype} on {param.device}; "
@@ -318,8 +289,6 @@ def _check_model_and_input(model, layers, x):
     if first_linear is not None and first_linear.kind == "conv" and x.shape[1] != first_linear.weight.shape[1]:
         raise ValueError(f"x has {x.shape[1]} channels but layer {first_linear.index} ('{first_linear.name}') expects "
                          f"{first_linear.weight.shape[1]}")
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or Inf")
     if layers is not None:
         canonical.check_feature_size(layers, x)
 
@@ -333,24 +302,9 @@ def _batch_size(x, composite):
     raise ValueError(f"the composite has per-sample hyperparameters for {settings} samples but x has {x.shape[0]} images")
 
 
-def _target(target, logits, batch, index):
-    """The explained class of each sample in ``index``, validated against the number of classes."""
-    classes = logits.shape[1]
-    if target is None:
-        chosen = logits.argmax(1)
-    elif isinstance(target, bool) or not isinstance(target, (int, torch.Tensor)):
-        raise TypeError(f"target must be None, an int or a 1-D tensor of class indices, got {type(target).__name__}")
-    elif isinstance(target, int):
-        chosen = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
-    else:
-        if target.dim() != 1 or target.numel() not in (1, batch):
-            raise ValueError(f"target must hold one class index per sample ({batch}) or a single one, "
-                             f"got shape {tuple(target.shape)}")
-        if target.is_floating_point() or target.is_complex():
-            raise TypeError(f"target must hold integer class indices, got {target.dtype}")
-        target = target.expand(batch) if target.numel() == 1 else target
-        chosen = target[index].to(device=logits.device, dtype=torch.long)
-    if ((chosen < 0) | (chosen >= classes)).any():
-        bad = chosen[(chosen < 0) | (chosen >= classes)][0].item()
-        raise ValueError(f"target {bad} is out of range: the model has {classes} classes (0-{classes - 1})")
+def _target(targets, logits, index):
+    """The explained class of each sample in ``index`` (``targets`` from :func:`lrpkit._checks.targets`;
+    None: the predicted class), checked against the number of classes."""
+    chosen = logits.argmax(1) if targets is None else targets[index].to(logits.device)
+    _checks.check_class_range(chosen, logits.shape[1])
     return chosen

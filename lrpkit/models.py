@@ -29,13 +29,8 @@ a path
 Setting the environment variable ``LRPKIT_OFFLINE=1`` (or passing ``download=False``) forbids the
 download: ``"imagenet"`` and ``"auto"`` then only use a file already in the hub cache.
 
-Class names
------------
-:func:`class_index` reads torchvision's short class names (``"tank"``) and the full WordNet names
-of the ILSVRC-2012 classes (``"tank, army tank, armored combat vehicle, armoured combat vehicle"``,
-or any of its comma-separated synonyms: ``"tank, army tank"``, ``"army tank"``). The synonyms ship
-as ``imagenet_lemmas.tsv`` (index, wnid, lemmas: the WordNet lemmas of the 1000 synsets, the
-``words`` of the ILSVRC-2012 devkit; this copy from timm 1.0.31's ``imagenet_synset_to_lemma.txt``).
+The classes the networks predict, their names and the input normalization are ImageNet's
+(:mod:`lrpkit.imagenet`).
 
 References
 ----------
@@ -46,27 +41,24 @@ ICLR 2015.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import difflib
-import functools
 import hashlib
 import os
-import re
 import sys
 import urllib.error
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torchvision
 from torch import nn
 
+from ._checks import choice
+
 __all__ = [
     "VGG_ARCHS",
-    "NUM_CLASSES",
+    "WEIGHTS_CHOICES",
     "WeightsWarning",
     "RandomWeightsWarning",
     "UnverifiedWeightsWarning",
@@ -83,19 +75,13 @@ __all__ = [
     "vgg19_bn",
     "weights_info",
     "pretrained_file",
-    "imagenet_categories",
-    "imagenet_lemmas",
-    "class_index",
-    "class_name",
-    "check_target",
+    "pretrained_url",
     "sha256_file",
 ]
 
 #: The torchvision VGG architectures this module builds.
 VGG_ARCHS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
-#: Number of ImageNet-1k classes (the output size of every torchvision VGG).
-NUM_CLASSES = 1000
-
+#: The named weights (besides a path): see the module docstring.
 WEIGHTS_CHOICES = ("imagenet", "random", "auto")
 _OFFLINE_ENV = "LRPKIT_OFFLINE"
 
@@ -211,13 +197,16 @@ def check_pretrained(file: Path) -> tuple[str, str, bool]:
 
 
 def _check_arch(arch: str) -> str:
-    if arch not in VGG_ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(VGG_ARCHS)}")
-    return arch
+    return choice("architecture", arch, VGG_ARCHS)
 
 
 def _imagenet_weights(arch: str) -> torchvision.models.WeightsEnum:
     return torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+
+
+def pretrained_url(arch: str = "vgg16") -> str:
+    """torchvision's download address of the pretrained ImageNet weights of ``arch``."""
+    return _imagenet_weights(_check_arch(arch)).url
 
 
 def pretrained_file(arch: str = "vgg16") -> Path:
@@ -226,8 +215,7 @@ def pretrained_file(arch: str = "vgg16") -> Path:
     This is ``torch.hub.get_dir()/checkpoints/<file>``, with ``torch.hub.get_dir()`` following
     ``TORCH_HOME``; e.g. ``~/.cache/torch/hub/checkpoints/vgg16-397923af.pth``.
     """
-    url = _imagenet_weights(_check_arch(arch)).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(pretrained_url(arch))
 
 
 def _download_allowed(download: bool | None) -> bool:
@@ -454,92 +442,3 @@ vgg16 = _builder("vgg16")
 vgg16_bn = _builder("vgg16_bn")
 vgg19 = _builder("vgg19")
 vgg19_bn = _builder("vgg19_bn")
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names in torchvision's (= sorted wnid) order, from torchvision's
-    weights metadata."""
-    return list(_imagenet_weights("vgg16").meta["categories"])
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_lemmas() -> tuple[tuple[str, ...], ...]:
-    """The WordNet synonyms of every ImageNet class, in class order, e.g. ``("tank", "army tank",
-    "armored combat vehicle", "armoured combat vehicle")`` for class 847 (read from the
-    ``imagenet_lemmas.tsv`` shipped with lrpkit)."""
-    with open(Path(__file__).with_name("imagenet_lemmas.tsv"), newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    return tuple(tuple(_spaced(s) for s in row["lemmas"].split(",")) for row in rows)
-
-
-def _spaced(name: str) -> str:
-    return " ".join(name.replace("_", " ").split())
-
-
-def class_index(cls: int | str) -> int:
-    """ImageNet class index of an index (int or digits) or a class name.
-
-    A name is torchvision's (``"axolotl"``, ``"Cardigan"``) or the full WordNet name of the class
-    (``"tank, army tank, armored combat vehicle, armoured combat vehicle"``), whole or in part:
-    any comma-separated synonyms of one class (``"tank, army tank"``, ``"army tank"``). Case and
-    underscores do not matter unless they are needed to tell two classes apart (``"Cardigan"`` 264,
-    the corgi, and ``"cardigan"`` 474); torchvision's names come first (``"crane"`` is 517, the
-    machine, as torchvision names it; the bird is ``"crane bird"``, 134).
-
-    Raises
-    ------
-    ValueError
-        An index out of range, an unknown name (with close names), or a name shared by several
-        classes (with their indices).
-    """
-    if isinstance(cls, str) and re.fullmatch(r"\s*[+-]?\d+\s*", cls):
-        cls = int(cls)
-    if not isinstance(cls, str):
-        return check_target(cls)
-    categories = imagenet_categories()
-    exact = [i for i, name in enumerate(categories) if name == cls]
-    if len(exact) == 1:
-        return exact[0]
-    key = _spaced(cls).lower()
-    loose = [i for i, name in enumerate(categories) if name.lower() == key]
-    if len(loose) == 1:
-        return loose[0]
-    if not loose:  # WordNet synonyms, comma-separated: every one must name the same class
-        parts = [_spaced(p) for p in cls.split(",") if p.strip()]
-        for fold in (str, str.lower):  # exact case first
-            wanted = {fold(p) for p in parts}
-            loose = [i for i, names in enumerate(imagenet_lemmas())
-                     if wanted <= {fold(n) for n in (*names, categories[i])}]
-            if len(loose) == 1:
-                return loose[0]
-    if len(loose) > 1:
-        options = ", ".join(f"{i} ({categories[i]!r})" for i in loose)
-        raise ValueError(f"class name {cls!r} is ambiguous: {options}; give the index")
-    near = difflib.get_close_matches(key, [c.lower() for c in categories], n=3)
-    hint = f" (close: {', '.join(near)})" if near else ""
-    raise ValueError(f"unknown ImageNet class name {cls!r}{hint}")
-
-
-def class_name(index: int) -> str:
-    """ImageNet class name of a class index (0-999)."""
-    check_target(index)
-    return imagenet_categories()[index]
-
-
-def check_target(target: Any, num_classes: int = NUM_CLASSES) -> int | None:
-    """Check a target class index: None (the predicted class) or an int in [0, num_classes).
-
-    Returns the target as a Python int (or None).
-    """
-    if target is None:
-        return None
-    if torch.is_tensor(target) and target.numel() == 1:
-        target = target.item()
-    if isinstance(target, np.integer):
-        target = int(target)
-    if isinstance(target, bool) or not isinstance(target, int):
-        raise TypeError(f"target must be a class index (int), not {type(target).__name__}")
-    if not 0 <= target < num_classes:
-        raise ValueError(f"target {target} out of range: the model has {num_classes} classes "
-                         f"(0 to {num_classes - 1})")
-    return target

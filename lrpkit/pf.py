@@ -63,19 +63,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torchvision.transforms.functional import rgb_to_grayscale
 from tqdm.auto import tqdm
 
-from . import inpainting
-from .rules import IMAGENET_MEAN, IMAGENET_STD
+from . import _checks, imagenet, inpainting
 
 __all__ = [
-    "pixel_flipping", "PixelFlippingResult", "count_images", "flip_schedule", "patch_scores", "flip_order",
+    "pixel_flipping", "PixelFlippingResult", "PixelFlippingOptions", "count_images", "flip_schedule", "patch_scores", "flip_order",
     "auc", "aopc", "ORDERS", "MODES", "SCHEDULES", "SCORES", "AUC_X", "THESIS_COMPAT",
 ]
 
@@ -137,8 +136,8 @@ class PixelFlippingResult:
     n_inpainted : int
         Number of distinct images inpainted (Telea calls; in the thesis code's chained inpainting,
         the steps of every chain), 0 in the other modes.
-    settings : dict
-        The arguments the run used.
+    settings : PixelFlippingOptions
+        The options the run used, checked and resolved.
     """
 
     scores: torch.Tensor
@@ -153,7 +152,7 @@ class PixelFlippingResult:
     masks: Optional[torch.Tensor] = None
     n_forward: int = 0
     n_inpainted: int = 0
-    settings: dict = field(default_factory=dict)
+    settings: Optional["PixelFlippingOptions"] = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,7 +188,7 @@ def auc(scores: torch.Tensor, x: Union[str, Sequence[float]] = "step",
                 raise ValueError("auc: x='fraction' needs fraction_flipped")
             xs = torch.as_tensor(fraction_flipped, dtype=torch.float64)
         else:
-            raise ValueError(f"auc: unknown x {x!r}; expected one of {AUC_X} or a sequence of floats")
+            _checks.choice("x of the AUC", x, AUC_X, alternative="a sequence of floats")
     else:
         xs = torch.as_tensor(x, dtype=torch.float64)
     if xs.shape != (length,):
@@ -228,14 +227,11 @@ def flip_schedule(n_patches: int, schedule: Union[str, Sequence[int]] = "thesis"
     """
     thesis_steps = math.isqrt(n_patches - 1) + 1 if n_patches > 0 else 0  # ceil(sqrt(n))
     if isinstance(schedule, str):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES} or a list of "
-                             f"cumulative patch counts")
+        _checks.choice("schedule", schedule, SCHEDULES, alternative="a list of cumulative patch counts")
         if schedule == "thesis":
             return [min(k * k, n_patches) for k in range(1, thesis_steps + 1)]
         steps = thesis_steps if n_steps is None else n_steps
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+        _checks.integer("n_steps", steps, 1)
         if schedule == "linear":
             counts = np.round(np.linspace(0, n_patches, int(steps) + 1)[1:]).astype(int)
         else:
@@ -249,7 +245,8 @@ def flip_schedule(n_patches: int, schedule: Union[str, Sequence[int]] = "thesis"
             raise TypeError
         counts = [int(c) for c in given]
     except (TypeError, ValueError):
-        raise TypeError(f"schedule must be one of {SCHEDULES} or a sequence of ints, got {schedule!r}") from None
+        raise TypeError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))} or a sequence of ints, "
+                        f"got {schedule!r}") from None
     if not counts:
         raise ValueError("schedule: the list of cumulative patch counts is empty")
     if counts[0] < 1 or counts[-1] > n_patches or any(b <= a for a, b in zip(counts, counts[1:])):
@@ -329,6 +326,7 @@ def flip_order(scores: torch.Tensor, order: str = "morf", seed: int = 0,
     torch.Tensor
         ``[B, mh * mw]`` int64 patch indices.
     """
+    _checks.choice("order", order, ORDERS)
     flat = scores.detach().cpu().reshape(scores.shape[0], -1)
     batch, n = flat.shape
     if order == "random":
@@ -338,19 +336,281 @@ def flip_order(scores: torch.Tensor, order: str = "morf", seed: int = 0,
         ids = range(batch) if image_ids is None else image_ids
         perms = {i: np.random.default_rng([int(seed), 0, int(i)]).permutation(n) for i in set(ids)}
         return torch.from_numpy(np.stack([perms[i] for i in ids])).long()
-    if order not in ("morf", "lrf"):
-        raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
     return torch.sort(flat, dim=1, descending=(order == "morf"), stable=True).indices
 
 
 # --------------------------------------------------------------------------------------------------
-# checks
+# the main entry point
 
 
-def _choice(name: str, value, options: Tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in options:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {options}")
-    return value.lower()
+def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Tensor,
+                   target: Union[int, Sequence[int], torch.Tensor, None], *, patch_size: int = 8,
+                   order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
+                   schedule: Union[str, Sequence[int]] = "thesis", score: str = "logit", seed: int = 0,
+                   n_steps: Optional[int] = None, strict: bool = False, radius: float = 3.0,
+                   gray_value: Union[float, Sequence[float]] = 0.5, mean: Sequence[float] = imagenet.MEAN,
+                   std: Sequence[float] = imagenet.STD, auc_x: str = "step",
+                   thesis_compat: Union[bool, Iterable[str]] = False, keep_steps: Iterable[int] = (),
+                   keep_masks: bool = False, batch_size: Optional[int] = None, workers: Optional[int] = None,
+                   device: Union[str, torch.device, None] = None,
+                   progress: Optional[bool] = None) -> PixelFlippingResult:
+    """Pixel-Flipping / region perturbation of a batch of heatmaps, and the AUC of every curve.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier in eval mode taking normalized input ``[N, C, H, W]`` and returning ``[N, classes]``.
+    x : torch.Tensor
+        ``[B, C, H, W]`` normalized inputs. Rows may repeat an image (e.g. one image with the B
+        heatmaps of a hyperparameter grid): work on an image is then done once.
+    relevance : torch.Tensor
+        ``[B, C, H, W]`` like ``x``, or one map per row ``[B, H, W]`` / ``[B, 1, H, W]``.
+    target : int, sequence of int, tensor or None
+        Class whose score is recorded, for all rows or per row; None takes the class the model
+        predicts for the unperturbed input.
+
+    Every other argument is keyword-only; together they are the run's
+    :class:`PixelFlippingOptions`, checked before any work (and returned as ``result.settings``).
+
+    patch_size : int
+        Side ``p`` of the square patches. If ``p`` does not divide the image, the last row and
+        column of patches are smaller (or, with ``strict=True``, a ValueError).
+    order : str or sequence of str
+        ``"morf"``, ``"lrf"`` or ``"random"`` (:func:`flip_order`) for every row, or one of them per
+        row (several orders in one call share every perturbed image they have in common).
+    mode : str
+        How flipped regions are perturbed: ``"inpainting"`` (Telea on the un-normalized image,
+        rounded to uint8; only masked pixels change), ``"random"`` (uniform noise in the valid pixel
+        range [0, 1], one noise image per distinct image and seed) or ``"gray"`` (``gray_value``).
+    schedule : str or sequence of int
+        Cumulative patches perturbed after each step (:func:`flip_schedule`); a final step that
+        turns the whole image gray is always appended.
+    score : str
+        ``"logit"`` (the thesis) or ``"softmax"`` probability of the target.
+    seed : int
+        Seed of the random order and the random mode.
+    n_steps : int, optional
+        Steps of the ``"log"`` and ``"linear"`` schedules.
+    strict : bool
+        Refuse image sizes that ``patch_size`` does not divide.
+    radius : float
+        Telea inpainting radius (the thesis uses 3).
+    gray_value : float or sequence of float
+        Gray in pixel units [0, 1] (per channel or one for all), for the gray step and mode.
+    mean, std : sequence of float
+        Normalization of ``x`` (ImageNet's by default, :data:`lrpkit.imagenet.MEAN`), used to get
+        back to pixels.
+    auc_x : str
+        x of the AUC: ``"step"`` (index, the thesis) or ``"fraction"`` of patches flipped.
+    thesis_compat : bool or collection of str
+        True reproduces the thesis code (``lrp-pf-auc`` 0.1.6): every feature of
+        :data:`THESIS_COMPAT`. A collection of names switches on only those.
+    keep_steps : iterable of int
+        Steps whose perturbed images are returned in ``result.images``.
+    keep_masks : bool
+        Return the perturbed-pixel masks of every step in ``result.masks``.
+    batch_size : int, optional
+        Images per forward pass (bounds memory). Default: 2 on a CPU, where larger batches of VGG-16
+        run slower per image (its activations leave the caches), 64 on an accelerator.
+    workers : int, optional
+        Inpainting worker processes; 0 inpaints in this process. Default: one per eight cores on a
+        CPU model, all cores but one on an accelerator.
+    device : str or torch.device, optional
+        Where the model runs; default the device of its parameters.
+    progress : bool, optional
+        Show a progress bar (default: on a terminal only).
+
+    Returns
+    -------
+    PixelFlippingResult
+    """
+    _checks.check_eval(model)
+    _check_data(x, relevance)
+    options = _check_options(PixelFlippingOptions(
+        patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=seed, n_steps=n_steps,
+        strict=strict, radius=radius, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
+        thesis_compat=thesis_compat, keep_steps=keep_steps, keep_masks=keep_masks, batch_size=batch_size,
+        workers=workers, device=device, progress=progress), x, model)
+    targets = _checks.targets(target, x.shape[0])
+    rows = _rows(x, relevance, options)
+    plan = _plan(rows.image_ids, rows.rank_grid, rows.counts, options.mode, options.features)
+    fills = _Fills(rows.xc, rows.rank_grid, plan, options)
+    keep = {row[s] for row in plan.row_keys for s in options.keep_steps}
+    values, targets, kept = _score(plan, fills, model, options, targets, x.dtype, keep)
+
+    counts, n_patches = rows.counts, rows.n_patches
+    scores = torch.tensor([[values[key, int(targets[b])] for key in row] for b, row in enumerate(plan.row_keys)],
+                          dtype=torch.float64)
+    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
+    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
+    masks = None
+    if options.keep_masks:
+        height, width = x.shape[2:]
+        all_counts = torch.tensor([0] + counts + [n_patches])
+        rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(rows.rank_grid, options.patch_size, height,
+                                                                       width))
+        masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
+    images = {s: torch.stack([kept[row[s]] for row in plan.row_keys]).to(x.dtype) for s in options.keep_steps}
+    return PixelFlippingResult(
+        scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
+        auc=auc(scores, options.auc_x, fraction_flipped), aopc=aopc(scores), order=rows.order,
+        patch_scores=rows.patch_scores, targets=targets, images=images, masks=masks, n_forward=len(plan.keys),
+        n_inpainted=plan.n_inpainted, settings=options)
+
+
+def count_images(x: torch.Tensor, relevance: torch.Tensor, *, patch_size: int = 8,
+                 order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
+                 schedule: Union[str, Sequence[int]] = "thesis", seed: int = 0, n_steps: Optional[int] = None,
+                 strict: bool = False, mean: Sequence[float] = imagenet.MEAN, std: Sequence[float] = imagenet.STD,
+                 thesis_compat: Union[bool, Iterable[str]] = False) -> Tuple[int, int]:
+    """How many distinct images :func:`pixel_flipping` would score and inpaint, without a model.
+
+    Which perturbed images a run needs, and which rows share them, depends only on the images,
+    the heatmaps and the options (:func:`_plan`), so it can be counted before any forward pass. The
+    arguments mean what they mean for :func:`pixel_flipping`.
+
+    Returns
+    -------
+    (int, int)
+        ``(n_forward, n_inpainted)``, as :attr:`PixelFlippingResult.n_forward` and ``n_inpainted``.
+    """
+    _check_data(x, relevance)
+    options = _check_options(PixelFlippingOptions(
+        patch_size=patch_size, order=order, mode=mode, schedule=schedule, seed=seed, n_steps=n_steps, strict=strict,
+        mean=mean, std=std, thesis_compat=thesis_compat), x)
+    rows = _rows(x, relevance, options)
+    plan = _plan(rows.image_ids, rows.rank_grid, rows.counts, options.mode, options.features)
+    return len(plan.keys), plan.n_inpainted
+
+
+# --------------------------------------------------------------------------------------------------
+# options, checked once
+
+
+@dataclass(frozen=True)
+class PixelFlippingOptions:
+    """The options of a Pixel-Flipping run: every argument of :func:`pixel_flipping` after ``target``.
+
+    :func:`pixel_flipping` checks them once, before any work, against the input and the model,
+    and returns the checked values as :attr:`PixelFlippingResult.settings`: names in lower case,
+    sequences as tuples, ``gray_value`` one value per channel, ``thesis_compat`` the sorted names of
+    the features on, and ``batch_size``, ``workers`` and ``device`` resolved (their defaults
+    depend on the model's device).
+    """
+
+    patch_size: int = 8
+    order: Union[str, Tuple[str, ...]] = "morf"
+    mode: str = "inpainting"
+    schedule: Union[str, Tuple[int, ...]] = "thesis"
+    score: str = "logit"
+    seed: int = 0
+    n_steps: Optional[int] = None
+    strict: bool = False
+    radius: float = 3.0
+    gray_value: Union[float, Tuple[float, ...]] = 0.5
+    mean: Tuple[float, ...] = imagenet.MEAN
+    std: Tuple[float, ...] = imagenet.STD
+    auc_x: str = "step"
+    thesis_compat: Union[bool, Tuple[str, ...]] = False
+    keep_steps: Tuple[int, ...] = ()
+    keep_masks: bool = False
+    batch_size: Optional[int] = None
+    workers: Optional[int] = None
+    device: Optional[str] = None
+    progress: Optional[bool] = None
+
+    @property
+    def features(self) -> frozenset:
+        """The :data:`THESIS_COMPAT` features switched on (of checked options)."""
+        return frozenset(self.thesis_compat)
+
+
+def _check_data(x, relevance) -> None:
+    """The input images and one relevance map per row."""
+    _checks.check_images(x)
+    if not isinstance(relevance, torch.Tensor):
+        raise TypeError(f"relevance must be a torch.Tensor, got {type(relevance).__name__}")
+    batch, _, height, width = x.shape
+    if tuple(relevance.shape) not in (tuple(x.shape), (batch, 1, height, width), (batch, height, width)):
+        raise ValueError(f"relevance shape {tuple(relevance.shape)} does not match x {tuple(x.shape)} "
+                         f"(expected {tuple(x.shape)}, {(batch, 1, height, width)} or {(batch, height, width)})")
+    _checks.check_finite("relevance", relevance)
+
+
+def _check_options(given: PixelFlippingOptions, x: torch.Tensor,
+                   model: Optional[torch.nn.Module] = None) -> PixelFlippingOptions:
+    """``given`` checked against the input ``x`` (and the model, which resolves the defaults of
+    ``device``, ``batch_size`` and ``workers``); every error names the option and what it may be."""
+    batch, channels, height, width = x.shape
+    patch_size = _checks.integer("patch_size", given.patch_size)
+    if patch_size <= 0 or patch_size > min(height, width):
+        raise ValueError(f"patch_size must be in [1, {min(height, width)}] for a {height}x{width} input, "
+                         f"got {patch_size}")
+    if given.strict and (height % patch_size or width % patch_size):
+        raise ValueError(f"patch_size {patch_size} does not divide the {height}x{width} input (strict=True)")
+    order = _orders(given.order, batch)
+    mode = _checks.choice("mode", given.mode, MODES, fold_case=True)
+    schedule = given.schedule
+    if isinstance(schedule, str):
+        schedule = _checks.choice("schedule", schedule, SCHEDULES, fold_case=True,
+                                  alternative="a list of cumulative patch counts")
+    n_patches = -(-height // patch_size) * -(-width // patch_size)
+    counts = flip_schedule(n_patches, schedule, given.n_steps)       # checks the schedule and n_steps
+    if not isinstance(schedule, str):
+        schedule = tuple(counts)
+    score = _checks.choice("score", given.score, SCORES, fold_case=True)
+    auc_x = _checks.choice("auc_x", given.auc_x, AUC_X, fold_case=True)
+    seed = _checks.integer("seed", given.seed, 0)
+    features = _compat_features(given.thesis_compat)
+    mean = tuple(float(v) for v in given.mean)
+    std = tuple(float(v) for v in given.std)
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need {channels} values (one per channel of x), got {len(mean)} and {len(std)}")
+    if any(s <= 0 for s in std):
+        raise ValueError(f"std must be positive, got {std}")
+    gray = given.gray_value
+    gray_value = (float(gray),) * channels if isinstance(gray, numbers.Real) else tuple(float(v) for v in gray)
+    if len(gray_value) != channels or not all(0.0 <= v <= 1.0 for v in gray_value):
+        raise ValueError(f"gray_value must be one value or {channels} values in [0, 1], got {gray!r}")
+    if mode == "inpainting" and channels not in (1, 3):
+        raise ValueError(f"inpainting needs 1 or 3 channels, x has {channels}")
+    radius = float(given.radius)
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+    n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
+    keep_steps = tuple(sorted({int(s) for s in given.keep_steps}))
+    if any(s < 0 or s >= n_scores for s in keep_steps):
+        raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {list(keep_steps)}")
+    batch_size = None if given.batch_size is None else _checks.integer("batch_size", given.batch_size, 1)
+    workers = None if given.workers is None else _checks.integer("workers", given.workers, 0,
+                                                                  hint="0: inpaint in this process")
+    device = given.device
+    if model is not None:
+        where = torch.device(device) if device is not None else _model_device(model, x)
+        device = str(where)
+        if batch_size is None:
+            batch_size = 2 if where.type == "cpu" else 64
+        if workers is None:
+            workers = inpainting.default_workers(accelerated=where.type != "cpu") if mode == "inpainting" else 0
+    return replace(given, patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=seed,
+                   strict=bool(given.strict), radius=radius, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
+                   thesis_compat=tuple(sorted(features)), keep_steps=keep_steps, keep_masks=bool(given.keep_masks),
+                   batch_size=batch_size, workers=workers, device=device)
+
+
+def _orders(order, batch: int) -> Union[str, Tuple[str, ...]]:
+    """One order name for all rows, or a tuple of one per row."""
+    if isinstance(order, str):
+        return _checks.choice("order", order, ORDERS, fold_case=True)
+    try:
+        given = list(order)
+    except TypeError:
+        raise TypeError(f"order must be one of {', '.join(map(repr, ORDERS))} or a sequence of them (one per row), "
+                        f"got {order!r}") from None
+    if len(given) != batch:
+        raise ValueError(f"order has {len(given)} entries for a batch of {batch}; give one order for all rows "
+                         f"or one per row")
+    return tuple(_checks.choice("order", o, ORDERS, fold_case=True) for o in given)
 
 
 def _compat_features(thesis_compat) -> frozenset:
@@ -365,22 +625,279 @@ def _compat_features(thesis_compat) -> frozenset:
     except TypeError:
         raise TypeError(f"thesis_compat must be a bool or a collection of names from {sorted(THESIS_COMPAT)}, "
                         f"got {thesis_compat!r}") from None
-    unknown = features - set(THESIS_COMPAT)
-    if unknown:
-        raise ValueError(f"unknown thesis_compat feature(s) {sorted(unknown)}; expected names from "
-                         f"{sorted(THESIS_COMPAT)}")
+    for name in sorted(features, key=str):
+        _checks.choice("thesis_compat feature", name, tuple(THESIS_COMPAT))
     return features
-
-
-def _check_finite(name: str, tensor: torch.Tensor) -> None:
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{name} contains NaN or Inf")
 
 
 def _model_device(model: torch.nn.Module, x: torch.Tensor) -> torch.device:
     for parameter in model.parameters():
         return parameter.device
     return x.device
+
+
+# --------------------------------------------------------------------------------------------------
+# the rows: distinct images and flipping orders
+
+
+@dataclass
+class _Rows:
+    """The rows of a run: their images on the CPU, which of them are the same, and their orders."""
+
+    xc: torch.Tensor             # [B, C, H, W]: float64 for float64 input, else float32
+    image_ids: List[int]         # each row's index among the distinct images
+    patch_scores: torch.Tensor   # [B, mh, mw]
+    order: torch.Tensor          # [B, mh * mw] int64: the patches in flipping order
+    rank_grid: np.ndarray        # [B, mh, mw]: each patch's place in that order
+    counts: List[int]            # the schedule: cumulative patches flipped after each step
+    n_patches: int
+
+
+def _rows(x: torch.Tensor, relevance: torch.Tensor, options: PixelFlippingOptions) -> _Rows:
+    """Number the distinct images of ``x`` and take each row's flipping order from its heatmap."""
+    batch, _, height, width = x.shape
+    patch_size, features = options.patch_size, options.features
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    grid = (-(-height // patch_size), -(-width // patch_size))
+    n_patches = grid[0] * grid[1]
+    if batch > 1 and x.stride(0) == 0:  # one image expanded over the rows (a grid): keep it one image
+        xc = x[:1].detach().to("cpu", work).contiguous().expand(batch, -1, -1, -1)
+        image_ids = [0] * batch
+    else:
+        xc = x.detach().to("cpu", work).contiguous()
+        index: Dict[bytes, int] = {}
+        image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
+    pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
+    orders = [options.order] * batch if isinstance(options.order, str) else list(options.order)
+    order = torch.empty(batch, n_patches, dtype=torch.long)
+    for name in dict.fromkeys(orders):        # each order for its rows, in order of appearance
+        rows = [b for b in range(batch) if orders[b] == name]
+        order[rows] = flip_order(pscores[rows], name, options.seed, [image_ids[b] for b in rows],
+                                 shared_permutation="shared_permutation" in features)
+    rank = order.argsort(dim=1)  # each patch's place in the flipping order (the inverse permutation)
+    return _Rows(xc=xc, image_ids=image_ids, patch_scores=pscores, order=order,
+                 rank_grid=rank.reshape(batch, *grid).numpy(),
+                 counts=flip_schedule(n_patches, options.schedule, options.n_steps), n_patches=n_patches)
+
+
+# --------------------------------------------------------------------------------------------------
+# the plan: which images a run builds, and which rows share them
+
+
+@dataclass
+class _Plan:
+    """The distinct images of a run and how each is built: a function of the rows alone.
+
+    Every score of row ``b`` and step ``s`` refers to a *key* (``row_keys[b][s]``); equal keys are
+    equal images, built and scored once. A key's *recipe* (``recipe[key]``: kind, row, step) says
+    how to build it from the original: ``original``, ``gray``, ``inpainting`` (mask of row b, step
+    k, filled by a worker), ``chain`` (the thesis code's sequential inpainting), ``noise``,
+    ``constant`` or ``scalar`` (thesis random mode). ``jobs`` lists the keys each inpainting job
+    produces; ``job_of_key[key]`` is ``(job, index of the key's image in the job's output)``.
+    """
+
+    kind: str                                   # the recipe of the perturbed steps
+    image_ids: List[int]                        # each row's index among the distinct images
+    counts: np.ndarray                          # cumulative patches flipped after each step
+    keys: List[tuple]
+    recipe: Dict[tuple, tuple]
+    row_keys: List[List[tuple]]
+    first_row: Dict[int, int]                   # distinct image -> first row showing it
+    patch_masks: np.ndarray                     # [B, steps, mh, mw] bool: patches flipped after each step
+    jobs: List[List[tuple]] = field(default_factory=list)
+    job_of_key: Dict[tuple, Tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def n_inpainted(self) -> int:
+        """Images inpainted (Telea calls; in the thesis code's chains, every step of every chain)."""
+        return sum(1 for key in self.keys if self.recipe[key][0] in ("inpainting", "chain"))
+
+
+def _plan(image_ids: Sequence[int], rank_grid: np.ndarray, counts: Sequence[int], mode: str, features: frozenset,
+          job_size: int = 4) -> _Plan:
+    """Plan the distinct images of a run: keys, recipes, and which rows share them.
+
+    Rows of one image share its original and, with the gray image, every step whose mask they
+    share (the random order, which ignores the heatmap, shares all). A step whose mask covers
+    every patch is the gray image (the thesis code's ``noop_step``: the step before it again). The
+    inpainting masks of one image go to the workers in jobs of ``job_size``; the thesis code's
+    chains (``truncation``) in one job per image and order.
+
+    Parameters
+    ----------
+    image_ids : sequence of int
+        Each row's index among the distinct images.
+    rank_grid : numpy.ndarray
+        ``[B, mh, mw]``: each patch's place in the row's flipping order.
+    counts : sequence of int
+        Cumulative patches flipped after each step (:func:`flip_schedule`).
+    mode : str
+        One of :data:`MODES`.
+    features : frozenset
+        The :data:`THESIS_COMPAT` features on.
+    """
+    batch = len(image_ids)
+    counts = np.asarray(counts)
+    patch_masks = rank_grid[:, None] < counts.reshape(1, -1, 1, 1)   # [B, steps, mh, mw]
+    full = counts == rank_grid[0].size
+    chained = mode == "inpainting" and "truncation" in features
+    kind = {"inpainting": "chain" if chained else "inpainting", "gray": "constant",
+            "random": "scalar" if "random_scalar" in features else "noise"}[mode]
+    keys: List[tuple] = []
+    recipe: Dict[tuple, tuple] = {}
+
+    def add(key: tuple, how: tuple) -> tuple:
+        if key not in recipe:
+            recipe[key] = how
+            keys.append(key)
+        return key
+
+    row_keys = [[None] * (len(counts) + 2) for _ in range(batch)]
+    first_row: Dict[int, int] = {}
+    for b in range(batch):
+        first_row.setdefault(image_ids[b], b)
+        row_keys[b][0] = add(("original", image_ids[b]), ("original", first_row[image_ids[b]]))
+    gray_key = add(("gray",), ("gray",))
+    for b in range(batch):
+        row_keys[b][-1] = gray_key
+        chain = ("chain", image_ids[b], rank_grid[b].tobytes())
+        for k in range(len(counts)):
+            if full[k] and mode == "gray":
+                key = gray_key
+            elif full[k] and mode == "inpainting" and "noop_step" not in features:
+                key = gray_key            # nothing left to inpaint from: the image is gone
+            elif full[k] and mode == "inpainting" and not chained:
+                key = row_keys[b][k]      # the thesis code's no-op: the previous step again
+            elif kind == "chain":
+                key = add(chain + (k,), (kind, b, k))
+            elif kind == "scalar":
+                key = add((kind, b, k), (kind, b, k))
+            else:
+                key = add((kind, image_ids[b], np.packbits(patch_masks[b, k]).tobytes()), (kind, b, k))
+            row_keys[b][k + 1] = key
+    plan = _Plan(kind=kind, image_ids=list(image_ids), counts=counts, keys=keys, recipe=recipe, row_keys=row_keys,
+                 first_row=first_row, patch_masks=patch_masks)
+    if kind == "inpainting":
+        _group_masks(plan, job_size)
+    elif kind == "chain":
+        _group_chains(plan)
+    return plan
+
+
+def _group_masks(plan: _Plan, job_size: int) -> None:
+    """Jobs of up to ``job_size`` masks of one image, each inpainted from the original image."""
+    image_ids = plan.image_ids
+    group: List[tuple] = []
+    for key in plan.keys + [None]:
+        if key is not None and plan.recipe[key][0] != "inpainting":
+            continue
+        image = None if key is None else image_ids[plan.recipe[key][1]]
+        if group and (key is None or len(group) == job_size or image_ids[plan.recipe[group[0]][1]] != image):
+            for i, member in enumerate(group):
+                plan.job_of_key[member] = (len(plan.jobs), i)
+            plan.jobs.append(group)
+            group = []
+        if key is not None:
+            group.append(key)
+
+
+def _group_chains(plan: _Plan) -> None:
+    """One job per distinct (image, order): the thesis code's steps, one after the other."""
+    chains: Dict[tuple, List[tuple]] = {}
+    for key in plan.keys:
+        if plan.recipe[key][0] == "chain":
+            chains.setdefault(key[:3], []).append(key)
+    for produced in chains.values():
+        for key in produced:
+            plan.job_of_key[key] = (len(plan.jobs), plan.recipe[key][2])
+        plan.jobs.append(produced)
+
+
+# --------------------------------------------------------------------------------------------------
+# the fills: what the perturbed regions are filled with
+
+
+class _Fills:
+    """How the images of a plan are built: the gray image, one noise image per distinct image, the
+    thesis code's random scalars, and the arguments of every inpainting job."""
+
+    def __init__(self, xc: torch.Tensor, rank_grid: np.ndarray, plan: _Plan, options: PixelFlippingOptions):
+        self.xc, self.plan = xc, plan
+        self.patch_size, self.radius = options.patch_size, options.radius
+        self.mean, self.std = options.mean, options.std
+        batch, channels, self.height, self.width = xc.shape
+        work = xc.dtype
+        self.mean_t = torch.tensor(options.mean, dtype=work).view(-1, 1, 1)
+        self.std_t = torch.tensor(options.std, dtype=work).view(-1, 1, 1)
+        if "batch_gray" in options.features:
+            midpoint = (float(xc.min()) + float(xc.max())) / 2
+            self.gray = torch.full((channels, self.height, self.width), midpoint, dtype=work)
+        else:
+            gray = (torch.tensor(options.gray_value, dtype=work).view(-1, 1, 1) - self.mean_t) / self.std_t
+            self.gray = gray.expand(channels, self.height, self.width).contiguous()
+        self._pixels: Dict[int, np.ndarray] = {}        # uint8 pixels of each distinct image, once
+        if plan.kind == "chain":
+            self.lut = _truncation_lut(self.mean, self.std)
+        elif plan.kind == "noise":
+            self.noise = {}
+            for image in plan.first_row:
+                pixels = np.random.default_rng([options.seed, 1, image]).random((channels, self.height, self.width))
+                self.noise[image] = (torch.from_numpy(pixels).to(work) - self.mean_t) / self.std_t
+        elif plan.kind == "scalar":
+            rng = np.random.default_rng(options.seed)
+            low, high = float(xc.min()), float(xc.max())
+            # one value per step and row, drawn step by step as the thesis code does
+            values = np.array([[rng.uniform(low, high) for _ in range(batch)] for _ in range(len(plan.counts))])
+            step_of_patch = np.searchsorted(plan.counts, rank_grid, side="right")           # [B, mh, mw]
+            self.scalar_fill = [torch.from_numpy(inpainting.patch_mask_to_pixels(
+                values[step_of_patch[b], b], self.patch_size, self.height, self.width)).to(work) for b in range(batch)]
+
+    def job(self, index: int) -> tuple:
+        """``(function, *arguments)`` of the plan's inpainting job ``index``, for the workers."""
+        produced = self.plan.jobs[index]
+        recipe = self.plan.recipe
+        if self.plan.kind == "chain":
+            b = recipe[produced[0]][1]
+            start = _truncating_unnormalize(self.xc[b], self.mean, self.std)
+            return (inpainting.inpaint_chain_thesis, start.permute(1, 2, 0).contiguous().numpy(),
+                    self.plan.patch_masks[b], self.patch_size, self.lut, self.radius)
+        masks = np.stack([self.plan.patch_masks[recipe[key][1], recipe[key][2]] for key in produced])
+        return inpainting.inpaint_patch_masks, self._u8(self._image(produced[0])), masks, self.patch_size, self.radius
+
+    def _image(self, key: tuple) -> int:
+        return self.plan.image_ids[self.plan.recipe[key][1]]
+
+    def _u8(self, image: int) -> np.ndarray:
+        """The image as uint8 HWC pixels, rounded (not truncated) from the normalized input."""
+        if image not in self._pixels:
+            pixels = (self.xc[self.plan.first_row[image]] * self.std_t + self.mean_t).double() * 255
+            self._pixels[image] = pixels.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return self._pixels[image]
+
+    def build(self, key: tuple, result: Callable[[int], np.ndarray]) -> torch.Tensor:
+        """The image of ``key``; ``result(job)`` is the output of an inpainting job."""
+        how = self.plan.recipe[key]
+        kind = how[0]
+        if kind == "original":
+            return self.xc[how[1]]
+        if kind == "gray":
+            return self.gray
+        b, k = how[1], how[2]
+        if kind in ("chain", "inpainting"):
+            job, i = self.plan.job_of_key[key]
+            out = torch.from_numpy(result(job)[i]).permute(2, 0, 1)
+            if kind == "chain":  # the thesis code's arithmetic, float32
+                return _normalize_u8(out, self.mean_t.float(), self.std_t.float()).to(self.xc.dtype)
+            fill = _normalize_u8(out, self.mean_t, self.std_t)
+        elif kind == "noise":
+            fill = self.noise[self._image(key)]
+        elif kind == "constant":
+            fill = self.gray
+        else:  # "scalar"
+            fill = self.scalar_fill[b]
+        mask = torch.from_numpy(inpainting.patch_mask_to_pixels(self.plan.patch_masks[b, k], self.patch_size,
+                                                                self.height, self.width))
+        return torch.where(mask, fill, self.xc[b])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,530 +928,122 @@ def _truncation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# the main entry point
+# scoring
 
 
-def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Tensor,
-                   target: Union[int, Sequence[int], torch.Tensor, None], patch_size: int = 8,
-                   order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
-                   schedule: Union[str, Sequence[int]] = "thesis", score: str = "logit", seed: int = 0, *, n_steps: Optional[int] = None, strict: bool = False,
-                   radius: float = 3.0, gray_value: Union[float, Sequence[float]] = 0.5,
-                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                   auc_x: str = "step", thesis_compat: Union[bool, Iterable[str]] = False,
-                   keep_steps: Iterable[int] = (), keep_masks: bool = False, batch_size: Optional[int] = None,
-                   workers: Optional[int] = None, device: Union[str, torch.device, None] = None,
-                   progress: Optional[bool] = None) -> PixelFlippingResult:
-    """Pixel-Flipping / region perturbation of a batch of heatmaps, and the AUC of every curve.
+class _Builder:
+    """Builds the images of a plan chunk by chunk, handing inpainting jobs to the workers a few
+    chunks ahead of the forward passes and dropping a job's output once its images are built."""
 
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Classifier in eval mode taking normalized input ``[N, C, H, W]`` and returning ``[N, classes]``.
-    x : torch.Tensor
-        ``[B, C, H, W]`` normalized inputs. Rows may repeat an image (e.g. one image with the B
-        heatmaps of a hyperparameter grid): work on an image is then done once.
-    relevance : torch.Tensor
-        ``[B, C, H, W]`` like ``x``, or one map per row ``[B, H, W]`` / ``[B, 1, H, W]``.
-    target : int, sequence of int, tensor or None
-        Class whose score is recorded, for all rows or per row; None takes the class the model
-        predicts for the unperturbed input.
-    patch_size : int
-        Side ``p`` of the square patches. If ``p`` does not divide the image, the last row and
-        column of patches are smaller (or, with ``strict=True``, a ValueError).
-    order : str or sequence of str
-        ``"morf"``, ``"lrf"`` or ``"random"`` (:func:`flip_order`) for every row, or one of them per
-        row (several orders in one call share every perturbed image they have in common).
-    mode : str
-        How flipped regions are perturbed: ``"inpainting"`` (Telea on the un-normalized image,
-        rounded to uint8; only masked pixels change), ``"random"`` (uniform noise in the valid pixel
-        range [0, 1], one noise image per distinct image and seed) or ``"gray"`` (``gray_value``).
-    schedule : str or sequence of int
-        Cumulative patches perturbed after each step (:func:`flip_schedule`); a final step that
-        turns the whole image gray is always appended.
-    score : str
-        ``"logit"`` (the thesis) or ``"softmax"`` probability of the target.
-    seed : int
-        Seed of the random order and the random mode.
-    n_steps : int, optional
-        Steps of the ``"log"`` and ``"linear"`` schedules.
-    strict : bool
-        Refuse image sizes that ``patch_size`` does not divide.
-    radius : float
-        Telea inpainting radius (the thesis uses 3).
-    gray_value : float or sequence of float
-        Gray in pixel units [0, 1] (per channel or one for all), for the gray step and mode.
-    mean, std : sequence of float
-        Normalization of ``x`` (ImageNet by default), used to get back to pixels.
-    auc_x : str
-        x of the AUC: ``"step"`` (index, the thesis) or ``"fraction"`` of patches flipped.
-    thesis_compat : bool or collection of str
-        True reproduces the thesis code (``lrp-pf-auc`` 0.1.6): every feature of
-        :data:`THESIS_COMPAT`. A collection of names switches on only those.
-    keep_steps : iterable of int
-        Steps whose perturbed images are returned in ``result.images``.
-    keep_masks : bool
-        Return the perturbed-pixel masks of every step in ``result.masks``.
-    batch_size : int, optional
-        Images per forward pass (bounds memory). Default: 2 on a CPU, where larger batches of VGG-16
-        run slower per image (its activations leave the caches), 64 on an accelerator.
-    workers : int, optional
-        Inpainting worker processes; 0 inpaints in this process. Default: one per eight cores on a
-        CPU model, all cores but one on an accelerator.
-    device : str or torch.device, optional
-        Where the model runs; default the device of its parameters.
-    progress : bool, optional
-        Show a progress bar (default: on a terminal only).
-
-    Returns
-    -------
-    PixelFlippingResult
-    """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if model.training:
-        raise ValueError("model is in training mode (dropout would make the scores random); call model.eval()")
-    score = _choice("score", score, SCORES)
-    auc_x = _choice("auc_x", auc_x, AUC_X)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0):
-        raise ValueError(f"workers must be an int >= 0 (0: inpaint in this process), got {workers!r}")
-    plan = _plan(x, relevance, patch_size=patch_size, order=order, mode=mode, schedule=schedule, seed=seed,
-                 n_steps=n_steps, strict=strict, radius=radius, gray_value=gray_value, mean=mean, std=std,
-                 thesis_compat=thesis_compat)
-    batch, channels, height, width = x.shape
-    run, features = plan.run, plan.features
-    device = torch.device(device) if device is not None else _model_device(model, x)
-    if batch_size is None:
-        batch_size = 2 if device.type == "cpu" else 64
-    if workers is None:
-        workers = inpainting.default_workers(accelerated=device.type != "cpu") if plan.mode == "inpainting" else 0
-    workers = int(workers)
-    counts, n_patches = plan.counts, plan.n_patches
-    n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
-    keep_steps = sorted({int(s) for s in keep_steps})
-    if any(s < 0 or s >= n_scores for s in keep_steps):
-        raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {keep_steps}")
-    targets = _targets(target, batch)
-
-    values, targets = run.score(model, device, x.dtype, targets, score, batch_size, workers, progress,
-                                keep={run.row_keys[b][s] for b in range(batch) for s in keep_steps})
-
-    scores = torch.tensor([[values[run.row_keys[b][s], int(targets[b])] for s in range(n_scores)]
-                           for b in range(batch)], dtype=torch.float64)
-    flips_per_step = [0] + [b - a for a, b in zip([0] + counts, counts)] + [n_patches]
-    fraction_flipped = [0.0] + [c / n_patches for c in counts] + [1.0]
-    masks = None
-    if keep_masks:
-        all_counts = torch.tensor([0] + counts + [n_patches])
-        rank_pixels = torch.from_numpy(inpainting.patch_mask_to_pixels(plan.rank_grid, plan.patch_size, height, width))
-        masks = rank_pixels[:, None] < all_counts.view(1, -1, 1, 1)
-    images = {s: torch.stack([run.kept[run.row_keys[b][s]] for b in range(batch)]).to(x.dtype) for s in keep_steps}
-    settings = dict(patch_size=plan.patch_size, order=plan.order_setting, mode=plan.mode, schedule=plan.schedule,
-                    score=score, seed=int(seed), n_steps=n_steps, strict=strict, radius=run.radius,
-                    gray_value=tuple(plan.gray_pixels), mean=run.mean, std=run.std, auc_x=auc_x,
-                    thesis_compat=sorted(features), batch_size=int(batch_size), workers=workers, device=str(device))
-    return PixelFlippingResult(
-        scores=scores, flips_per_step=flips_per_step, fraction_flipped=fraction_flipped,
-        auc=auc(scores, auc_x, fraction_flipped), aopc=aopc(scores), order=plan.flip_order, patch_scores=plan.pscores,
-        targets=targets, images=images, masks=masks, n_forward=len(run.keys), n_inpainted=run.n_inpainted,
-        settings=settings)
-
-
-def count_images(x: torch.Tensor, relevance: torch.Tensor, *, patch_size: int = 8,
-                 order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
-                 schedule: Union[str, Sequence[int]] = "thesis", seed: int = 0, n_steps: Optional[int] = None,
-                 strict: bool = False, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 thesis_compat: Union[bool, Iterable[str]] = False) -> Tuple[int, int]:
-    """How many distinct images :func:`pixel_flipping` would score and inpaint, without a model.
-
-    Which perturbed images a run needs, and which rows share them, depends only on the images,
-    the heatmaps and the options, so it can be counted before any forward pass. The arguments mean
-    what they mean for :func:`pixel_flipping`.
-
-    Returns
-    -------
-    (int, int)
-        ``(n_forward, n_inpainted)``, as :attr:`PixelFlippingResult.n_forward` and ``n_inpainted``.
-    """
-    plan = _plan(x, relevance, patch_size=patch_size, order=order, mode=mode, schedule=schedule, seed=seed,
-                 n_steps=n_steps, strict=strict, radius=3.0, gray_value=0.5, mean=mean, std=std,
-                 thesis_compat=thesis_compat)
-    return len(plan.run.keys), plan.run.n_inpainted
-
-
-@dataclass
-class _Plan:
-    """The checked options of a run and its :class:`_Run` (what is built and scored)."""
-
-    run: "_Run"
-    features: frozenset
-    mode: str
-    schedule: Union[str, List[int]]
-    order_setting: Union[str, List[str]]
-    patch_size: int
-    counts: List[int]
-    n_patches: int
-    gray_pixels: List[float]
-    pscores: torch.Tensor
-    flip_order: torch.Tensor
-    rank_grid: np.ndarray
-
-
-def _plan(x, relevance, *, patch_size, order, mode, schedule, seed, n_steps, strict, radius, gray_value, mean,
-          std, thesis_compat) -> _Plan:
-    """Check the data and the options that shape the perturbed images; plan the images."""
-    if not isinstance(x, torch.Tensor) or not isinstance(relevance, torch.Tensor):
-        raise TypeError("x and relevance must be torch tensors")
-    if x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(f"x must be a float tensor [B, C, H, W], got shape {tuple(x.shape)} and dtype {x.dtype}")
-    batch, channels, height, width = x.shape
-    if batch == 0:
-        raise ValueError("x is an empty batch")
-    if tuple(relevance.shape) not in (tuple(x.shape), (batch, 1, height, width), (batch, height, width)):
-        raise ValueError(f"relevance shape {tuple(relevance.shape)} does not match x {tuple(x.shape)} "
-                         f"(expected {tuple(x.shape)}, {(batch, 1, height, width)} or {(batch, height, width)})")
-    _check_finite("x", x)
-    _check_finite("relevance", relevance)
-    if isinstance(patch_size, bool) or not isinstance(patch_size, numbers.Integral):
-        raise TypeError(f"patch_size must be an int, got {patch_size!r}")
-    patch_size = int(patch_size)
-    if patch_size <= 0 or patch_size > min(height, width):
-        raise ValueError(f"patch_size must be in [1, {min(height, width)}] for a {height}x{width} input, "
-                         f"got {patch_size}")
-    if strict and (height % patch_size or width % patch_size):
-        raise ValueError(f"patch_size {patch_size} does not divide the {height}x{width} input (strict=True)")
-    orders = _orders(order, batch)
-    mode = _choice("mode", mode, MODES)
-    if isinstance(schedule, str):
-        schedule = _choice("schedule", schedule, SCHEDULES)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    features = _compat_features(thesis_compat)
-    mean = tuple(float(v) for v in mean)
-    std = tuple(float(v) for v in std)
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean and std need {channels} values (one per channel of x), got {len(mean)} and {len(std)}")
-    if any(s <= 0 for s in std):
-        raise ValueError(f"std must be positive, got {std}")
-    if isinstance(gray_value, numbers.Real):
-        gray_pixels = [float(gray_value)] * channels
-    else:
-        gray_pixels = [float(v) for v in gray_value]
-    if len(gray_pixels) != channels or not all(0.0 <= v <= 1.0 for v in gray_pixels):
-        raise ValueError(f"gray_value must be one value or {channels} values in [0, 1], got {gray_value!r}")
-    if mode == "inpainting" and channels not in (1, 3):
-        raise ValueError(f"inpainting needs 1 or 3 channels, x has {channels}")
-    radius = float(radius)
-    if not radius > 0:
-        raise ValueError(f"radius must be > 0, got {radius}")
-
-    # the images are built on the CPU, in float64 for float64 input, else float32
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    grid = (-(-height // patch_size), -(-width // patch_size))
-    n_patches = grid[0] * grid[1]
-    counts = flip_schedule(n_patches, schedule, n_steps)
-
-    # rows showing the same image share its work: number the distinct images
-    if batch > 1 and x.stride(0) == 0:  # one image expanded over the rows (a grid): keep it one image
-        xc = x[:1].detach().to("cpu", work).contiguous().expand(batch, -1, -1, -1)
-        image_ids = [0] * batch
-    else:
-        xc = x.detach().to("cpu", work).contiguous()
-        index: Dict[bytes, int] = {}
-        image_ids = [index.setdefault(xc[b].numpy().tobytes(), len(index)) for b in range(batch)]
-    pscores = patch_scores(relevance, patch_size, grayscale="grayscale_scores" in features)
-    order_ = torch.empty(batch, n_patches, dtype=torch.long)
-    for name in dict.fromkeys(orders):        # each order for its rows, in order of appearance
-        rows = [b for b in range(batch) if orders[b] == name]
-        order_[rows] = flip_order(pscores[rows], name, seed, [image_ids[b] for b in rows],
-                                  shared_permutation="shared_permutation" in features)
-    rank = order_.argsort(dim=1)  # each patch's place in the flipping order (the inverse permutation)
-    rank_grid = rank.reshape(batch, *grid).numpy()
-
-    run = _Run(xc=xc, image_ids=image_ids, rank_grid=rank_grid, counts=counts, patch_size=patch_size, mode=mode,
-               features=features, mean=mean, std=std, gray_pixels=gray_pixels, radius=radius, seed=int(seed))
-    order_setting = orders[0] if isinstance(order, str) else list(orders)
-    return _Plan(run=run, features=features, mode=mode, schedule=schedule, order_setting=order_setting,
-                 patch_size=patch_size, counts=counts, n_patches=n_patches, gray_pixels=gray_pixels, pscores=pscores,
-                 flip_order=order_, rank_grid=rank_grid)
-
-
-def _orders(order, batch: int) -> List[str]:
-    """One order name per row, from one name for all rows or a sequence of one per row."""
-    if isinstance(order, str):
-        return [_choice("order", order, ORDERS)] * batch
-    try:
-        given = list(order)
-    except TypeError:
-        raise TypeError(f"order must be one of {ORDERS} or a sequence of them (one per row), got {order!r}") from None
-    if len(given) != batch:
-        raise ValueError(f"order has {len(given)} entries for a batch of {batch}; give one order for all rows "
-                         f"or one per row")
-    return [_choice("order", o, ORDERS) for o in given]
-
-
-def _targets(target, batch: int) -> Optional[torch.Tensor]:
-    """Target as a [B] int64 tensor (range checked once the number of classes is known), or None."""
-    if target is None:
-        return None
-    if isinstance(target, bool):
-        raise TypeError("target must be an int, a sequence of ints, a tensor or None, got a bool")
-    if isinstance(target, numbers.Integral):
-        return torch.full((batch,), int(target), dtype=torch.long)
-    try:
-        resolved = torch.as_tensor(target).reshape(-1)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"target must be an int, a sequence of ints, a tensor or None, got {target!r}") from None
-    if resolved.is_floating_point() or resolved.is_complex() or resolved.dtype == torch.bool:
-        raise TypeError(f"target must hold ints, got dtype {resolved.dtype}")
-    if resolved.numel() == 1:
-        resolved = resolved.expand(batch)
-    if resolved.numel() != batch:
-        raise ValueError(f"target has {resolved.numel()} entries for a batch of {batch}")
-    return resolved.long().cpu().clone()
-
-
-class _Run:
-    """The distinct images of a Pixel-Flipping run, how to build each, and their scoring.
-
-    Every score of row ``b`` and step ``s`` refers to a *key* (``row_keys[b][s]``); equal keys are
-    equal images, built and scored once. A key's *recipe* says how to build it from the original:
-    ``original``, ``gray``, ``inpainting`` (mask of row b, step k, filled by a worker), ``chain`` (the
-    thesis code's sequential inpainting), ``noise``, ``constant`` or ``scalar`` (thesis random mode).
-    """
-
-    def __init__(self, *, xc, image_ids, rank_grid, counts, patch_size, mode, features, mean, std, gray_pixels,
-                 radius, seed):
-        self.xc, self.image_ids, self.mode, self.features = xc, image_ids, mode, features
-        self.patch_size, self.radius, self.seed = patch_size, radius, seed
-        self.mean, self.std = mean, std
-        batch, channels, self.height, self.width = xc.shape
-        work = xc.dtype
-        self.counts = np.asarray(counts)
-        self.rank_grid = rank_grid
-        self.patch_masks = rank_grid[:, None] < self.counts.reshape(1, -1, 1, 1)   # [B, steps, mh, mw]
-        full = self.counts == rank_grid[0].size
-        self.mean_t = torch.tensor(mean, dtype=work).view(-1, 1, 1)
-        self.std_t = torch.tensor(std, dtype=work).view(-1, 1, 1)
-        if "batch_gray" in features:
-            midpoint = (float(xc.min()) + float(xc.max())) / 2
-            self.gray = torch.full((channels, self.height, self.width), midpoint, dtype=work)
-        else:
-            gray = (torch.tensor(gray_pixels, dtype=work).view(-1, 1, 1) - self.mean_t) / self.std_t
-            self.gray = gray.expand(channels, self.height, self.width).contiguous()
-
-        self.keys: List[tuple] = []
-        self.recipe: Dict[tuple, tuple] = {}
-        n_scores = len(counts) + 2
-        self.row_keys = [[None] * n_scores for _ in range(batch)]
-        first_row = {}
-        for b in range(batch):
-            first_row.setdefault(image_ids[b], b)
-            self.row_keys[b][0] = self._add(("original", image_ids[b]), ("original", first_row[image_ids[b]]))
-        gray_key = self._add(("gray",), ("gray",))
-        chained = mode == "inpainting" and "truncation" in features
-        kind = {"inpainting": "chain" if chained else "inpainting", "gray": "constant",
-                "random": "scalar" if "random_scalar" in features else "noise"}[mode]
-        for b in range(batch):
-            self.row_keys[b][-1] = gray_key
-            chain = ("chain", image_ids[b], rank_grid[b].tobytes())
-            for k in range(len(counts)):
-                if full[k] and mode == "gray":
-                    key = gray_key
-                elif full[k] and mode == "inpainting" and "noop_step" not in features:
-                    key = gray_key            # nothing left to inpaint from: the image is gone
-                elif full[k] and mode == "inpainting" and not chained:
-                    key = self.row_keys[b][k]  # the thesis code's no-op: the previous step again
-                elif kind == "chain":
-                    key = self._add(chain + (k,), (kind, b, k))
-                elif kind == "scalar":
-                    key = self._add((kind, b, k), (kind, b, k))
-                else:
-                    key = self._add((kind, image_ids[b], np.packbits(self.patch_masks[b, k]).tobytes()), (kind, b, k))
-                self.row_keys[b][k + 1] = key
-
-        # what the recipes need
-        self.tasks: List[Tuple[tuple, List[tuple]]] = []       # (inpainting job, keys it produces)
-        self.task_of_key: Dict[tuple, Tuple[int, int]] = {}
-        if kind == "inpainting":
-            self._plan_inpainting(first_row)
-        elif kind == "chain":
-            self._plan_chains()
-        elif kind == "noise":
-            self.noise = {}
-            for img, b in first_row.items():
-                pixels = np.random.default_rng([seed, 1, img]).random((channels, self.height, self.width))
-                self.noise[img] = (torch.from_numpy(pixels).to(work) - self.mean_t) / self.std_t
-        elif kind == "scalar":
-            rng = np.random.default_rng(seed)
-            low, high = float(xc.min()), float(xc.max())
-            # one value per step and row, drawn step by step as the thesis code does
-            values = np.array([[rng.uniform(low, high) for _ in range(batch)] for _ in range(len(counts))])
-            step_of_patch = np.searchsorted(self.counts, rank_grid, side="right")          # [B, mh, mw]
-            self.scalar_fill = [torch.from_numpy(inpainting.patch_mask_to_pixels(
-                values[step_of_patch[b], b], patch_size, self.height, self.width)).to(work) for b in range(batch)]
+    def __init__(self, plan: _Plan, fills: _Fills, order: Sequence[tuple], workers: int, lookahead: int,
+                 keep: set):
+        position = {key: i for i, key in enumerate(order)}
+        self.plan, self.fills, self.keep, self.lookahead = plan, fills, keep, lookahead
+        self.job_start = [min(position[key] for key in produced) for produced in plan.jobs]
+        self.uses_left = [len(produced) for produced in plan.jobs]
+        self.inpainter = inpainting.Inpainter(workers) if plan.jobs else None
+        self.futures: Dict[int, object] = {}
         self.kept: Dict[tuple, torch.Tensor] = {}
-        self.n_inpainted = sum(1 for key in self.keys if self.recipe[key][0] in ("inpainting", "chain"))
+        self.built = self.submitted = 0
 
-    def _add(self, key: tuple, how: tuple) -> tuple:
-        if key not in self.recipe:
-            self.recipe[key] = how
-            self.keys.append(key)
-        return key
+    def images(self, chunk: Sequence[tuple]) -> List[torch.Tensor]:
+        while (self.submitted < len(self.plan.jobs)
+               and self.job_start[self.submitted] < self.built + len(chunk) + self.lookahead):
+            self.futures[self.submitted] = self.inpainter.submit(*self.fills.job(self.submitted))
+            self.submitted += 1
+        images = []
+        for key in chunk:
+            image = self.fills.build(key, lambda job: self.futures[job].result())
+            if key in self.keep:
+                self.kept[key] = image.clone()
+            images.append(image)
+            if key in self.plan.job_of_key:                       # free finished jobs' results
+                job = self.plan.job_of_key[key][0]
+                self.uses_left[job] -= 1
+                if self.uses_left[job] == 0:
+                    del self.futures[job]
+        self.built += len(chunk)
+        return images
 
-    def _u8(self, b: int) -> np.ndarray:
-        """Row b's image as uint8 HWC pixels, rounded (not truncated) from the normalized input."""
-        pixels = (self.xc[b] * self.std_t + self.mean_t).double() * 255
-        return pixels.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    def close(self) -> None:
+        for future in self.futures.values():
+            future.cancel()
 
-    def _plan_inpainting(self, first_row: Dict[int, int], task_size: int = 4) -> None:
-        """Group the masks of one image into jobs of a few, each inpainted from the original image."""
-        u8 = {img: self._u8(b) for img, b in first_row.items()}
-        group: List[tuple] = []
-        for key in self.keys + [None]:
-            if key is not None and self.recipe[key][0] != "inpainting":
-                continue
-            img = None if key is None else self.image_ids[self.recipe[key][1]]
-            if group and (key is None or len(group) == task_size or self.image_ids[self.recipe[group[0]][1]] != img):
-                masks = np.stack([self.patch_masks[self.recipe[g][1], self.recipe[g][2]] for g in group])
-                for i, g in enumerate(group):
-                    self.task_of_key[g] = (len(self.tasks), i)
-                first = self.image_ids[self.recipe[group[0]][1]]
-                job = (inpainting.inpaint_patch_masks, u8[first], masks, self.patch_size, self.radius)
-                self.tasks.append((job, group))
-                group = []
-            if key is not None:
-                group.append(key)
 
-    def _plan_chains(self) -> None:
-        """One job per distinct (image, order): the thesis code's steps, one after the other."""
-        lut = _truncation_lut(self.mean, self.std)
-        chains: Dict[tuple, List[tuple]] = {}
-        for key in self.keys:
-            if self.recipe[key][0] == "chain":
-                chains.setdefault(key[:3], []).append(key)
-        for produced in chains.values():
-            b = self.recipe[produced[0]][1]
-            start = _truncating_unnormalize(self.xc[b], self.mean, self.std)
-            job = (inpainting.inpaint_chain_thesis, start.permute(1, 2, 0).contiguous().numpy(), self.patch_masks[b],
-                   self.patch_size, lut, self.radius)
-            for key in produced:
-                self.task_of_key[key] = (len(self.tasks), self.recipe[key][2])
-            self.tasks.append((job, produced))
+def _score(plan: _Plan, fills: _Fills, model: torch.nn.Module, options: PixelFlippingOptions,
+           targets: Optional[torch.Tensor], dtype: torch.dtype, keep: set):
+    """Score every key of the plan in batched forward passes.
 
-    def _build(self, key: tuple, futures: dict) -> torch.Tensor:
-        how = self.recipe[key]
-        kind = how[0]
-        if kind == "original":
-            return self.xc[how[1]]
-        if kind == "gray":
-            return self.gray
-        b, k = how[1], how[2]
-        if kind in ("chain", "inpainting"):
-            task, i = self.task_of_key[key]
-            out = torch.from_numpy(futures[task].result()[i]).permute(2, 0, 1)
-            if kind == "chain":  # the thesis code's arithmetic, float32
-                return _normalize_u8(out, self.mean_t.float(), self.std_t.float()).to(self.xc.dtype)
-            fill = _normalize_u8(out, self.mean_t, self.std_t)
-        elif kind == "noise":
-            fill = self.noise[self.image_ids[b]]
-        elif kind == "constant":
-            fill = self.gray
-        else:  # "scalar"
-            fill = self.scalar_fill[b]
-        mask = torch.from_numpy(inpainting.patch_mask_to_pixels(self.patch_masks[b, k], self.patch_size, self.height,
-                                                                self.width))
-        return torch.where(mask, fill, self.xc[b])
+    The originals and the gray image come first, in chunks of their own: their whole outputs
+    resolve ``target=None`` (the predicted class) and check the targets' range. The other keys
+    follow in fixed chunks of ``batch_size``, so that the numbers do not depend on timing, and only
+    the targets' scores are kept.
 
-    def score(self, model, device, dtype, targets, score, batch_size, workers, progress, keep):
-        """Score every key in batched forward passes; returns ``{(key, class): value}`` and the targets.
+    Returns
+    -------
+    ``({(key, class): score}, targets [B] int64, {key: image} of the keys in keep)``
+    """
+    batch_size, device = options.batch_size, torch.device(options.device)
+    head = [k for k in plan.keys if k[0] in ("original", "gray")]
+    rest = [k for k in plan.keys if k[0] not in ("original", "gray")]
+    builder = _Builder(plan, fills, head + rest, options.workers, 2 * batch_size + 8 * max(options.workers, 1), keep)
+    bar = tqdm(total=len(plan.keys), unit="img", desc="pixel flipping", leave=False,
+               disable=None if options.progress is None else not options.progress)
 
-        The originals and the gray image go first (they also resolve ``target=None``), then the rest
-        in fixed chunks of ``batch_size``, so that the numbers do not depend on timing. Inpainting
-        jobs are handed to the workers a few chunks ahead of the forward passes.
-        """
-        head = [k for k in self.keys if k[0] in ("original", "gray")]
-        rest = [k for k in self.keys if k[0] not in ("original", "gray")]
-        chunks = [head[i:i + batch_size] for i in range(0, len(head), batch_size)] + \
-                 [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
-        position = {key: i for i, key in enumerate(head + rest)}
-        task_start = [min(position[key] for key in produced) for _, produced in self.tasks]
-        uses_left = [len(produced) for _, produced in self.tasks]
-        lookahead = 2 * batch_size + 8 * max(workers, 1)
-        inpainter = inpainting.Inpainter(workers) if self.tasks else None
-        futures: Dict[int, object] = {}
-        needed: Dict[tuple, set] = {}
-        head_out: Dict[tuple, torch.Tensor] = {}   # full outputs, until the targets are known
-        values: Dict[tuple, float] = {}
-        built = submitted = 0
-        bar = tqdm(total=len(self.keys), unit="img", desc="pixel flipping", leave=False,
-                   disable=None if progress is None else not progress)
+    def passes(keys):
+        for chunk, out in _forward_passes(model, _chunks(keys, batch_size), builder.images, device, dtype):
+            bar.update(len(chunk))
+            yield chunk, _scores(out, len(chunk), options.score)
 
-        def collect(chunk: List[tuple], out: torch.Tensor) -> None:
-            nonlocal targets
-            if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(chunk):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(f"model must return [N, classes] scores, got {shape}")
-            out = out.detach().to("cpu", torch.float64)
-            if score == "softmax":
-                out = torch.softmax(out, dim=1)
-            for i, key in enumerate(chunk):
-                if needed:
+    try:
+        with torch.inference_mode():
+            outputs = {key: row for chunk, out in passes(head) for key, row in zip(chunk, out)}
+            targets = _resolve_targets(targets, outputs, plan.row_keys)
+            needed: Dict[tuple, set] = {}
+            for b, row in enumerate(plan.row_keys):
+                for key in row:
+                    needed.setdefault(key, set()).add(int(targets[b]))
+            values = {(key, cls): float(outputs[key][cls]) for key in head for cls in needed[key]}
+            for chunk, out in passes(rest):
+                for i, key in enumerate(chunk):
                     for cls in needed[key]:
                         values[key, cls] = float(out[i, cls])
-                else:
-                    head_out[key] = out[i]
-            bar.update(len(chunk))
-            if not needed and len(head_out) == len(head):   # the originals are scored: fix the targets
-                targets = self._resolve_targets(targets, head_out)
-                for b, row in enumerate(self.row_keys):
-                    for key in row:
-                        needed.setdefault(key, set()).add(int(targets[b]))
-                for key, row_out in head_out.items():
-                    for cls in needed[key]:
-                        values[key, cls] = float(row_out[cls])
+    finally:
+        bar.close()
+        builder.close()
+    return values, targets, builder.kept
 
-        pending = None
-        try:
-            with torch.inference_mode():
-                for chunk in chunks:
-                    while submitted < len(self.tasks) and task_start[submitted] < built + len(chunk) + lookahead:
-                        futures[submitted] = inpainter.submit(*self.tasks[submitted][0])
-                        submitted += 1
-                    images = []
-                    for key in chunk:
-                        image = self._build(key, futures)
-                        if key in keep:
-                            self.kept[key] = image.clone()
-                        images.append(image)
-                        if key in self.task_of_key:                       # free finished jobs' results
-                            task = self.task_of_key[key][0]
-                            uses_left[task] -= 1
-                            if uses_left[task] == 0:
-                                del futures[task]
-                    built += len(chunk)
-                    # the previous chunk's scores are fetched only now: on an accelerator, its forward
-                    # pass (launched asynchronously) overlaps the building of this chunk
-                    if pending is not None:
-                        collect(*pending)
-                    pending = (chunk, model(torch.stack(images).to(device, dtype)))
-                if pending is not None:
-                    collect(*pending)
-        finally:
-            bar.close()
-            for future in futures.values():
-                future.cancel()
-        return values, targets
 
-    def _resolve_targets(self, targets, head_out):
-        n_classes = next(iter(head_out.values())).shape[0]
-        if targets is None:  # the class predicted for the unperturbed input
-            return torch.tensor([int(head_out[row[0]].argmax()) for row in self.row_keys], dtype=torch.long)
-        if (targets < 0).any() or (targets >= n_classes).any():
-            shown = targets.tolist() if len(targets) <= 16 else f"with values {targets.min()}..{targets.max()}"
-            raise ValueError(f"target {shown} out of range for a model with {n_classes} classes")
-        return targets
+def _chunks(keys: Sequence[tuple], size: int) -> List[Sequence[tuple]]:
+    return [keys[i:i + size] for i in range(0, len(keys), size)]
+
+
+def _forward_passes(model, chunks, images_of, device, dtype):
+    """``(chunk, model output)`` of every chunk. Each output is fetched only after the next chunk is
+    built: on an accelerator its forward pass, launched asynchronously, overlaps the building."""
+    pending = None
+    for chunk in chunks:
+        images = images_of(chunk)
+        if pending is not None:
+            yield pending
+        pending = (chunk, model(torch.stack(images).to(device, dtype)))
+    if pending is not None:
+        yield pending
+
+
+def _scores(out, n: int, score: str) -> torch.Tensor:
+    """A chunk's model output as ``[n, classes]`` float64 scores on the CPU (softmax if asked)."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"model must return [N, classes] scores, got {shape}")
+    out = out.detach().to("cpu", torch.float64)
+    return torch.softmax(out, dim=1) if score == "softmax" else out
+
+
+def _resolve_targets(targets: Optional[torch.Tensor], outputs: Dict[tuple, torch.Tensor],
+                     row_keys: List[List[tuple]]) -> torch.Tensor:
+    """The targets, or for None the class predicted for each row's original; range checked."""
+    if targets is None:
+        return torch.tensor([int(outputs[row[0]].argmax()) for row in row_keys], dtype=torch.long)
+    _checks.check_class_range(targets, next(iter(outputs.values())).shape[0])
+    return targets

@@ -34,14 +34,13 @@ from torch.nn import functional as F
 
 from .canonical import Layer, _pair
 from .heuristics import denominator, divide, per_sample
+from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "Rule", "Zero", "Epsilon", "Gamma", "ZBox",
+    "Rule", "Zero", "Epsilon", "Gamma", "ZBox",
     "pool_relevance", "POOLING",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 POOLING = ("avg", "max")
 
 Hyperparameter = Union[float, torch.Tensor]

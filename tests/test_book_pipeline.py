@@ -15,7 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lrpkit import book, data
+from lrpkit import book, data, tables
+from lrpkit.book import cache as book_cache
+from lrpkit.provenance import lrpkit_version, provenance, provenance_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +40,7 @@ def make_notebook(path: Path, params: str, *cells: str, outputs: bool = False) -
 
 PARAMS = 'device = "cpu"\nweights = "auto"\nprofile = "quick"\nseed = 0\nscale = 1.0'
 GOOD_CELLS = (
-    "from myst_nb import glue\nfrom lrpkit.book import provenance",
+    "from myst_nb import glue\nfrom lrpkit.provenance import provenance",
     """
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(2, 2))
@@ -183,7 +185,7 @@ def test_cache_key_follows_notebook_parameters_data_and_lrpkit(tiny_book, monkey
     assert key({**params, "scale": 0.25}) != base                  # parameters
     assert key({**params, "device": "cuda"}) != base
     records = data.manifest()
-    assert book.data_checksums(figure) == {"castle.jpg": next(
+    assert book.data_checksums(figure.data, f"figure {figure.id!r}") == {"castle.jpg": next(
         r.sha256 for r in records if r.file == "castle.jpg")}
     changed = [dataclasses.replace(r, sha256="0" * 64) if r.file == "castle.jpg" else r
                for r in records]
@@ -196,7 +198,7 @@ def test_cache_key_follows_notebook_parameters_data_and_lrpkit(tiny_book, monkey
     assert key() != base
     nb.write_bytes(nb.read_bytes()[:-1])
     assert key() == base
-    monkeypatch.setattr(book, "lrpkit_version", lambda: "9.9.9+src.000000000000")
+    monkeypatch.setattr(book_cache, "lrpkit_version", lambda: "9.9.9+src.000000000000")
     assert key() != base                                           # lrpkit version/source
 
 
@@ -205,7 +207,7 @@ def test_unknown_image_set_is_a_clear_error(tiny_book):
     path.write_text(path.read_text().replace("data: [castle]", "data: [castel]"))
     (figure,) = book.load_registry(tiny_book)
     with pytest.raises(ValueError, match=r"data \['castel'\] are not image sets"):
-        book.data_checksums(figure)
+        book.data_checksums(figure.data, f"figure {figure.id!r}")
 
 
 def test_weights_are_part_of_the_inputs(tiny_book, tmp_path):
@@ -236,14 +238,14 @@ def test_provenance_names_random_weights_and_identifies_them():
         b = models.vgg11(weights="random", seed=0)
         c = models.vgg11(weights="random", seed=1)
     params = {"device": "cpu", "weights": "random", "profile": "smoke", "seed": 0}
-    pa, pb, pc = (book.provenance(params, model=m) for m in (a, b, c))
+    pa, pb, pc = (provenance(params, model=m) for m in (a, b, c))
     assert pa.random_weights and "Random weights" in pa.banner()._repr_html_()
     assert pa.weights["state_sha256"] == pb.weights["state_sha256"] != pc.weights["state_sha256"]
-    record = book.provenance_record({"data": {"text/html": pa._repr_html_()}})
+    record = provenance_record({"data": {"text/html": pa._repr_html_()}})
     assert record["weights"]["source"] == "random" and record["parameters"] == params
-    assert not book.provenance(params).random_weights                # no network involved
+    assert not provenance(params).random_weights                # no network involved
     with pytest.raises(ValueError, match="missing weights"):
-        book.provenance({"device": "cpu", "profile": "smoke", "seed": 0})
+        provenance({"device": "cpu", "profile": "smoke", "seed": 0})
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,10 +291,10 @@ def test_tiny_book_builds_then_skips_and_reruns_on_change(tiny_book, capsys):
     code, out = run_main(tiny_book, capsys, "--seed", "1")         # a parameter changed
     summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
     assert code == 0 and summary["executed"] == ["fig-a"]
-    record = book.provenance_record(
+    record = provenance_record(
         book.glue_keys(tiny_book / "book" / "_generated" / "chap" / "fig-a.ipynb")["provenance"])
     assert record["parameters"]["seed"] == 1 and record["parameters"]["scale"] == 0.5
-    assert record["lrpkit_version"] == book.lrpkit_version()
+    assert record["lrpkit_version"] == lrpkit_version()
 
     code, out = run_main(tiny_book, capsys, "--seed", "0")         # back: from the cache
     summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
@@ -465,11 +467,11 @@ def test_provenance_shows_no_folders_of_the_build_machine():
         warning="place it in /root/.cache/torch/hub/checkpoints")
     params = {"device": "cpu", "weights": "/home/someone/weights/vgg11.pth", "profile": "smoke",
               "seed": 0}
-    p = book.provenance(params, model=model)
+    p = provenance(params, model=model)
     shown = p._repr_html_() + p.banner()._repr_html_()
     assert "/home/" not in shown and "/root/" not in shown
     assert "vgg11.pth" in shown and "ab" * 32 in shown             # still identified
-    record = book.provenance_record({"data": {"text/html": p._repr_html_()}})
+    record = provenance_record({"data": {"text/html": p._repr_html_()}})
     assert record["parameters"]["weights"] == "vgg11.pth" and "warning" not in record["weights"]
 
 
@@ -478,7 +480,7 @@ def test_composite_table_shows_the_options_of_each_composite():
 
     uniform = composites.uniform("zero", heuristic="vanilla", maxpool="max")
     tutorial = composites.tutorial(gamma=0.5)
-    both = book.composite_table([uniform, tutorial])
+    both = tables.composite_table([uniform, tutorial])
     assert list(both.columns) == ["Composite", "Layer index", "Rule", "Hyperparameters",
                                   "Denominator", "Max-pooling"]
     assert both["Composite"].tolist() == [uniform.name] + [tutorial.name] * 4
@@ -486,7 +488,7 @@ def test_composite_table_shows_the_options_of_each_composite():
         uniform.table().values.tolist() + tutorial.table().values.tolist())
     assert both["Denominator"].tolist() == ["vanilla"] + ["tutorial"] * 4
     assert both["Max-pooling"].tolist() == ["winner takes all"] + ["as 2×2 average"] * 4
-    alone = book.composite_table([tutorial])
+    alone = tables.composite_table([tutorial])
     assert "Composite" not in alone.columns and len(alone) == 4
-    html = book.html_table(alone).data
+    html = tables.html_table(alone).data
     assert html.startswith('<table border="1" class="dataframe table">') and "γ = 0.5" in html

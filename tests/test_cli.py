@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import lrpkit
-from lrpkit import cli, composites, data, lrp, models, plotting
+from lrpkit import cli, composites, data, imagenet, lrp, models, plotting
 from test_data import BAD_NAMES, CASTLE, MIRROR, bad_image_files, needs_mirror
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,7 +259,7 @@ def test_fetch_then_explain_the_castle(capsys, tmp_path, monkeypatch):
                              composite=composites.tutorial(gamma=0.1, epsilon=0.5))
     np.testing.assert_allclose(np.load(out_dir / "castle.npy"), expected[0].numpy(), rtol=1e-5, atol=1e-7)
     logit = float(logits[predicted])
-    name = models.class_name(predicted)
+    name = imagenet.class_name(predicted)
     assert f"predicted {predicted} {name!r} (logit {logit:.4g}); target {predicted} " in lines[1]
     # a target out of range, through the library (the command line checks it above)
     for bad in (1000, -1):

@@ -20,7 +20,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from lrpkit import data, models
+from lrpkit import data, imagenet, models
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("LRPKIT_DATA_MIRROR") or ROOT.parent / "shared" / "data")
@@ -206,11 +206,11 @@ def test_castle_is_used_as_is_and_rgb_gives_back_the_tensor():
     raw = np.asarray(Image.open(CASTLE).convert("RGB"))
     assert raw.shape == (224, 224, 3)
     np.testing.assert_array_equal(rgb, raw)          # 224x224 stays untouched under "auto"
-    mean = torch.tensor(data.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(data.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(imagenet.MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.STD).view(1, 3, 1, 1)
     back = torch.round((x * std + mean) * 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(back, rgb)
-    assert data.IMAGENET_MEAN == tuple(torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms().mean)
+    assert imagenet.MEAN == tuple(torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms().mean)
 
 
 def test_resize_modes(tmp_path):
@@ -270,7 +270,7 @@ def test_unknown_image_set_names_the_known_ones():
 
 
 def test_manifest_labels_agree_with_torchvision_and_sets():
-    categories = models.imagenet_categories()
+    categories = imagenet.categories()
     records = data.manifest()
     assert len(records) == 85 and len({r.file for r in records}) == 85
     for record in records:
@@ -417,7 +417,7 @@ def test_class_order_is_sorted_wnids_and_names_are_torchvisions():
     classes = _classes()
     assert [c[0] for c in classes] == list(range(1000))
     assert [c[1] for c in classes] == sorted(c[1] for c in classes)
-    assert [c[2] for c in classes] == models.imagenet_categories()
+    assert [c[2] for c in classes] == imagenet.categories()
 
 
 @needs_mirror

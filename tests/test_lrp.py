@@ -8,7 +8,7 @@ from lrpkit import canonical, composites, lrp
 from lrpkit.rules import Epsilon, Gamma, ZBox, Zero
 
 from conftest import randomize_biases
-from zennit_oracle import gamma_oracle, tutorial_oracle, zennit_rules_oracle
+from oracles.zennit_lrp import gamma_oracle, tutorial_oracle, zennit_rules_oracle
 
 
 def rel_err(a, b):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from lrpkit import models
+from lrpkit import imagenet, models
 from test_data import MIRROR, needs_mirror
 
 
@@ -60,7 +60,7 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(hub):
 def test_unverified_imagenet_weights_are_refused_unless_allowed(hub):
     """A cached file without torchvision's published sha256 is refused by "imagenet" and "auto";
     allowed, it is shown as loudly as random weights: warning, banner, book banner."""
-    from lrpkit import book
+    from lrpkit.provenance import provenance
 
     hub.mkdir(parents=True)
     torch.save(constant_state_dict("vgg16"), hub / "vgg16-397923af.pth")
@@ -76,31 +76,31 @@ def test_unverified_imagenet_weights_are_refused_unless_allowed(hub):
     assert info.warning.startswith("UNVERIFIED WEIGHTS - ")
     assert info.banner().startswith(f"vgg16 with UNVERIFIED weights ({hub / 'vgg16-397923af.pth'}: sha256 "
                                     f"{digest} does not start with torchvision's published prefix 397923af)")
-    page = book.provenance({"device": "cpu", "weights": "imagenet", "profile": "fast", "seed": 0}, model)
+    page = provenance({"device": "cpu", "weights": "imagenet", "profile": "fast", "seed": 0}, model)
     banner = page.banner()
     assert repr(banner) == "Unverified weights"
     assert banner._repr_html_().startswith('<div class="admonition warning lrpkit-unverified-weights">')
 
 
 def test_class_index_reads_full_wordnet_names():
-    assert models.class_index("tank, army tank") == 847
-    assert models.class_index("tank, army tank, armored combat vehicle, armoured combat vehicle") == 847
-    assert models.class_index("Army_Tank") == 847 == models.class_index("tank")
-    assert models.class_index("maillot, tank suit") == 639        # torchvision: "maillot tank suit"
-    assert models.class_index("maillot") == 638
-    assert models.class_index("Cardigan, Cardigan Welsh corgi") == 264
-    assert models.class_index("cardigan, Cardigan Welsh corgi") == 264   # only 264 has both names
-    assert models.class_index("cardigan") == 474
+    assert imagenet.class_index("tank, army tank") == 847
+    assert imagenet.class_index("tank, army tank, armored combat vehicle, armoured combat vehicle") == 847
+    assert imagenet.class_index("Army_Tank") == 847 == imagenet.class_index("tank")
+    assert imagenet.class_index("maillot, tank suit") == 639        # torchvision: "maillot tank suit"
+    assert imagenet.class_index("maillot") == 638
+    assert imagenet.class_index("Cardigan, Cardigan Welsh corgi") == 264
+    assert imagenet.class_index("cardigan, Cardigan Welsh corgi") == 264   # only 264 has both names
+    assert imagenet.class_index("cardigan") == 474
     with pytest.raises(ValueError, match=r"class name 'panther' is ambiguous: 286 \('cougar'\), 290 \('jaguar'\)"):
-        models.class_index("panther")
+        imagenet.class_index("panther")
     with pytest.raises(ValueError, match="unknown ImageNet class name 'tank, tank suit'"):
-        models.class_index("tank, tank suit")                      # two classes' names
+        imagenet.class_index("tank, tank suit")                      # two classes' names
 
 
 def test_wordnet_names_agree_with_torchvisions_classes():
     """The shipped synonyms are in torchvision's class order: its name is the first synonym of
     every class but the two it renames to tell apart the duplicates "crane" and "maillot"."""
-    lemmas, names = models.imagenet_lemmas(), models.imagenet_categories()
+    lemmas, names = imagenet.lemmas(), imagenet.categories()
     assert len(lemmas) == 1000
     differ = {i: (names[i], lemmas[i]) for i in range(1000) if names[i] != lemmas[i][0]}
     assert differ == {134: ("crane bird", ("crane",)), 639: ("maillot tank suit", ("maillot", "tank suit"))}
@@ -110,7 +110,7 @@ def test_wordnet_names_agree_with_torchvisions_classes():
 def test_wordnet_names_are_of_the_mirrors_wnids():
     import csv
 
-    with open(Path(models.__file__).with_name("imagenet_lemmas.tsv"), newline="") as handle:
+    with open(imagenet.LEMMAS_FILE, newline="") as handle:
         shipped = [(int(r["index"]), r["wnid"]) for r in csv.DictReader(handle, delimiter="\t")]
     with open(MIRROR / "imagenet_classes.tsv", newline="") as handle:
         mirror = [(int(r["index"]), r["wnid"]) for r in csv.DictReader(handle, delimiter="\t")]
@@ -218,17 +218,17 @@ def test_weights_info_of_a_foreign_model():
 
 
 def test_targets_and_class_names():
-    assert models.check_target(None) is None
-    assert models.check_target(torch.tensor(999)) == 999
+    assert imagenet.check_target(None) is None
+    assert imagenet.check_target(torch.tensor(999)) == 999
     for bad in (1000, -1):
         with pytest.raises(ValueError, match=f"target {bad} out of range.*0 to 999"):
-            models.check_target(bad)
+            imagenet.check_target(bad)
     with pytest.raises(TypeError, match="class index"):
-        models.check_target(2.5)
-    assert models.class_name(29) == "axolotl" and models.class_index("castle") == 483
-    assert models.class_index("970") == 970
+        imagenet.check_target(2.5)
+    assert imagenet.class_name(29) == "axolotl" and imagenet.class_index("castle") == 483
+    assert imagenet.class_index("970") == 970
     with pytest.raises(ValueError, match="out of range"):
-        models.class_index("1000")
+        imagenet.class_index("1000")
     with pytest.raises(ValueError, match="unknown ImageNet class name 'castel'.*castle"):
-        models.class_index("castel")
-    assert len(models.imagenet_categories()) == models.NUM_CLASSES
+        imagenet.class_index("castel")
+    assert len(imagenet.categories()) == imagenet.NUM_CLASSES

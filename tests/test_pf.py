@@ -11,9 +11,7 @@ import pytest
 import torch
 
 from lrpkit import inpainting, pf
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from lrpkit.imagenet import MEAN, STD
 
 
 class Linear(torch.nn.Module):
@@ -292,9 +290,66 @@ def test_several_orders_in_one_call_equal_one_call_per_order(scene):
     assert together.n_forward == len(partial) + 2                          # + the original and gray
     assert pf.count_images(x.expand(9, -1, -1, -1), rows, order=orders) == (together.n_forward,
                                                                               together.n_inpainted)
-    assert together.settings["order"] == orders
+    assert together.settings.order == tuple(orders)
     one_random = pf.pixel_flipping(model, x, relevance, 0, order="random", workers=0)
     assert together.n_forward <= 2 * 3 * (one_random.n_forward - 2) + one_random.n_forward
+
+
+# ---------------------------------------------------------------------------------------------- the plan alone
+
+# three rows on a 2x2 patch grid: rows 0 and 1 show image 0 with orders that agree on the first
+# patch only; row 2 shows image 1 with row 0's order. Ranks: each patch's place in its row's order.
+PLAN_IMAGES = [0, 0, 1]
+PLAN_RANKS = np.array([[[0, 1], [2, 3]], [[0, 2], [1, 3]], [[0, 1], [2, 3]]])
+PLAN_COUNTS = [1, 2, 4]                   # the last step covers every patch
+
+
+def flipped_sets(counts):
+    """Independently of the planner: the distinct (image, set of flipped patches) below the full count."""
+    return {(image, frozenset(np.flatnonzero(ranks.ravel() < c).tolist()))
+            for image, ranks in zip(PLAN_IMAGES, PLAN_RANKS) for c in counts if c < PLAN_RANKS[0].size}
+
+
+@pytest.mark.parametrize("mode", ["inpainting", "random", "gray"])
+def test_plan_alone_shares_exactly_what_rows_have_in_common(mode):
+    """The plan is a function of image ids, ranks and counts: no model, no image, no fill."""
+    plan = pf._plan(PLAN_IMAGES, PLAN_RANKS, PLAN_COUNTS, mode, frozenset())
+    again = pf._plan(PLAN_IMAGES, PLAN_RANKS, PLAN_COUNTS, mode, frozenset())
+    assert plan.keys == again.keys and plan.row_keys == again.row_keys            # deterministic
+    perturbed = flipped_sets(PLAN_COUNTS)                                          # 5 distinct images
+    full = 0 if mode != "random" else 2            # a full mask: gray, but one noise image per image
+    assert len(plan.keys) == 2 + 1 + len(perturbed) + full                         # + 2 originals and gray
+    rows = plan.row_keys
+    assert rows[0][0] == rows[1][0] != rows[2][0]                                  # originals per image
+    assert rows[0][1] == rows[1][1] and rows[0][2] != rows[1][2]                   # same image, same mask
+    assert rows[0][1] != rows[2][1]                                                # same mask, other image
+    assert all(row[4] == ("gray",) for row in rows)                                # the last step
+    assert all((row[3] == ("gray",)) == (mode != "random") for row in rows)        # the full step
+    assert (rows[0][3] == rows[1][3] != rows[2][3]) == (mode == "random")
+    assert plan.n_inpainted == (len(perturbed) if mode == "inpainting" else 0)
+    if mode == "inpainting":                                                       # jobs: one image each
+        assert sorted(map(repr, sum(plan.jobs, []))) == sorted(repr(k) for k in plan.keys if k[0] == "inpainting")
+        assert all(len({PLAN_IMAGES[plan.recipe[k][1]] for k in job}) == 1 for job in plan.jobs)
+        assert all(plan.jobs[j][i] == key for key, (j, i) in plan.job_of_key.items())
+
+
+def test_plan_alone_follows_the_thesis_codes_switches():
+    """noop_step repeats the step before the full one; truncation chains every row's steps (one job
+    per image and order, nothing shared across orders); random_scalar draws per row and step."""
+    noop = pf._plan(PLAN_IMAGES, PLAN_RANKS, PLAN_COUNTS, "inpainting", frozenset({"noop_step"}))
+    assert all(row[3] == row[2] != ("gray",) for row in noop.row_keys)
+    chained = pf._plan(PLAN_IMAGES, PLAN_RANKS, PLAN_COUNTS, "inpainting", frozenset({"truncation"}))
+    assert chained.n_inpainted == 3 * 2                                            # 3 rows x 2 partial steps
+    assert len(chained.jobs) == 3 and all(len(job) == 2 for job in chained.jobs)
+    scalar = pf._plan(PLAN_IMAGES, PLAN_RANKS, PLAN_COUNTS, "random", frozenset({"random_scalar"}))
+    assert len(scalar.keys) == 2 + 1 + 3 * 3 and scalar.n_inpainted == 0           # every row and step
+
+
+def test_count_images_is_the_plans_count(scene):
+    x, _, relevance = scene
+    rows = torch.cat([relevance, relevance.flip(-1)])
+    masks = distinct_masks(rows, ["morf", "morf"], 8, [c for c in pf.flip_schedule(64) if c < 64])
+    assert pf.count_images(x.expand(2, -1, -1, -1), rows, mode="gray") == (len(masks) + 2, 0)
 
 
 @pytest.mark.parametrize("order, error, message", [

@@ -4,7 +4,6 @@ The thesis code's modules are importable as ``pf``, ``lrp`` and ``data_loader``;
 reference. Scores agree to 1e-4 of the curve's scale; the remaining differences (~1e-7) come from
 scoring the steps in other batch compositions.
 """
-import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torchvision
 from PIL import Image
 
+from lrpkit import data
 from lrpkit import pf as lpf
 
 thesis_core = pytest.importorskip("pf.core", reason="lrp-pf-auc (the thesis code) is not installed")
@@ -27,12 +27,10 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def data_dir() -> Path:
-    candidates = [os.environ.get("LRPKIT_DATA_MIRROR"), Path(__file__).resolve().parents[1] / ".." / "shared" / "data",
-                  "/work/shared/data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "castle.jpg").is_file():
-            return Path(candidate)
-    pytest.skip("image mirror with castle.jpg not found (set LRPKIT_DATA_MIRROR)")
+    try:
+        return data.mirror_file("castle.jpg").parent
+    except FileNotFoundError:
+        pytest.skip("image mirror with castle.jpg not found (set LRPKIT_DATA_MIRROR)")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lrpkit import canonical, teaching
+from lrpkit.teaching import conv as teaching_conv
 from lrpkit.rules import Gamma, ZBox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,7 +561,7 @@ def test_zbox_written_out_equals_lrpkit():
     R = torch.randn(layer.forward(x).shape, generator=g, dtype=torch.float64)
     expected = ZBox(low.tolist(), high.tolist()).relevance(layer, x, layer.forward(x), R.clone(), "vanilla")
     lo, hi = (v.view(1, -1, 1, 1).expand_as(x) for v in (low, high))
-    assert torch.allclose(teaching._box(x, W, b, R, lo, hi, 2, 1), expected, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(teaching_conv.box(x, W, b, R, lo, hi, 2, 1), expected, rtol=1e-10, atol=1e-12)
     assert torch.allclose(zbox(x, W, b, R, low, high, 2, 1), expected, rtol=1e-10, atol=1e-12)
 
 

@@ -62,6 +62,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 
 from .. import pf
+from .._checks import choice
 from ..data import RESIZE_MODES, MIN_SIDE
 from ..heuristics import HEURISTICS
 from ..models import VGG_ARCHS, WEIGHTS_CHOICES
@@ -232,12 +233,10 @@ def _merge(raw: Mapping[str, Any], defaults: Mapping[str, Any], source: str, pre
 
 
 def _choice(source: str, key: str, value, options) -> Any:
-    if value not in options:
-        shown = ", ".join(repr(o) for o in options)
-        near = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise _fail(source, f"unknown {key} {value!r}{hint}; choose one of {shown}")
-    return value
+    try:
+        return choice(key, value, options)
+    except ValueError as err:
+        raise _fail(source, str(err)) from None
 
 
 def _int(source: str, key: str, value, minimum: int, none_ok: bool = False) -> Optional[int]:

@@ -27,8 +27,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .. import imagenet
 from ..composites import Composite, decreasing_gamma, tutorial
-from ..rules import IMAGENET_MEAN, IMAGENET_STD, Gamma, ZBox
+from ..rules import Gamma, ZBox
 
 __all__ = ["FAMILIES", "Family", "Axis", "default_axis", "logspace_axis", "build_composite", "settings"]
 
@@ -88,7 +89,7 @@ def settings(first: Sequence[float], second: Sequence[float]) -> List[Tuple[int,
 
 
 def build_composite(family: str, variant: str, first, second, *, heuristic: str, maxpool: str,
-                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+                    mean: Sequence[float] = imagenet.MEAN, std: Sequence[float] = imagenet.STD) -> Composite:
     """The family's composite with the two axes' values.
 
     Parameters

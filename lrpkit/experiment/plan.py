@@ -7,13 +7,13 @@ of sharding (``--shard K/N`` takes every N-th unit, starting at the K-th).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import data, pf
+from .._checks import choice
 from ..models import sha256_file
 from .config import Config, ConfigError
 
@@ -61,13 +61,11 @@ def units(config: Config) -> List[Unit]:
     """
     images = config.data["images"]
     if images["set"] is not None:
-        sets = data.image_sets()
         name = images["set"]
-        if name not in sets:
-            near = difflib.get_close_matches(name, sets, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"{config.source}: unknown image set {name!r}{hint} in key 'images.set'; known sets: "
-                              f"{', '.join(sorted(sets))}")
+        try:
+            choice("image set", name, tuple(sorted(data.image_sets())), known="the known sets")
+        except ValueError as err:
+            raise ConfigError(f"{config.source}: key 'images.set': {err}") from None
         records = data.image_set(name)
         count = images["count"]
         if count is not None:

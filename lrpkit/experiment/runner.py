@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.metadata
 import math
 import os
 import platform
@@ -33,6 +32,7 @@ import torch
 
 from .. import data, inpainting, lrp, models, pf
 from ..models import sha256_file
+from ..provenance import git_commit, lrpkit_version, package_versions, state_sha256
 from . import plan as planning
 from . import store
 from .config import Config, ConfigError, factory, load_config
@@ -43,16 +43,6 @@ __all__ = ["run", "RunResult", "status", "Status", "build_model", "compute_unit"
 #: Packages whose versions go into the metadata (they change the numbers).
 PACKAGES = ("torch", "torchvision", "numpy", "opencv-contrib-python-headless", "pillow", "pandas", "pyarrow",
             "PyYAML")
-
-
-def _provenance_module():
-    """Where lrpkit's version with source hash, the git commit and the weights' state hash live: the
-    book's provenance (``lrpkit.provenance`` once the book module is split, ``lrpkit.book`` before)."""
-    try:
-        from .. import provenance as source  # type: ignore[attr-defined]
-    except ImportError:
-        from .. import book as source
-    return source
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,18 +96,11 @@ def build_model(config: Config, echo: Callable[[str], None] = print) -> Tuple[to
         if spec["weights"] == "auto":  # what "auto" found is part of the experiment
             resolved = {**config.data, "model": {**spec, "weights": info.source}}
             config = dataclasses.replace(config, data=resolved)
-    record["state_sha256"] = _provenance_module().state_sha256(model)
+    record["state_sha256"] = state_sha256(model)
     return model, record, config
 
 
 def _metadata(config: Config, weights: Mapping[str, Any], device: torch.device) -> Dict[str, Any]:
-    source = _provenance_module()
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
     first, second = config.axes
     return {
         "experiment": config.data.get("name"),
@@ -125,8 +108,8 @@ def _metadata(config: Config, weights: Mapping[str, Any], device: torch.device) 
         "config": config.data,
         "axes": {first.name: first.label(), second.name: second.label()},
         "weights": dict(weights),
-        "lrpkit": {"version": source.lrpkit_version(), "git_commit": source.git_commit()},
-        "packages": versions,
+        "lrpkit": {"version": lrpkit_version(), "git_commit": git_commit()},
+        "packages": package_versions(PACKAGES),
         "python": platform.python_version(),
         "device": _device_record(device),
         "host": socket.gethostname(),
@@ -446,8 +429,7 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     folder.create(config.to_yaml(), plan_record, _metadata(config, weights, torch.device(config.data["device"])))
     folder.check(config.data, plan_record, config.source)   # another run may have created it meanwhile
     folder.remove_dead_temporaries()
-    provenance = _provenance_module()
-    unit_record = {"lrpkit_version": provenance.lrpkit_version(), "git_commit": provenance.git_commit(),
+    unit_record = {"lrpkit_version": lrpkit_version(), "git_commit": git_commit(),
                    "host": socket.gethostname(), "device": str(config.data["device"])}
     from tqdm.auto import tqdm
 

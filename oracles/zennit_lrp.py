@@ -1,5 +1,17 @@
-"""The zennit oracle of FACTS.md: zennit 0.5.1 configured to compute LRP-Tutorial exactly, and
-zennit's own rules with their default stabilizer. Used only by the tests."""
+"""zennit 0.5.1 configured to compute lrpkit's composites exactly, and zennit's own rules.
+
+:func:`tutorial_oracle` is LRP-Tutorial (thesis Table 2.4) with Montavon's tutorial heuristic, built
+from zennit's rules on torchvision's VGG-16 by module name: zᴮ (``ZBox``) at ``features.0`` with
+the box of ImageNet's normalized pixel range, LRP-γ on the convolutions of layers 2-16, LRP-ε on
+those of layers 17-30 with ``ε · rms(z)`` (the root mean square of the layer's output per sample),
+LRP-0 on the three dense layers, the max-pools read as 2x2 average pools (layers up to
+16 with no ε, later ones with the ε block's), and the adaptive average pool under LRP-0. Every
+denominator adds the tutorial's 1e-9 floor. :func:`zennit_rules_oracle` and :func:`gamma_oracle`
+use zennit's own stabilizer (1e-6) and leave max-pools to the gradient (winner takes all).
+
+Used by ``tests/test_lrp.py`` (agreement) and ``bench/lrp_speed.py`` (speed). Only the ImageNet
+constants come from lrpkit.
+"""
 import torch
 from torch.nn import functional as F
 from zennit.attribution import Gradient
@@ -7,15 +19,15 @@ from zennit.composites import NameMapComposite
 from zennit.core import Hook
 from zennit.rules import Epsilon, Gamma, Norm, ZBox
 
-from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD
+from lrpkit.imagenet import MEAN, STD
 
 CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
 POOLS = [4, 9, 16, 23, 30]
 
 
 def bounds(x):
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype).view(1, 3, 1, 1)
     return ((0 - mean) / std).expand_as(x), ((1 - mean) / std).expand_as(x)
 
 
@@ -62,7 +74,7 @@ def _attribute(model, x, target, name_map):
 
 
 def tutorial_oracle(model, x, target, gamma=0.25, epsilon=0.25):
-    """LRP-Tutorial (Table 2.4, Montavon's tutorial heuristic) in zennit, per FACTS.md."""
+    """LRP-Tutorial (Table 2.4, Montavon's tutorial heuristic) in zennit: see the module docstring."""
     low, high = bounds(x)
     floor = lambda z: z + 1e-9  # noqa: E731
     eps = lambda z: z + 1e-9 + epsilon * rms(z)  # noqa: E731

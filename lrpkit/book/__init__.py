@@ -1,0 +1,39 @@
+"""Build the companion book: figure registry -> papermill -> Jupyter Book.
+
+Every figure and table of the book is made by a parameterized notebook in ``notebooks/``, named in
+the registry ``notebooks/figures.yml`` (:mod:`~lrpkit.book.registry`). ``python -m lrpkit.book
+build`` (:mod:`~lrpkit.book.command`, :func:`~lrpkit.book.pipeline.build`) executes the registry with
+papermill (:mod:`~lrpkit.book.execution`: one progress bar over the figures, one log per notebook
+under ``_build/logs/``), skipping a notebook whose inputs -- the notebook file, its parameters,
+lrpkit's version and source, the pinned packages, the data and weights checksums -- are those of a
+run already in the cache (:mod:`~lrpkit.book.cache`, ``_build/cache/``). The executed notebooks are
+written to ``book/_generated/<chapter>/<figure id>.ipynb`` and never edited by hand. Then
+``jupyter-book build . -W -n --keep-going`` renders the site with ``execute_notebooks: "off"``; the
+prose pages paste figures and numbers from the executed notebooks with myst-nb ``glue``, every key
+checked first (:mod:`~lrpkit.book.pages`).
+
+Each figure notebook ends by gluing :func:`lrpkit.provenance.provenance` (``provenance`` and
+``banner`` keys) and shows its tables with :func:`lrpkit.tables.html_table`: those are what the
+notebook kernels import; this package is the build around them.
+
+References
+----------
+R. Bermúdez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance Propagation*,
+Master's thesis, TU Berlin, 2022.
+"""
+from .pipeline import build, check_weights, resolve_device, resolve_profile
+from .cache import Cache, Entry, code_inputs, data_checksums, figure_inputs, fingerprint, weights_inputs
+from .command import main, parser
+from .errors import BuildError
+from .execution import FigureResult, kernel_environment, present, run_figures
+from .pages import check_glue, glue_keys, glue_references, jupyter_book, toc_pages, weights_by_figure, weights_note
+from .registry import GENERATED, PROFILES, REGISTRY, Figure, load_registry, notebook_parameters, select
+
+__all__ = [
+    "build", "check_weights", "resolve_device", "resolve_profile",
+    "Cache", "Entry", "code_inputs", "data_checksums", "figure_inputs", "fingerprint", "weights_inputs",
+    "main", "parser", "BuildError",
+    "FigureResult", "kernel_environment", "present", "run_figures",
+    "check_glue", "glue_keys", "glue_references", "jupyter_book", "toc_pages", "weights_by_figure", "weights_note",
+    "GENERATED", "PROFILES", "REGISTRY", "Figure", "load_registry", "notebook_parameters", "select",
+]

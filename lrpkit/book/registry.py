@@ -1,0 +1,169 @@
+"""The figure registry ``notebooks/figures.yml``: which notebook makes which figure, with what.
+
+The registry names, for each figure id, its notebook, the chapter that shows it, the image sets it
+reads, whether its ``full`` profile needs a GPU, and its parameters per profile (``smoke``: CI,
+minutes; ``quick``: a CPU laptop, under half an hour; ``full``: the thesis's scale, for a GPU). The
+parameters common to all notebooks are :data:`lrpkit.provenance.COMMON_PARAMETERS`. Every notebook
+is checked when the registry is read: clean (no committed outputs), with one ``parameters`` cell
+that defines every parameter the registry sets.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from ..provenance import COMMON_PARAMETERS
+
+__all__ = ["PROFILES", "REGISTRY", "GENERATED", "Figure", "load_registry", "notebook_parameters", "select"]
+
+PROFILES = ("smoke", "quick", "full")
+REGISTRY = Path("notebooks") / "figures.yml"
+#: Where the executed notebooks go (relative to the book root); never edited by hand.
+GENERATED = Path("book") / "_generated"
+
+
+@dataclass
+class Figure:
+    """One registry entry: a thesis figure or table and the notebook that makes it."""
+
+    id: str
+    title: str
+    notebook: Path          # relative to the book root
+    chapter: str            # docname of the prose page showing it, e.g. "book/what-lrp-sees"
+    gpu: bool               # whether the `full` profile needs a GPU to be practical
+    data: list[str]         # image sets of data/sets.tsv that the notebook reads
+    parameters: dict[str, dict[str, Any]]   # "all" and one entry per profile
+
+    @property
+    def output(self) -> Path:
+        """Where the executed notebook goes (relative to the book root)."""
+        return GENERATED / Path(self.chapter).name / f"{self.id}.ipynb"
+
+    def resolved_parameters(self, profile: str, common: Mapping[str, Any]) -> dict[str, Any]:
+        """The notebook's parameters for ``profile``: ``common`` (device, weights, seed), then the
+        registry's ``all`` and the profile's own, later ones winning."""
+        params = dict(common)
+        params["profile"] = profile
+        params.update(self.parameters.get("all", {}))
+        params.update(self.parameters.get(profile, {}))
+        return params
+
+
+def load_registry(root: Path | str = ".") -> list[Figure]:
+    """Read and check ``notebooks/figures.yml`` under ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The registry or a notebook it names does not exist.
+    ValueError
+        An entry is malformed, a notebook has committed outputs or no ``parameters`` cell, or a
+        registry parameter is not defined in that cell.
+    """
+    root = Path(root)
+    path = root / REGISTRY
+    if not path.is_file():
+        raise FileNotFoundError(f"figure registry not found: {path}")
+    doc = yaml.safe_load(path.read_text()) or {}
+    entries = doc.get("figures")
+    if not isinstance(entries, Mapping) or not entries:
+        raise ValueError(f"{path}: expected a non-empty mapping 'figures: {{id: entry}}'")
+    figures = []
+    for fid, entry in entries.items():
+        where = f"{path}: figure {fid!r}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(fid)):
+            raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: expected a mapping")
+        unknown = set(entry) - {"title", "notebook", "chapter", "gpu", "data", "parameters"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+        for required in ("title", "notebook", "chapter"):
+            if required not in entry:
+                raise ValueError(f"{where}: missing field {required!r}")
+        params = entry.get("parameters") or {}
+        bad = set(params) - {"all", *PROFILES}
+        if bad:
+            raise ValueError(f"{where}: parameters has {sorted(bad)}; use 'all' and the profiles "
+                             f"{', '.join(PROFILES)}")
+        for group, values in params.items():
+            if not isinstance(values or {}, Mapping):
+                raise ValueError(f"{where}: parameters.{group} must be a mapping")
+            clash = set(values or {}) & {"device", "weights", "profile"}
+            if clash:
+                raise ValueError(f"{where}: parameters.{group} sets {sorted(clash)}; these come "
+                                 "from the build command")
+        notebook = Path("notebooks") / entry["notebook"]
+        figure = Figure(id=str(fid), title=str(entry["title"]), notebook=notebook,
+                        chapter=str(entry["chapter"]), gpu=bool(entry.get("gpu", False)),
+                        data=[str(d) for d in entry.get("data") or []],
+                        parameters={k: dict(v or {}) for k, v in params.items()})
+        names = notebook_parameters(root / notebook)
+        missing = [k for k in COMMON_PARAMETERS if k not in names]
+        if missing:
+            raise ValueError(f"{notebook}: its 'parameters' cell does not define "
+                             f"{', '.join(missing)}")
+        for group, values in figure.parameters.items():
+            undefined = sorted(set(values) - names)
+            if undefined:
+                raise ValueError(f"{where}: parameters.{group} sets {undefined}, which "
+                                 f"{notebook}'s 'parameters' cell does not define")
+        chapter_file = root / f"{figure.chapter}.md"
+        if not chapter_file.is_file():
+            raise FileNotFoundError(f"{where}: chapter page {chapter_file} not found")
+        figures.append(figure)
+    return figures
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``; checks the notebook is clean.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        No such notebook; no (or more than one) ``parameters`` cell; committed outputs.
+    """
+    import nbformat
+
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook not found: {path}")
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{path}: needs exactly one cell tagged 'parameters' (found {len(cells)})")
+    for index, cell in enumerate(nb.cells, start=1):
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            raise ValueError(f"{path}: cell {index} has committed outputs; source notebooks are "
+                             "stored clean (jupyter nbconvert --clear-output --inplace)")
+    names = set()
+    for node in ast.parse(cells[0].source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        for target in targets:
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    return names
+
+
+def select(figures: Sequence[Figure], chapters: Sequence[str], ids: Sequence[str],
+           root: Path) -> list[Figure]:
+    """The figures to (re)run: those of the named chapters and ids, plus any never built."""
+    if not chapters and not ids:
+        return list(figures)
+    known_chapters = {Path(f.chapter).name for f in figures}
+    for chapter in chapters:
+        if Path(chapter).name not in known_chapters:
+            raise ValueError(f"--chapter {chapter!r}: no figure of the registry is on it "
+                             f"(chapters: {', '.join(sorted(known_chapters))})")
+    known_ids = {f.id for f in figures}
+    for fid in ids:
+        if fid not in known_ids:
+            raise ValueError(f"--figure {fid!r}: not in the registry ({', '.join(sorted(known_ids))})")
+    wanted = {Path(c).name for c in chapters}
+    return [f for f in figures if Path(f.chapter).name in wanted or f.id in ids
+            or not (root / f.output).is_file()]

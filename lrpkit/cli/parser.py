@@ -1,0 +1,219 @@
+"""The parser of ``lrpkit``: its subcommands and options, each closed set read from the tuple beside
+its concept (``composites.UNIFORM_RULES``, ``heuristics.HEURISTICS``, ``pf.ORDERS``, ...)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .. import __version__
+from .commands import (COMPOSITES, EXIT_USAGE, UsageError, _cmd_data_fetch, _cmd_data_list, _cmd_data_path,
+                       _cmd_explain, _cmd_pf, _cmd_weights)
+
+__all__ = ["build_parser", "Parser", "whole_number"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with errors in one line (:class:`~lrpkit.cli.commands.UsageError`)."""
+
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _nonneg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``explain`` and ``pf``: composite, target, model, images."""
+    from .composites import UNIFORM_RULES
+    from .data import RESIZE_MODES
+    from .heuristics import HEURISTICS
+    from .models import VGG_ARCHS
+    from .rules import POOLING
+
+    ex = parser
+    ex.add_argument("--composite", choices=COMPOSITES, default="tutorial",
+                    help="LRP-Tutorial (thesis Table 2.4), Decreasing-gamma (Table 2.3) or one rule "
+                    "everywhere (default: tutorial)")
+    # defaults of None tell an option given from one left out: one that does not apply is refused
+    ex.add_argument("--gamma", type=_nonneg, default=None, help="gamma of the tutorial composite or "
+                    "of --composite uniform --rule gamma (default: 0.25)")
+    ex.add_argument("--epsilon", type=_nonneg, default=None, help="epsilon of the tutorial "
+                    "composite or of --composite uniform --rule epsilon (default: 0.25)")
+    ex.add_argument("--gammas", type=_floats, default=None, metavar="G1,G2,G3,G4",
+                    help="gammas of the --composite decreasing-gamma blocks (default: 0.5,0.25,0.1,0)")
+    ex.add_argument("--rule", choices=UNIFORM_RULES, default=None,
+                    help="rule of --composite uniform (default: epsilon)")
+    ex.add_argument("--zbox", action="store_true", default=None,
+                    help="zᴮ rule in the pixel layer (--composite uniform only)")
+    ex.add_argument("--heuristic", choices=HEURISTICS, default="tutorial",
+                    help="denominator stabiliser, thesis section 2.1.5 (default: tutorial)")
+    ex.add_argument("--maxpool", choices=POOLING, default="avg", help="max-pool relevance "
+                    "as 2x2 average pooling (tutorial) or winner-takes-all (default: avg)")
+    ex.add_argument("--target", metavar="CLASS", help="class to explain: index 0-999, torchvision's "
+                    "ImageNet name ('tank') or the WordNet name, whole or in part ('tank, army tank') "
+                    "(default: the predicted class)")
+    ex.add_argument("--arch", choices=VGG_ARCHS, default="vgg16", help="network (default: vgg16)")
+    ex.add_argument("--weights", default="auto", metavar="WEIGHTS", help="'imagenet' (torchvision's "
+                    "pretrained weights from the torch hub cache, downloaded once), 'random' (seeded), "
+                    "'auto' (imagenet if available, else random with a warning) or a state-dict file "
+                    "(default: auto)")
+    ex.add_argument("--allow-unverified-weights", action="store_true", help="use a cached "
+                    "pretrained file whose sha256 does not match torchvision's published one "
+                    "(refused by default: it may be damaged or other weights)")
+    ex.add_argument("--force", action="store_true", help="replace existing output files (an "
+                    "input image is never replaced)")
+    ex.add_argument("--seed", type=int, default=0, help="seed of random weights (default: 0)")
+    ex.add_argument("--offline", action="store_true", help="never download weights (also: "
+                    "LRPKIT_OFFLINE=1)")
+    ex.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    ex.add_argument("--size", type=int, default=224, help="side of the square input in pixels, 32 to "
+                    "10000: VGG's adaptive pooling takes any of them, as in torchvision; time and memory "
+                    "grow with the square of the size (default: 224, the thesis's)")
+    ex.add_argument("--resize", choices=RESIZE_MODES, default="auto", help="crop: shorter side to "
+                    "size*256/224 (256 for 224), then the centre size x size; exact: stretch; none: must "
+                    "already be the size; auto (default): none if the image already has the size, else crop")
+    ex.add_argument("--mirror", metavar="DIR", help="mirror folder for --set images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``lrpkit`` (exposed for documentation tools)."""
+    from .data import CACHE_ENV, MIRROR_ENV
+    from .models import VGG_ARCHS
+    from .pf import MODES, ORDERS, SCORES
+
+    parser = Parser(prog="lrpkit", description="Layer-wise Relevance Propagation for VGG "
+                     "networks: explanations, images and weights (the companion of 'In-Depth "
+                     "Hyperparameter Selection for LRP', TU Berlin 2022).")
+    parser.add_argument("--version", action="version", version=f"lrpkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    # explain
+    ex = sub.add_parser("explain", help="write LRP heatmaps of images",
+                        description="Explain the prediction of a VGG network for each IMAGE with "
+                        "LRP and write the heatmap as OUT/<image name>.png (red: relevance for the "
+                        "target class, blue: against). Prints the predicted class, the target and "
+                        "its logit. Existing files are not replaced without --force; the files "
+                        "appear when all images are done (an interrupted run writes nothing).")
+    ex.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
+    ex.add_argument("--set", metavar="NAME", help="also explain the images of a named image set "
+                    "(see `lrpkit data list`)")
+    ex.add_argument("--out", default=".", metavar="DIR", help="folder for the heatmaps (default: .)")
+    _add_explanation_arguments(ex)
+    ex.add_argument("--save-relevance", action="store_true", help="also write the relevance "
+                    "[3, H, W] as OUT/<image name>.npy")
+    ex.set_defaults(func=_cmd_explain)
+
+    # pf
+    pfp = sub.add_parser("pf", help="Pixel-Flipping / region perturbation of LRP heatmaps, with AUC",
+                         description="Explain each IMAGE with LRP, perturb its patches in the order "
+                         "of the heatmap and record the target's score after every step (thesis "
+                         "section 2.2). Writes OUT/pf-scores.csv and prints the AUC of every curve. "
+                         "The CSV has one row per image and step: step 0 is the original image "
+                         "(step_kind 'original'), then one row per step of the schedule "
+                         "('perturbed'), then a final step that turns the whole image gray "
+                         "('gray'; the AUC includes it), so --steps N gives N + 2 rows per image "
+                         "when no two log/linear counts coincide. An existing pf-scores.csv is not "
+                         "replaced without --force; the file appears when all images are done.")
+    pfp.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
+    pfp.add_argument("--set", metavar="NAME", help="also use the images of a named image set")
+    pfp.add_argument("--out", default=".", metavar="DIR", help="folder for pf-scores.csv (default: .)")
+    pfp.add_argument("--patch-size", type=int, default=8, help="side of the square patches (default: 8)")
+    pfp.add_argument("--order", choices=ORDERS, default="morf",
+                     help="most relevant first, least relevant first, or random (default: morf)")
+    pfp.add_argument("--mode", choices=MODES, default="inpainting",
+                     help="how patches are perturbed (default: inpainting, OpenCV Telea)")
+    pfp.add_argument("--schedule", default="thesis", help="thesis (k^2 patches after step k), log, "
+                     "linear, or comma-separated cumulative patch counts (default: thesis)")
+    pfp.add_argument("--steps", type=_positive_int, default=None, help="number of steps of the log "
+                     "and linear schedules (default: as many as the thesis schedule has)")
+    pfp.add_argument("--score", choices=SCORES, default="logit",
+                     help="score of the target class (default: logit)")
+    pfp.add_argument("--pf-seed", type=_nonneg_int, default=None, help="seed of the random order "
+                     "and random mode (default: 0)")
+    pfp.add_argument("--thesis-compat", action="store_true", help="reproduce the thesis code "
+                     "(lrp-pf-auc 0.1.6), defects included")
+    _add_explanation_arguments(pfp)
+    pfp.set_defaults(func=_cmd_pf)
+
+    # data
+    da = sub.add_parser("data", help="the book's image sets: fetch, list, paths",
+                        description="Image sets listed in data/images.tsv and data/sets.tsv, fetched "
+                        f"into the cache (--cache, ${CACHE_ENV}, or data/cache/) and checked by sha256.")
+    dsub = da.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
+    fe = dsub.add_parser("fetch", help="fetch images and check their sha256",
+                         description="Copy the images of the named sets (default: all) from a mirror "
+                         f"folder (--mirror or ${MIRROR_ENV}) or download them from their source "
+                         "URLs; a file with the wrong sha256 is rejected.")
+    fe.add_argument("sets", nargs="*", metavar="SET", help="image sets (default: all images)")
+    fe.add_argument("--mirror", metavar="DIR", help=f"folder holding the files (default: ${MIRROR_ENV}; "
+                    "unset: download)")
+    fe.add_argument("--cache", metavar="DIR", help=f"where to keep them (default: ${CACHE_ENV} or "
+                    "data/cache/)")
+    fe.add_argument("--force", action="store_true", help="fetch again even if cached and intact")
+    fe.add_argument("--quiet", action="store_true", help="no progress bar")
+    fe.set_defaults(func=_cmd_data_fetch)
+    li = dsub.add_parser("list", help="list the named image sets",
+                         description="List the named image sets and their first images.")
+    li.set_defaults(func=_cmd_data_list)
+    pa = dsub.add_parser("path", help="print the paths of a set's images (fetching them if needed)",
+                         description="Print the cached path of each image of SET, fetching missing "
+                         "ones first (unless --no-fetch).")
+    pa.add_argument("set", metavar="SET")
+    pa.add_argument("--mirror", metavar="DIR")
+    pa.add_argument("--cache", metavar="DIR")
+    pa.add_argument("--no-fetch", action="store_true", help="fail instead of fetching")
+    pa.set_defaults(func=_cmd_data_path)
+    da.set_defaults(func=lambda args: _missing_action(da))
+
+    # weights
+    we = sub.add_parser("weights", help="where the pretrained weights go, and whether they are there",
+                        description="Show the torch hub cache file of the pretrained ImageNet weights "
+                        "(TORCH_HOME is honoured), whether it is present and its sha256.")
+    we.add_argument("--arch", choices=VGG_ARCHS, default="vgg16")
+    we.set_defaults(func=_cmd_weights)
+
+    from .experiment.commands import add_parser as add_experiment_parser
+    add_experiment_parser(sub, Parser)
+
+    parser.set_defaults(func=lambda args: _missing_action(parser))
+    return parser
+
+
+def _missing_action(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE

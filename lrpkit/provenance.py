@@ -1,0 +1,305 @@
+"""How a figure, a table or an experiment was made: the record every notebook of the book glues.
+
+A figure notebook ends by gluing :func:`provenance` as ``provenance`` and its :meth:`~Provenance.banner`
+as ``banner``: the weights and their checksum, the profile, device and parameters, lrpkit's version
+with a hash of its source (:func:`lrpkit_version`), the git commit, the date, and a visible warning
+when the network's weights are random or unverified. The record is embedded in the HTML as JSON, so
+that the build (:mod:`lrpkit.book`) and the tests read it back (:func:`provenance_record`).
+
+Every notebook kernel imports this module, so it imports nothing heavy at the top: torch and
+:mod:`lrpkit.models` only when a model is recorded. :mod:`lrpkit.experiment` records the same
+version, commit and weights hash.
+
+Absolute paths are shown by their file name only (:func:`public_value`): a page must not show the
+folders of the machine that built it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import __version__
+
+__all__ = ["COMMON_PARAMETERS", "provenance", "Provenance", "Banner", "provenance_record", "source_hash",
+           "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions"]
+
+#: The parameters of every notebook of the book (its ``parameters`` cell), recorded by :func:`provenance`.
+COMMON_PARAMETERS = ("device", "weights", "profile", "seed")
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_hash() -> str:
+    """SHA-256 over the source files of the imported ``lrpkit`` package (names and bytes).
+
+    ``lrpkit.__version__`` alone does not change when the code does; the book's cache keys and
+    provenance use this hash beside it.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def lrpkit_version() -> str:
+    """``"<version>+src.<first 12 hex of source_hash()>"``."""
+    return f"{__version__}+src.{source_hash()[:12]}"
+
+
+def git_commit(path: Path | str | None = None) -> str:
+    """The git commit of the checkout holding ``path`` (default: lrpkit's), ``-dirty`` if it has
+    uncommitted changes to tracked files, or ``"unknown"`` outside a git checkout."""
+    where = Path(path) if path is not None else _PACKAGE_DIR
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=where, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _weights_record(model: Any) -> dict[str, Any] | None:
+    """What ``lrpkit.models`` recorded about the weights it loaded into ``model``, as a dict."""
+    if model is None:
+        return None
+    from . import models
+    try:
+        info = models.weights_info(model)
+    except TypeError:
+        raise ValueError("provenance(model=...): the model carries no weights record; load it "
+                         "with lrpkit.models.vgg16(...) so that the page can say which weights "
+                         "made its figures") from None
+    record = asdict(info)
+    # The warning text names folders of the build machine; the banner says the same in words.
+    record.pop("warning", None)
+    record["path"] = public_value(record.get("path"))
+    record["requested"] = public_value(record.get("requested"))
+    record["state_sha256"] = state_sha256(model)
+    return record
+
+
+def public_value(value: Any) -> Any:
+    """``value``, or only the file name if it is an absolute (or ``~``) path.
+
+    A page must not show the folders of the machine that built it; a weights file stays
+    identified by its name and its sha256.
+    """
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return Path(value).name
+    return value
+
+
+def state_sha256(model: Any) -> str:
+    """SHA-256 over a model's ``state_dict`` (names, dtypes, shapes and values, on the CPU).
+
+    Random weights have no file to checksum; this identifies them all the same (the same seed
+    and torch version give the same hash on every machine).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class Provenance:
+    """How a figure was made. Renders as an HTML table (``provenance`` glue key); its
+    :meth:`banner` says visibly whether the network's weights are random."""
+
+    parameters: dict[str, Any]
+    weights: dict[str, Any] | None
+    device: str
+    lrpkit_version: str
+    git_commit: str
+    date: str
+    packages: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the figures were made with randomly initialized weights."""
+        return self.weights is not None and self.weights.get("source") == "random"
+
+    @property
+    def unverified_weights(self) -> bool:
+        """True when the "pretrained" file did not have torchvision's published sha256."""
+        return (self.weights is not None and self.weights.get("source") == "imagenet"
+                and self.weights.get("verified") is False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
+                "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
+                "date": self.date, "packages": self.packages,
+                "random_weights": self.random_weights}
+
+    def record(self) -> str:
+        """The provenance as JSON (also embedded in the HTML, for the build and the tests)."""
+        return json.dumps(self.as_dict(), default=str, sort_keys=True)
+
+    def _weights_text(self) -> str:
+        if self.weights is None:
+            return "none (no network involved)"
+        w = self.weights
+        text = f"{w.get('arch', 'network')} {w.get('source', '?')}"
+        if self.random_weights:
+            text += f" (seed {w.get('seed')}"
+            if w.get("requested") not in (None, "random"):
+                text += f"; {w['requested']!r} was requested, pretrained weights unavailable"
+            text += ")"
+        elif w.get("source") == "imagenet":
+            text += " pretrained" + ("" if w.get("verified", True) else " (UNVERIFIED checksum)")
+        if w.get("path"):
+            text += f", file {w['path']} (sha256 {w.get('sha256')})"
+        if w.get("state_sha256"):
+            text += f", parameters sha256 {w['state_sha256'][:16]}…"
+        return text
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("Weights", self._weights_text()),
+            ("Profile", self.parameters.get("profile", "?")),
+            ("Device", self.device),
+            ("Parameters", ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())),
+            ("lrpkit", self.lrpkit_version),
+            ("Git commit", self.git_commit),
+            ("Date (UTC)", self.date),
+            ("Packages", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
+        ]
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code>"
+                       f"</td></tr>" for k, v in rows)
+        record = self.record().replace("</", "<\\/")
+        return ('<details class="lrpkit-provenance" open><summary>How this figure was made'
+                f'</summary><table class="table">{body}</table>'
+                f'<script type="application/json" class="lrpkit-provenance-record">{record}'
+                '</script></details>')
+
+    def banner(self) -> "Banner":
+        """A visible notice: a warning when the weights are random, else which weights."""
+        return Banner(self)
+
+
+@dataclass
+class Banner:
+    """The notice at the top of a figure page (``banner`` glue key)."""
+
+    provenance: Provenance
+
+    def _repr_html_(self) -> str:
+        p = self.provenance
+        if p.random_weights:
+            return ('<div class="admonition warning lrpkit-random-weights">'
+                    '<p class="admonition-title">Random weights</p>'
+                    '<p>The figures on this page were computed with a <strong>randomly '
+                    'initialized</strong> VGG-16 (' + html.escape(p._weights_text()) + '), '
+                    'because no pretrained ImageNet weights were reachable when the book was '
+                    'built. They show how the methods behave on this network, not what a trained '
+                    'network attends to. Rebuild with pretrained weights to reproduce the '
+                    "thesis's pictures.</p></div>")
+        if p.unverified_weights:
+            return ('<div class="admonition warning lrpkit-unverified-weights">'
+                    '<p class="admonition-title">Unverified weights</p>'
+                    '<p>The figures on this page were computed with weights whose checksum does '
+                    '<strong>not</strong> match the pretrained VGG-16 that torchvision publishes ('
+                    + html.escape(p._weights_text()) + '). They may be damaged or other weights, '
+                    'so the figures may not show what the trained network attends to. Replace the '
+                    'file and rebuild.</p></div>')
+        if p.weights is None:
+            return ('<div class="admonition note lrpkit-weights"><p class="admonition-title">'
+                    'Weights</p><p>No network is involved in making this output.</p></div>')
+        return ('<div class="admonition note lrpkit-weights"><p class="admonition-title">Weights'
+                '</p><p>Figures computed with ' + html.escape(p._weights_text()) + '.</p></div>')
+
+    def __repr__(self) -> str:
+        if self.provenance.weights is None:
+            return "No network weights involved"
+        if self.provenance.unverified_weights:
+            return "Unverified weights"
+        return "Random weights" if self.provenance.random_weights else "Trained weights"
+
+
+def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
+    """Record how a figure was made, for the ``provenance`` and ``banner`` glue keys.
+
+    Parameters
+    ----------
+    parameters : mapping
+        The notebook's parameters: at least ``device``, ``weights``, ``profile`` and ``seed``.
+    model : torch.nn.Module, optional
+        The network the figure was computed with, as returned by ``lrpkit.models``; its record
+        of the weights loaded (source, checksum, random or not) goes into the provenance. None
+        for figures that involve no network.
+
+    Absolute paths (a weights file's) are shown by their file name only (:func:`public_value`).
+
+    Returns
+    -------
+    Provenance
+        Displays as an HTML table; ``.banner()`` is the page's weights notice.
+    """
+    missing = [k for k in COMMON_PARAMETERS if k not in parameters]
+    if missing:
+        raise ValueError(f"provenance(parameters=...): missing {', '.join(missing)}; pass every "
+                         f"notebook parameter ({', '.join(COMMON_PARAMETERS)} and the figure's own)")
+    device = str(parameters["device"])
+    if model is not None:
+        try:
+            device = str(next(model.parameters()).device)
+        except (AttributeError, StopIteration):
+            pass
+    if device.startswith("cuda"):
+        try:
+            import torch
+            device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+        except Exception:  # noqa: BLE001 -- the name is only informative
+            pass
+    return Provenance(
+        parameters={k: public_value(v) for k, v in parameters.items()},
+        weights=_weights_record(model),
+        device=device,
+        lrpkit_version=lrpkit_version(),
+        git_commit=git_commit(),
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        packages=package_versions(("torch", "torchvision")),
+    )
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str]:
+    """The installed version of each package (``"not installed"`` if it is not)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+_RECORD = re.compile(r'<script type="application/json" class="lrpkit-provenance-record">'
+                     r"(?P<json>.*?)</script>", re.S)
+
+
+def provenance_record(output: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The provenance record embedded in a glued ``provenance`` output (or in a page's HTML)."""
+    data = output.get("data", {}) if isinstance(output, Mapping) else {}
+    text = output if isinstance(output, str) else next(
+        (v for k, v in data.items() if k.endswith("text/html")), "")
+    if isinstance(text, list):
+        text = "".join(text)
+    match = _RECORD.search(text)
+    return json.loads(match["json"]) if match else None
