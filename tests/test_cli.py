@@ -460,8 +460,8 @@ def test_output_names_are_unique():
     (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
     (["--target", "castel"], "unknown ImageNet class name 'castel'"),
     (["--composite", "decreasing-gamma", "--gammas", "1,2"], "needs four γ values"),
-    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17-30 of composite "
-                          "'LRP-Tutorial' is out of range: the model has layers 0-27"),
+    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17–30 of composite "
+                          "'LRP-Tutorial' is out of range: the model has layers 0–27"),
 ])
 def test_pf_bad_argument_leaves_earlier_scores_untouched(capsys, tmp_path, loads, argv, words):
     """Every argument is checked before pf-scores.csv is touched (and before the model loads)."""
