@@ -12,6 +12,10 @@ The named composites of the thesis:
   2-10 → γ₁, 11-17 → γ₂, 18-24 → γ₃, 25-31 → γ₄.
 - :func:`uniform` -- one rule everywhere, optionally z^B at the pixel layer.
 
+And the two composites of the thesis's own code (PyPI ``lrp-pf-auc`` 0.1.6), which differ from the
+tutorial's mathematics (constant ε, winner-takes-all max-pooling, a rule-modified forward pass):
+:func:`thesis_code_tutorial` and :func:`thesis_code_decreasing_gamma`.
+
 A composite prints itself as the table the thesis prints (:meth:`Composite.table`), so the book's
 tables come from the code that computes the heatmaps.
 """
@@ -21,10 +25,11 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
-from .heuristics import check_heuristic
-from .rules import IMAGENET_MEAN, IMAGENET_STD, POOLING, Epsilon, Gamma, Rule, Zero, ZBox
+from .heuristics import STABILIZERS, check_heuristic, check_stabilizer
+from .rules import IMAGENET_MEAN, IMAGENET_STD, POOLING, Epsilon, Gamma, Gradient, Rule, Zero, ZBox
 
-__all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES"]
+__all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES", "thesis_code_tutorial",
+           "thesis_code_decreasing_gamma"]
 
 IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with stop=None for "to the end"
 
@@ -43,6 +48,16 @@ class Composite:
         ``"avg"`` (tutorial: 2x2 average pooling in the backward pass) or ``"max"`` (winner takes all).
     name : str
         Shown in tables and reprs.
+    forward : None, "zennit" or "shift"
+        None (default): LRP on the model's own forward pass. A stabilizer of
+        :data:`lrpkit.heuristics.STABILIZERS`: the thesis code's rule-modified forward pass, in which
+        every layer the code wraps in a rule outputs ``z · (out / stabilize(z))`` instead of ``out``
+        (``z`` the rule's pre-activation, :meth:`lrpkit.rules.Rule.preactivation`): each
+        convolution and dense layer with a rule other than :class:`~lrpkit.rules.Gradient`, and
+        torchvision's ``AdaptiveAvgPool2d`` before a VGG's classifier (the identity for 224x224
+        inputs, absent from lrpkit's layer list), which both of the code's composites wrap in LRP-0.
+        Every activation above the first such layer changes, the logits included. The code's
+        gradient then divides by the exact ``z``: ``forward`` needs ``heuristic="vanilla"``.
 
     Examples
     --------
@@ -51,9 +66,13 @@ class Composite:
     """
 
     def __init__(self, assignments: Union[Mapping[IndexRange, Rule], Iterable[tuple]], heuristic: str = "tutorial",
-                 maxpool: str = "avg", name: str = "custom"):
+                 maxpool: str = "avg", name: str = "custom", *, forward: Optional[str] = None):
         items = list(assignments.items() if isinstance(assignments, Mapping) else assignments)
         self.heuristic = check_heuristic(heuristic)
+        self.forward = None if forward is None else check_stabilizer(forward)
+        if forward is not None and heuristic != "vanilla":
+            raise ValueError(f"forward={forward!r} needs heuristic='vanilla' (the thesis code's gradient divides by "
+                             f"the exact z), got {heuristic!r}")
         if maxpool not in POOLING:
             raise ValueError(f"unknown maxpool treatment {maxpool!r}; choose 'avg' or 'max'")
         self.maxpool = maxpool
@@ -94,7 +113,8 @@ class Composite:
         """The composite with per-sample hyperparameters restricted to the samples ``index``."""
         if self.batch_size is None:
             return self
-        return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool, self.name)
+        return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool,
+                         self.name, forward=self.forward)
 
     def table(self):
         """The composite as the thesis prints it: a pandas DataFrame with the columns
@@ -106,7 +126,8 @@ class Composite:
 
     def __repr__(self) -> str:
         body = ", ".join(f"{_format_range(s, e)}: {r!r}" for s, e, r in self.assignments)
-        return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r})"
+        forward = "" if self.forward is None else f", forward={self.forward!r}"
+        return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r}{forward})"
 
 
 def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str = "avg",
@@ -175,6 +196,106 @@ def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False,
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
     label = f"uniform {chosen.label}" + (" with z^B" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)
+
+
+def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
+                         mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """LRP-Tutorial as the thesis code computes it (``lrp-pf-auc`` 0.1.6, thesis Chapter 4 and Fig. 2.3).
+
+    Layers 0 → z^B, 1-16 → γ, 17-30 → ε, 31-n → LRP-0, with winner-takes-all max-pooling, a
+    constant ε and the code's rule-modified forward pass (:class:`Composite`, ``forward``). Agrees
+    with ``lrp-pf-auc`` to about 1e-12 of the largest relevance in float64 (``tests/test_thesis_code.py``).
+
+    Parameters
+    ----------
+    gamma, epsilon : float or torch.Tensor
+        γ of layers 1-16 and ε of layers 17-30 (floats, or 1-D tensors with one value per sample;
+        a grid over one image then runs one forward pass per setting, since the forward pass
+        depends on the rules).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize``: ``"zennit"`` (every grid, Pixel-Flipping and docs figure of the
+        thesis) or ``"shift"``, the unsigned ``z + 1e-6`` of the code's early "vanilla" (Figures
+        2.3-2.5, B.1), which makes the instability patches. lrpkit's own ``"vanilla"`` heuristic
+        (divide by z) is another thing: use :func:`tutorial` for it.
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    What differs from :func:`tutorial` (FIGURES.md, "Discrepancies" 2-3):
+
+    - ε is constant, not the tutorial's ε · RMS(z);
+    - max-pools pass relevance to the winner (gradient), not as 2x2 average pools;
+    - the code's layer indices count torchvision's ``AdaptiveAvgPool2d`` as leaf 31, so its
+      classifier's Linear layers are 32, 35, 38 (lrpkit's 31, 34, 37). Its "31+ → LRP-0" covers the
+      avgpool and the three Linear layers, so the boundaries fall where the tutorial's do;
+    - every wrapped layer's forward output is ``z · (out / stabilize(z))``; the logits it explains
+      are those of this modified network (``Explanation.logits``), which the code's Pixel-Flipping
+      also scores;
+    - Fig. 2.3's notebook ran this map with γ = 0, not Table 2.4's 0.25.
+
+    References
+    ----------
+    R. Bermudez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance
+    Propagation*, TU Berlin (2022), Table 2.4, §2.1.5, Chapter 4; code: PyPI ``lrp-pf-auc`` 0.1.6
+    (``lrp/rules.py``, ``lrp/zennit/core.py``), github.com/rodrigobdz/lrp.
+    """
+    return Composite({
+        0: ZBox.from_normalization(mean, std),
+        (1, 16): Gamma(gamma),
+        (17, 30): Epsilon(epsilon),
+        (31, None): Zero(),
+    }, "vanilla", "max", name="thesis code LRP-Tutorial", forward=_thesis_stabilizer(heuristic))
+
+
+def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zennit", *,
+                                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """LRP-Decreasing-γ as the thesis code computes it (``lrp-pf-auc`` 0.1.6; thesis Fig. 4.1, Table 4.2).
+
+    Layers 0 → z^B, 1-17 → γ₁, 18-24 → γ₂, 25-30 → γ = 0 (and the code's avgpool, leaf 31), the
+    classifier without a rule (:class:`~lrpkit.rules.Gradient`), winner-takes-all max-pooling and the
+    code's rule-modified forward pass (:class:`Composite`, ``forward``).
+
+    Parameters
+    ----------
+    gamma1, gamma2 : float or torch.Tensor
+        γ of layers 1-17 and 18-24 (floats, or 1-D tensors with one value per sample).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize`` (see :func:`thesis_code_tutorial`).
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    What differs from the thesis's Tables 2.3, 4.2 and 4.4 and from :func:`decreasing_gamma`
+    (FIGURES.md, "Discrepancies" 1-3):
+
+    - γ₁ covers layers 1-17: there is no fixed γ = 0.5 block on 2-10;
+    - the code's "25-31 γ = 0" ends at its leaf 31, torchvision's ``AdaptiveAvgPool2d``; the
+      classifier's Linear layers (the code's 32, 35, 38) get no rule at all: their plain gradient,
+      LRP-0 without a stabilizer, on the model's own forward pass;
+    - as in :func:`thesis_code_tutorial`: winner-takes-all max-pooling and the modified forward pass.
+
+    References
+    ----------
+    R. Bermudez Schettino (2022), Tables 2.3, 4.2, 4.4, §4.1.1; PyPI ``lrp-pf-auc`` 0.1.6,
+    ``experiments/script/batch_lrp_pf.py``. M. Eberle et al., *Building and interpreting deep
+    similarity models*, IEEE TPAMI 44 (2022) (the Decreasing-γ composite).
+    """
+    return Composite({
+        0: ZBox.from_normalization(mean, std),
+        (1, 17): Gamma(gamma1),
+        (18, 24): Gamma(gamma2),
+        (25, 30): Gamma(0.0),
+        (31, None): Gradient(),
+    }, "vanilla", "max", name="thesis code LRP-Decreasing-γ", forward=_thesis_stabilizer(heuristic))
+
+
+def _thesis_stabilizer(heuristic: str) -> str:
+    if heuristic not in STABILIZERS:
+        raise ValueError(f"unknown heuristic {heuristic!r} of the thesis code; choose 'zennit' (its stabilizer from "
+                         "2022-03-21 on) or 'shift' (its early vanilla, z + 1e-6)")
+    return heuristic
 
 
 def _parse_range(spec) -> tuple[int, Optional[int]]:

@@ -36,7 +36,7 @@ from .canonical import Layer, _pair
 from .heuristics import denominator, divide, per_sample
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "Rule", "Zero", "Epsilon", "Gamma", "ZBox",
+    "IMAGENET_MEAN", "IMAGENET_STD", "Rule", "Zero", "Epsilon", "Gamma", "ZBox", "Gradient",
     "pool_relevance", "POOLING",
 ]
 
@@ -123,6 +123,30 @@ class Rule:
         """
         s = divide(R, denominator(z, self.epsilon, heuristic), inplace=True)
         return _times(layer.transpose(s, layer.weight, a.shape), a)
+
+    def preactivation(self, layer: Layer, a: torch.Tensor, out: torch.Tensor) -> Optional[torch.Tensor]:
+        """The rule's pre-activation ``z`` (the vanilla denominator), computed as the thesis code's
+        rules compute it in their forward pass: LRP-0 ``out``, LRP-ε ``ε + out``, LRP-γ the layer with
+        ``ρ(W)``, ``ρ(b)``, z^B ``out - (W⁺l + b⁺) - (W⁻h + b⁻)``; None for a layer the code leaves
+        unwrapped (:class:`Gradient`). ``out = W a + b`` is the layer's output; ``a`` holds one input
+        per sample of a per-sample rule."""
+        return out if self.epsilon is None else per_sample(self.epsilon, out) + out
+
+
+@dataclass(frozen=True)
+class Gradient(Rule):
+    """No rule: the layer's own gradient, ``R_j = Σ_k a_j w_jk / z_k · R_k`` with the exact ``z``
+    whatever the heuristic (LRP-0 without a stabilizer). This is what the thesis code's
+    Decreasing-γ composite leaves to its classifier, and the layer's forward pass stays the model's
+    under a rule-modified forward (:meth:`preactivation` is None)."""
+
+    label: ClassVar[str] = "none (gradient)"
+
+    def relevance(self, layer, a, z, R, heuristic, memo=None):
+        return super().relevance(layer, a, z, R, "vanilla", memo)
+
+    def preactivation(self, layer, a, out):
+        return None
 
 
 @dataclass(frozen=True)
@@ -217,6 +241,18 @@ class Gamma(_OneHyperparameter):
             out[rows] = self._relevance(layer, own(a), own(z), own(z_plus), w_plus, R[rows], gammas[start], heuristic)
         return out
 
+    def preactivation(self, layer, a, out):
+        def rho(gamma):  # the code's parameter modifier, on weights and biases
+            return (layer.weight + gamma * layer.weight.clamp(min=0), layer.bias + gamma * layer.bias.clamp(min=0))
+
+        if isinstance(self.gamma, float):
+            return out if self.gamma == 0.0 else layer.affine(a, *rho(self.gamma))
+        z = torch.empty_like(out)
+        for gamma in self.gamma.unique().tolist():
+            rows = (self.gamma == gamma).to(out.device)
+            z[rows] = out[rows] if gamma == 0.0 else layer.affine(a[rows], *rho(gamma))
+        return z
+
     @staticmethod
     def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic):
         """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
@@ -241,16 +277,33 @@ class ZBox(Rule):
 
     low: tuple = tuple((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
     high: tuple = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+    #: ``(mean, std)`` when the bounds come from a normalization (:meth:`from_normalization`)
+    normalization: Optional[tuple] = None
     label: ClassVar[str] = "z^B"
 
     def __init__(self, low: Optional[Sequence[float]] = None, high: Optional[Sequence[float]] = None):
         default = ZBox.from_normalization()
+        if low is None and high is None:
+            low, high = default.low, default.high
+            object.__setattr__(self, "normalization", default.normalization)
         low = default.low if low is None else tuple(float(v) for v in low)
         high = default.high if high is None else tuple(float(v) for v in high)
         if len(low) != len(high) or any(lo >= hi for lo, hi in zip(low, high)):
             raise ValueError(f"z^B bounds must have one low < high per channel, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
+
+    def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``low`` and ``high`` as ``[1, C, 1, 1]`` tensors of ``like``'s dtype and device.
+
+        Bounds from a normalization are computed as that normalization computes a black and a
+        white pixel, ``(0 - μ) / σ`` and ``(1 - μ) / σ`` in ``like``'s dtype (in float32 this may
+        differ by one unit in the last place from the rounded float64 value).
+        """
+        if self.normalization is None:
+            return tuple(like.new_tensor(bound).view(1, -1, 1, 1) for bound in (self.low, self.high))
+        mean, std = (like.new_tensor(v).view(1, -1, 1, 1) for v in self.normalization)
+        return (0 - mean) / std, (1 - mean) / std
 
     @classmethod
     def from_normalization(cls, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> "ZBox":
@@ -260,6 +313,7 @@ class ZBox(Rule):
         obj = object.__new__(cls)
         object.__setattr__(obj, "low", tuple((0 - m) / s for m, s in zip(mean, std)))
         object.__setattr__(obj, "high", tuple((1 - m) / s for m, s in zip(mean, std)))
+        object.__setattr__(obj, "normalization", (tuple(map(float, mean)), tuple(map(float, std))))
         return obj
 
     def hyperparameters(self) -> str:
@@ -268,11 +322,16 @@ class ZBox(Rule):
     def __repr__(self) -> str:
         return f"ZBox(low={self.low}, high={self.high})"
 
+    def preactivation(self, layer, a, out):
+        low, high = (bound.expand_as(a[:1]).contiguous() for bound in self.bounds(a))
+        z_low = layer.affine(low, layer.weight.clamp(min=0), layer.bias.clamp(min=0))
+        z_high = layer.affine(high, layer.weight.clamp(max=0), layer.bias.clamp(max=0))
+        return out - z_low - z_high
+
     def relevance(self, layer, a, z, R, heuristic, memo=None):
         if a.shape[1] != len(self.low):
             raise ValueError(f"z^B has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
-        low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
-        high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
+        low, high = (bound.expand_as(a[:1]) for bound in self.bounds(a))
 
         def box():  # W = W⁺ + W⁻, so z = W x - W⁺ l - W⁻ h = W⁺ (x - l) + W⁻ (x - h)
             w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
