@@ -149,7 +149,7 @@ def _images_and_model(args):
 def _cmd_explain(args) -> int:
     from tqdm.auto import tqdm
 
-    from . import data, lrp, models, plotting
+    from . import data, diagnostics, lrp, models, plotting
 
     target = None if args.target is None else models.class_index(args.target)
     images, pixels, model = _images_and_model(args)
@@ -175,6 +175,8 @@ def _cmd_explain(args) -> int:
             f"{float(logits[predicted]):.4g}); target {chosen} {categories[chosen]!r} (logit "
             f"{float(logits[chosen]):.4g}); relevance sum {float(relevance.sum()):.4g} -> {png}",
             file=sys.stdout)
+        if args.check:
+            tqdm.write(f"{path}: check: {diagnostics.instability(explanation).verdict(0)}", file=sys.stdout)
     return EXIT_OK
 
 
@@ -292,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explanation_arguments(ex)
     ex.add_argument("--save-relevance", action="store_true", help="also write the relevance "
                     "[3, H, W] as OUT/<image name>.npy")
+    ex.add_argument("--check", action="store_true", help="check each heatmap for numerical "
+                    "instability (conservation by layer, concentration, patches) and print the verdict")
     ex.set_defaults(func=_cmd_explain)
 
     # pf

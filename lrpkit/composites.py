@@ -14,7 +14,8 @@ The named composites of the thesis:
 
 And the two composites of the thesis's own code (PyPI ``lrp-pf-auc`` 0.1.6), which differ from the
 tutorial's mathematics (constant ε, winner-takes-all max-pooling, a rule-modified forward pass):
-:func:`thesis_code_tutorial` and :func:`thesis_code_decreasing_gamma`.
+:func:`thesis_code_tutorial`, :func:`thesis_code_decreasing_gamma` and, for its grid searches,
+:func:`thesis_code_uniform`.
 
 A composite prints itself as the table the thesis prints (:meth:`Composite.table`), so the book's
 tables come from the code that computes the heatmaps.
@@ -29,7 +30,7 @@ from .heuristics import STABILIZERS, check_heuristic, check_stabilizer
 from .rules import IMAGENET_MEAN, IMAGENET_STD, POOLING, Epsilon, Gamma, Gradient, Rule, Zero, ZBox
 
 __all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES", "thesis_code_tutorial",
-           "thesis_code_decreasing_gamma"]
+           "thesis_code_decreasing_gamma", "thesis_code_uniform"]
 
 IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with stop=None for "to the end"
 
@@ -54,10 +55,15 @@ class Composite:
         every layer the code wraps in a rule outputs ``z · (out / stabilize(z))`` instead of ``out``
         (``z`` the rule's pre-activation, :meth:`lrpkit.rules.Rule.preactivation`): each
         convolution and dense layer with a rule other than :class:`~lrpkit.rules.Gradient`, and
-        torchvision's ``AdaptiveAvgPool2d`` before a VGG's classifier (the identity for 224x224
-        inputs, absent from lrpkit's layer list), which both of the code's composites wrap in LRP-0.
+        the ``AdaptiveAvgPool2d`` before a VGG's classifier if ``avgpool`` gives it a rule.
         Every activation above the first such layer changes, the logits included. The code's
         gradient then divides by the exact ``z``: ``forward`` needs ``heuristic="vanilla"``.
+    avgpool : Zero, Gamma, Epsilon or None
+        Under ``forward``: the rule of torchvision's ``AdaptiveAvgPool2d`` between a VGG's features
+        and classifier (the identity for 224x224 inputs, absent from lrpkit's layer list; the
+        thesis code's leaf 31). Its ``z`` is ``ε + a`` (γ has no parameter to act on); in the
+        backward pass the relevance entering layer 31 from above is multiplied by ``a / z`` on its
+        way down. None: the pool is left alone, as the code leaves a leaf without a rule.
 
     Examples
     --------
@@ -66,13 +72,18 @@ class Composite:
     """
 
     def __init__(self, assignments: Union[Mapping[IndexRange, Rule], Iterable[tuple]], heuristic: str = "tutorial",
-                 maxpool: str = "avg", name: str = "custom", *, forward: Optional[str] = None):
+                 maxpool: str = "avg", name: str = "custom", *, forward: Optional[str] = None,
+                 avgpool: Optional[Rule] = None):
         items = list(assignments.items() if isinstance(assignments, Mapping) else assignments)
         self.heuristic = check_heuristic(heuristic)
         self.forward = None if forward is None else check_stabilizer(forward)
         if forward is not None and heuristic != "vanilla":
             raise ValueError(f"forward={forward!r} needs heuristic='vanilla' (the thesis code's gradient divides by "
                              f"the exact z), got {heuristic!r}")
+        if avgpool is not None and (forward is None or type(avgpool) not in (Zero, Gamma, Epsilon)):
+            raise ValueError(f"avgpool={avgpool!r}: the avgpool rule is a Zero, Gamma or Epsilon rule of a composite "
+                             "with a rule-modified forward (forward='zennit' or 'shift')")
+        self.avgpool = avgpool
         if maxpool not in POOLING:
             raise ValueError(f"unknown maxpool treatment {maxpool!r}; choose 'avg' or 'max'")
         self.maxpool = maxpool
@@ -89,7 +100,7 @@ class Composite:
         for (s1, e1, _), (s2, e2, _) in zip(self.assignments, self.assignments[1:]):
             if e1 is None or e1 >= s2:
                 raise ValueError(f"layer ranges {_format_range(s1, e1)} and {_format_range(s2, e2)} overlap")
-        sizes = {rule.batch_size for *_, rule in self.assignments} - {None}
+        sizes = {rule.batch_size for *_, rule in self.assignments + [(0, 0, avgpool or Zero())]} - {None}
         if len(sizes) > 1:
             raise ValueError(f"per-sample hyperparameters of different lengths {sorted(sizes)} in one composite")
         self.batch_size: Optional[int] = sizes.pop() if sizes else None
@@ -114,7 +125,7 @@ class Composite:
         if self.batch_size is None:
             return self
         return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool,
-                         self.name, forward=self.forward)
+                         self.name, forward=self.forward, avgpool=self.avgpool and self.avgpool.take(index))
 
     def table(self):
         """The composite as the thesis prints it: a pandas DataFrame with the columns
@@ -126,7 +137,7 @@ class Composite:
 
     def __repr__(self) -> str:
         body = ", ".join(f"{_format_range(s, e)}: {r!r}" for s, e, r in self.assignments)
-        forward = "" if self.forward is None else f", forward={self.forward!r}"
+        forward = "" if self.forward is None else f", forward={self.forward!r}, avgpool={self.avgpool!r}"
         return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r}{forward})"
 
 
@@ -245,7 +256,7 @@ def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
         (1, 16): Gamma(gamma),
         (17, 30): Epsilon(epsilon),
         (31, None): Zero(),
-    }, "vanilla", "max", name="thesis code LRP-Tutorial", forward=_thesis_stabilizer(heuristic))
+    }, "vanilla", "max", name="thesis code LRP-Tutorial", forward=_thesis_stabilizer(heuristic), avgpool=Zero())
 
 
 def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zennit", *,
@@ -288,7 +299,55 @@ def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zenn
         (18, 24): Gamma(gamma2),
         (25, 30): Gamma(0.0),
         (31, None): Gradient(),
-    }, "vanilla", "max", name="thesis code LRP-Decreasing-γ", forward=_thesis_stabilizer(heuristic))
+    }, "vanilla", "max", name="thesis code LRP-Decreasing-γ", forward=_thesis_stabilizer(heuristic),
+        avgpool=Gamma(0.0))
+
+
+def thesis_code_uniform(rule: str = "gamma", *, gamma=0.25, epsilon=0.25, zbox: bool = True, heuristic: str = "zennit",
+                        mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """One rule on every layer above the pixel layer, as the thesis code's grid searches ran it (Fig. 3.3, B.1).
+
+    The code's leaves 1 and up get the rule: every convolution, its avgpool (leaf 31) and the
+    classifier's Linear layers; leaf 0 gets z^B, or no rule at all (its plain gradient).
+    Winner-takes-all max-pooling and the code's rule-modified forward pass (:class:`Composite`,
+    ``forward``).
+
+    Parameters
+    ----------
+    rule : {"gamma", "epsilon", "zero"}
+        The rule of layers 1 and up.
+    gamma, epsilon : float or torch.Tensor
+        Its hyperparameter (floats, or 1-D tensors with one value per sample).
+    zbox : bool
+        z^B at layer 0 (Fig. 3.3's "Composite ZBox and LRP-γ/ε"); False leaves it without a rule
+        (its "Uniform LRP-γ/ε", whose titles in the code say "layers 17-30" by mistake).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize`` (see :func:`thesis_code_tutorial`).
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    With ε on the avgpool (leaf 31), the relevance entering the classifier is multiplied by
+    ``a / (a + ε)`` on its way down: the code's uniform ε absorbs there too.
+
+    References
+    ----------
+    R. Bermudez Schettino (2022), §3.2, Figures 3.3 and B.1; PyPI ``lrp-pf-auc`` 0.1.6,
+    ``experiments/notebooks/7-grid-search-rerun/grid-search.ipynb``.
+    """
+    if rule == "zero":
+        chosen = Zero()
+    elif rule == "epsilon":
+        chosen = Epsilon(epsilon)
+    elif rule == "gamma":
+        chosen = Gamma(gamma)
+    else:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
+    first = ZBox.from_normalization(mean, std) if zbox else Gradient()
+    label = f"thesis code {'z^B and ' if zbox else 'uniform '}{chosen.label}"
+    return Composite({0: first, (1, None): chosen}, "vanilla", "max", name=label, forward=_thesis_stabilizer(heuristic),
+                     avgpool=chosen)
 
 
 def _thesis_stabilizer(heuristic: str) -> str:

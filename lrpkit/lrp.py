@@ -27,10 +27,10 @@ from torch import nn
 
 from . import canonical
 from .composites import Composite
-from .heuristics import stabilize
+from .heuristics import divide, per_sample, stabilize
 from .rules import _empty_rows, pool_relevance
 
-__all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
+__all__ = ["relevance", "explain", "forward_pass", "gradient_x_input", "Explanation", "ForwardPass"]
 
 Target = Union[None, int, torch.Tensor]
 
@@ -127,11 +127,10 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
     _check_model_and_input(model, layers, x)
     composite.check(len(layers))
     batch = _batch_size(x, composite)
-    # one image for every sample: share the forward pass, unless the rules change it per sample
-    per_sample_forward = composite.forward is not None and composite.batch_size is not None
-    shared = not per_sample_forward and (x.shape[0] == 1 or bool((x == x[:1]).all()))
-    if per_sample_forward:
-        x = x.expand(batch, *x.shape[1:])
+    # one image for every sample: share the forward pass, unless the rules change it per sample (then
+    # share it up to the first layer that does)
+    one_image = x.shape[0] == 1 or bool((x == x[:1]).all())
+    shared = one_image and (composite.forward is None or composite.batch_size is None)
 
     chunks = []
     with torch.no_grad():
@@ -139,7 +138,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
         for start in range(0, batch, chunk_size):
             index = slice(start, min(start + chunk_size, batch))
             part = composite.take(index)
-            chunk_forward = forward if shared else _forward(layers, x[index], part)
+            chunk_forward = forward if shared else _forward(layers, x[:1] if one_image else x[index], part)
             logits = chunk_forward.activations[-1].flatten(1).expand(index.stop - index.start, -1)
             chunk_target = _target(target, logits, batch, index)
             pass_ = _Pass(layers, *chunk_forward, part, shared, keep_layers, {})
@@ -155,12 +154,42 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
                        layer_relevance)
 
 
-class _Forward(NamedTuple):
-    """A forward pass: the input of every layer (and the output, last) and, under a rule-modified
-    forward, each wrapped layer's own output ``W a + b`` (its rule's denominator needs it)."""
+class ForwardPass(NamedTuple):
+    """A forward pass through the canonical layer list (:func:`forward_pass`).
+
+    Attributes
+    ----------
+    activations : list of torch.Tensor
+        The input of every layer, and the output last (``len(layers) + 1`` tensors).
+    outputs : dict
+        Under a composite's rule-modified ``forward``: each wrapped layer's own output ``W a + b``
+        by layer index (its rule's denominator needs it; ``activations`` hold the modified output).
+    pooled : tuple or None
+        Under ``forward`` with an ``avgpool`` rule: ``(index, a, z)``, the index of the dense layer
+        above torchvision's AdaptiveAvgPool2d, the pool's input and its rule's ``z``.
+    """
 
     activations: list
     outputs: dict
+    pooled: Optional[tuple] = None
+
+
+def forward_pass(model: nn.Module, x: torch.Tensor, composite: Optional[Composite] = None) -> ForwardPass:
+    """The forward pass that :func:`explain` runs, with every layer's input kept.
+
+    With a composite whose ``forward`` is set (the thesis code's composites), the pass is the
+    thesis code's rule-modified one; otherwise the model's own. The composite's hyperparameters
+    must be scalars or have one value per image of ``x``.
+    """
+    layers = canonical.layers(model)
+    _check_model_and_input(model, layers, x)
+    if composite is not None:
+        composite.check(len(layers))
+        if composite.batch_size not in (None, x.shape[0]):
+            raise ValueError(f"the composite has per-sample hyperparameters for {composite.batch_size} samples "
+                             f"but x has {x.shape[0]} images")
+    with torch.no_grad():
+        return _forward(layers, x, composite)
 
 
 def _forward(layers, x, composite=None):
@@ -180,15 +209,19 @@ def _forward(layers, x, composite=None):
 
     Under a composite's rule-modified ``forward``, each wrapped layer's output ``out`` is replaced by
     ``z · (out / stabilize(z))`` as the thesis code's rules compute it (same operations, same
-    order), and ``out`` is kept in ``outputs``.
+    order), and ``out`` is kept in ``outputs``. With per-sample hyperparameters and one image, the
+    activations keep batch 1 up to the first layer whose rule has them.
     """
     stabilizer = None if composite is None else composite.forward
-    activations, outputs = [x], {}
+    activations, outputs, pooled = [x], {}, None
     for layer in layers:
         a = activations[-1]
-        if stabilizer is not None and layer.name == "classifier.0":
-            # torchvision's AdaptiveAvgPool2d (the identity here), wrapped in LRP-0 by the code
-            a = activations[-1] = _modified_output(a, a, stabilizer)
+        if stabilizer is not None and composite.avgpool is not None and layer.name == "classifier.0":
+            # torchvision's AdaptiveAvgPool2d (the identity here) under the code's rule: z = ε + a
+            epsilon = composite.avgpool.epsilon
+            z = a if epsilon is None else per_sample(epsilon, a) + a
+            pooled = (layer.index, a, z)
+            a = activations[-1] = _modified_output(z, a, stabilizer)
         out = layer.forward(a)
         z = composite.rule(layer.index).preactivation(layer, a, out) if stabilizer and layer.is_linear else None
         if z is not None:
@@ -197,7 +230,7 @@ def _forward(layers, x, composite=None):
         activations.append(out)
     if x.device.type == "cpu":
         activations = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in activations]
-    return _Forward(activations, outputs)
+    return ForwardPass(activations, outputs, pooled)
 
 
 def _modified_output(z, out, stabilizer):
@@ -209,13 +242,14 @@ def _modified_output(z, out, stabilizer):
 class _Pass:
     """What a backward pass reads besides the relevance.
 
-    ``activations`` and ``outputs`` as in :class:`_Forward`; ``shared`` when the activations have
+    ``activations`` and ``outputs`` as in :class:`ForwardPass`; ``shared`` when the activations have
     batch 1 and serve every sample; ``memo`` keeps what the rules compute from the activations alone.
     """
 
     layers: list
     activations: list
     outputs: dict
+    pooled: Optional[tuple]
     composite: Composite
     shared: bool
     keep_layers: bool
@@ -224,6 +258,14 @@ class _Pass:
     def output(self, layer):
         """The layer's own output ``W a + b`` (``z`` of its rule)."""
         return self.outputs.get(layer.index, self.activations[layer.index + 1])
+
+    def through_pool(self, layer, R):
+        """``R`` at the input of ``layer``, carried through the code's avgpool below it if there is one:
+        ``a ⊙ R / z``, the pool's own rule with the exact ``z``."""
+        if self.pooled is None or self.pooled[0] != layer.index:
+            return R
+        _, a, z = self.pooled
+        return divide(R * a, z)
 
 
 class _Chunk(NamedTuple):
@@ -280,7 +322,8 @@ def _propagate(pass_, top, R, groups):
             if rule.batch_size is not None:
                 rule = rule.take(_first_of_each(groups, R.shape[0]))
             if layer.is_linear:
-                R = rule.relevance(layer, a, pass_.output(layer), R, composite.heuristic, pass_.memo)
+                R = pass_.through_pool(layer, rule.relevance(layer, a, pass_.output(layer), R, composite.heuristic,
+                                                             pass_.memo))
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
             sums.append(_total(R)[groups])

@@ -129,7 +129,7 @@ class Rule:
         rules compute it in their forward pass: LRP-0 ``out``, LRP-ε ``ε + out``, LRP-γ the layer with
         ``ρ(W)``, ``ρ(b)``, z^B ``out - (W⁺l + b⁺) - (W⁻h + b⁻)``; None for a layer the code leaves
         unwrapped (:class:`Gradient`). ``out = W a + b`` is the layer's output; ``a`` holds one input
-        per sample of a per-sample rule."""
+        per sample of a per-sample rule, or one for all of them."""
         return out if self.epsilon is None else per_sample(self.epsilon, out) + out
 
 
@@ -247,10 +247,11 @@ class Gamma(_OneHyperparameter):
 
         if isinstance(self.gamma, float):
             return out if self.gamma == 0.0 else layer.affine(a, *rho(self.gamma))
-        z = torch.empty_like(out)
+        z = out.new_empty((len(self.gamma), *out.shape[1:]))
         for gamma in self.gamma.unique().tolist():
             rows = (self.gamma == gamma).to(out.device)
-            z[rows] = out[rows] if gamma == 0.0 else layer.affine(a[rows], *rho(gamma))
+            own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # input shared or per sample
+            z[rows] = own(out) if gamma == 0.0 else layer.affine(own(a), *rho(gamma))
         return z
 
     @staticmethod

@@ -19,7 +19,7 @@ from lrp.zennit.types import AvgPool, Linear  # noqa: E402
 
 from lrpkit.rules import IMAGENET_MEAN, IMAGENET_STD  # constants only
 
-COMPOSITES = ("tutorial", "decreasing_gamma")
+COMPOSITES = ("tutorial", "decreasing_gamma", "zbox_gamma", "zbox_epsilon", "uniform_gamma", "uniform_epsilon")
 
 
 def bounds(x):
@@ -30,12 +30,22 @@ def bounds(x):
     return (zeros - mean) / std, (zeros + 1 - mean) / std
 
 
-def rule_map(model, x, composite, first, second):
-    """The code's rule-layer map: LRP-Tutorial (γ on 1-16, ε on 17-30, LRP-0 from 31) or
-    Decreasing-γ (γ₁ on 1-17, γ₂ on 18-24, γ = 0 on 25-31, the classifier without a rule)."""
+def rule_map(model, x, composite, first, second=None):
+    """The code's rule-layer map: LRP-Tutorial (γ on 1-16, ε on 17-30, LRP-0 from 31),
+    Decreasing-γ (γ₁ on 1-17, γ₂ on 18-24, γ = 0 on 25-31, the classifier without a rule), or the
+    grid notebook's sweeps (Fig. 3.3): γ or ε = ``first`` on leaves 1 and up, with z^B or no rule on
+    leaf 0."""
     select = LayerFilter(model, (Linear, AvgPool))
     low, high = bounds(x)
     zbox = (select(lambda n: n == 0), LrpZBoxRule, {"low": low, "high": high})
+    if composite in ("zbox_gamma", "uniform_gamma"):
+        rest = (select(lambda n: n >= 1), LrpGammaRule, {"gamma": first})
+    elif composite in ("zbox_epsilon", "uniform_epsilon"):
+        rest = (select(lambda n: n >= 1), LrpEpsilonRule, {"epsilon": first})
+    if composite.startswith("zbox"):
+        return [zbox, rest]
+    if composite.startswith("uniform"):
+        return [rest]
     if composite == "tutorial":
         return [zbox,
                 (select(lambda n: 1 <= n <= 16), LrpGammaRule, {"gamma": first}),
@@ -58,7 +68,7 @@ def shifted_stabilizer():
         lrp.zennit.core.stabilize = original
 
 
-def thesis_code_relevance(model, x, composite, first, second, target=None, shift=False):
+def thesis_code_relevance(model, x, composite, first, second=None, target=None, shift=False):
     """Relevance ``[1, 3, H, W]`` of one image from the thesis code (one image per call: its z^B
     bounds' gradients are summed over the batch), with the target's logit of its wrapped model."""
     assert x.shape[0] == 1, "one image per call"
