@@ -37,6 +37,7 @@ test: setup
 bench: setup
 	$(PY) bench/lrp_speed.py
 	$(PY) bench/pf_speed.py
+	$(PY) bench/sweep_speed.py
 
 clean:
 	rm -rf _build book/_generated $(VENV)

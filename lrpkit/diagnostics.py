@@ -32,9 +32,10 @@ Fig. 2.3's map, and the thesis code's zennit stabilizer), none of which it flags
 give sparser heatmaps, with larger ``max / median`` and ``max / quantile``; the limits leave a
 margin of about 2 over the random-weight maxima, and conservation does not depend on the weights.
 
-:func:`culprits` names the mechanism: the neurons whose division by their pre-activation sends
-down the most relevance, with the pre-activation, the thesis code's forward factor
-``z / stabilize(z)`` and the receptive field (:func:`receptive_field`) that the patch fills.
+:func:`culprits` names the mechanism: the neurons whose division by a pre-activation within about
+1e-6 of zero sends down far more relevance than their layer holds, with the pre-activation, the
+thesis code's forward factor ``z / stabilize(z)`` and the receptive field
+(:func:`receptive_field`) that the patch fills.
 
 References
 ----------
@@ -55,6 +56,7 @@ import torch
 from . import canonical, lrp
 from .composites import Composite
 from .heuristics import stabilize
+from .rules import Gamma
 
 __all__ = [
     "CONSERVATION_BAND", "CONCENTRATION_QUANTILE", "CONCENTRATION_MAX", "TOP_FRACTION", "PATCH_LEVEL", "PATCH_GAP",
@@ -338,7 +340,7 @@ def _reason(first, ratios, names, patches, concentration) -> Optional[str]:
 
 @dataclass(frozen=True)
 class Culprit:
-    """A neuron whose rule's division sends down much more relevance than its layer receives.
+    """A neuron whose rule divides its relevance by a pre-activation close to zero.
 
     Attributes
     ----------
@@ -356,16 +358,19 @@ class Culprit:
         The rule's pre-activation, its denominator without a stabilizer (``ε + W a + b`` for LRP-ε).
     factor : float or None
         Under a composite's rule-modified ``forward``: ``z / stabilize(z)``, what the thesis code's
-        forward pass multiplies the neuron's output by (negative: the sign flips). Else None.
+        forward pass multiplies the neuron's output by (negative: the sign flips, and a negative
+        pre-activation passes the ReLU). Else None.
     relevance : float
-        Relevance at the neuron's output.
+        Relevance at the neuron's output, ``R_k``.
     sent : float
-        Relevance it sends to the layer's input, ``relevance · (z - c) / z`` with ``c`` the rule's
-        pre-activation of a zero input (bias and ε): division by the exact ``z``, as the thesis code
-        and lrpkit's ``"vanilla"`` divide.
+        The sum of what it sends to the layer's input, ``R_k (z_k - c_k) / z_k`` with ``c_k`` the
+        rule's pre-activation of a zero input (bias and ε): in an ε layer close to ``R_k ε / z_k``.
+    spread : float
+        The sum of the absolute values it sends, ``|R_k| Σ_j |a_j ρ(w_jk)| / |z_k|``: where ``sent``
+        stays ``R_k`` (LRP-0, γ), parts of both signs that cancel.
     gain : float
-        ``sent`` over Σ R at the layer's output: how many times the relevance the whole layer
-        receives this one neuron sends down.
+        ``spread`` over the largest ``|R|`` of any neuron of the layer's output: 4-60 for every
+        layer of a stabilized heatmap (random VGG-16); 100 to 1e7 for the neuron behind a patch.
     box : tuple of int
         Its receptive field in input pixels, ``(top, left, bottom, right)`` inclusive.
     """
@@ -379,6 +384,7 @@ class Culprit:
     factor: Optional[float]
     relevance: float
     sent: float
+    spread: float
     gain: float
     box: tuple
 
@@ -387,10 +393,16 @@ def culprits(model: torch.nn.Module, x: torch.Tensor, composite: Composite, targ
              count: int = 3) -> list:
     """The neurons that make a heatmap unstable: the largest gains of relevance in one division.
 
-    For every convolution and dense layer above the pixel layer, each neuron's relevance ``R_k``
-    is divided by its rule's pre-activation ``z_k`` and sent down as ``R_k (z_k - c_k) / z_k``.
-    A neuron whose ``z_k`` lies within about 1e-6 of zero sends down many times what its whole
-    layer receives; its receptive field is where the heatmap's patch appears.
+    A rule sends a neuron's relevance ``R_k`` down in parts ``a_j ρ(w_jk) / z_k · R_k``. Where
+    ``z_k`` lies within about 1e-6 of zero, the parts are huge: in an LRP-ε layer their sum
+    ``R_k (z_k - ε) / z_k`` multiplies the relevance (conservation fails there); in an LRP-0 or γ
+    layer the sum stays ``R_k`` while the parts, of both signs, do not (a small spot of extreme
+    relevance). Under the thesis code's unsigned stabilizer such a neuron also passes its ReLU: its
+    forward factor ``z / (z + 1e-6)`` is negative. Its receptive field is where the patch appears.
+
+    The neurons are ranked by :attr:`Culprit.gain`, for every convolution and dense layer above
+    the pixel layer (z^B's ``z`` is a sum of non-negative terms), with division by the exact ``z``
+    (as the thesis code and lrpkit's ``"vanilla"`` divide; stabilizing heuristics divide by more).
 
     Parameters
     ----------
@@ -408,7 +420,7 @@ def culprits(model: torch.nn.Module, x: torch.Tensor, composite: Composite, targ
     Returns
     -------
     list of Culprit
-        Largest ``|gain|`` first.
+        Largest gain first.
     """
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"count must be a positive int, got {count!r}")
@@ -421,34 +433,41 @@ def culprits(model: torch.nn.Module, x: torch.Tensor, composite: Composite, targ
     found = []
     with torch.no_grad():
         for layer in explanation.layers:
-            if not layer.is_linear or layer.index == 0:  # z^B's z is a sum of non-negative terms
-                continue
-            found.extend(_layer_culprits(layer, composite, forward, explanation, x.shape[-2:], count))
-    return sorted(found, key=lambda c: -abs(c.gain))[:count]
+            if layer.is_linear and layer.index > 0:
+                found.extend(_layer_culprits(layer, composite, forward, explanation, x.shape[-2:], count))
+    return sorted(found, key=lambda c: -c.gain)[:count]
 
 
 def _layer_culprits(layer, composite, forward, explanation, size, count):
     a = forward.activations[layer.index]
     out = forward.outputs.get(layer.index, forward.activations[layer.index + 1]).contiguous()
     rule = composite.rule(layer.index)
-    z = rule.preactivation(layer, a, out)
+    z = forward.preactivations.get(layer.index)
+    if z is None:  # the model's own forward pass
+        z = rule.preactivation(layer, a, out)
     zero = torch.zeros_like(a[:1])
     constant = rule.preactivation(layer, zero, layer.forward(zero))  # bias (ρ(b)) and ε
     if z is None:  # no rule: the layer's own gradient
         z, constant = out, layer.forward(zero)
+    z = z.contiguous()
+    weight = layer.weight + rule.gamma * layer.weight.clamp(min=0) if isinstance(rule, Gamma) else layer.weight
     R = explanation.layer_relevance[layer.index + 1].contiguous()
-    incoming = float(R.sum())
+    largest = float(R.abs().max())
+    if largest == 0:
+        return []
     sent = torch.nan_to_num(R * (z - constant) / z, nan=0.0, posinf=0.0, neginf=0.0)
+    spread = torch.nan_to_num(R.abs() * layer.affine(a, weight.abs(), None).contiguous() / z.abs(),
+                              nan=0.0, posinf=0.0, neginf=0.0)
     factor = z / stabilize(z, composite.forward) if composite.forward else None
     found = []
-    for k in sent.abs().flatten().topk(min(count, sent.numel())).indices.tolist():
-        unit = tuple(int(v) for v in np.unravel_index(k, sent.shape[1:]))
+    for k in spread.flatten().topk(min(count, spread.numel())).indices.tolist():
+        unit = tuple(int(v) for v in np.unravel_index(k, spread.shape[1:]))
         box = receptive_field(explanation.layers, layer.index, unit[1:], size) if len(unit) == 3 else (
             0, 0, size[0] - 1, size[1] - 1)
-        value = float(sent.flatten()[k])
         found.append(Culprit(layer.index, layer.name, rule.label, unit, float(out.flatten()[k]), float(z.flatten()[k]),
-                             None if factor is None else float(factor.flatten()[k]), float(R.flatten()[k]), value,
-                             value / incoming if incoming else math.inf, box))
+                             None if factor is None else float(factor.flatten()[k]), float(R.flatten()[k]),
+                             float(sent.flatten()[k]), float(spread.flatten()[k]), float(spread.flatten()[k]) / largest,
+                             box))
     return found
 
 

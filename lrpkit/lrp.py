@@ -163,7 +163,11 @@ class ForwardPass(NamedTuple):
         The input of every layer, and the output last (``len(layers) + 1`` tensors).
     outputs : dict
         Under a composite's rule-modified ``forward``: each wrapped layer's own output ``W a + b``
-        by layer index (its rule's denominator needs it; ``activations`` hold the modified output).
+        by layer index (``activations`` hold the modified output).
+    preactivations : dict
+        Under ``forward``: each wrapped layer's rule pre-activation ``z``, which its rule divides by
+        in the backward pass (the same tensor, so that a ``z`` within rounding of zero is the same
+        in both passes).
     pooled : tuple or None
         Under ``forward`` with an ``avgpool`` rule: ``(index, a, z)``, the index of the dense layer
         above torchvision's AdaptiveAvgPool2d, the pool's input and its rule's ``z``.
@@ -171,6 +175,7 @@ class ForwardPass(NamedTuple):
 
     activations: list
     outputs: dict
+    preactivations: dict
     pooled: Optional[tuple] = None
 
 
@@ -213,7 +218,7 @@ def _forward(layers, x, composite=None):
     activations keep batch 1 up to the first layer whose rule has them.
     """
     stabilizer = None if composite is None else composite.forward
-    activations, outputs, pooled = [x], {}, None
+    activations, outputs, preactivations, pooled = [x], {}, {}, None
     for layer in layers:
         a = activations[-1]
         if stabilizer is not None and composite.avgpool is not None and layer.name == "classifier.0":
@@ -225,12 +230,15 @@ def _forward(layers, x, composite=None):
         out = layer.forward(a)
         z = composite.rule(layer.index).preactivation(layer, a, out) if stabilizer and layer.is_linear else None
         if z is not None:
-            outputs[layer.index] = out
+            outputs[layer.index], preactivations[layer.index] = out, z
             out = _modified_output(z, out, stabilizer)
         activations.append(out)
     if x.device.type == "cpu":
-        activations = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in activations]
-    return ForwardPass(activations, outputs, pooled)
+        def layout(t):
+            return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+        activations = [layout(a) for a in activations]
+        outputs, preactivations = ({i: layout(t) for i, t in d.items()} for d in (outputs, preactivations))
+    return ForwardPass(activations, outputs, preactivations, pooled)
 
 
 def _modified_output(z, out, stabilizer):
@@ -249,6 +257,7 @@ class _Pass:
     layers: list
     activations: list
     outputs: dict
+    preactivations: dict
     pooled: Optional[tuple]
     composite: Composite
     shared: bool
@@ -322,8 +331,9 @@ def _propagate(pass_, top, R, groups):
             if rule.batch_size is not None:
                 rule = rule.take(_first_of_each(groups, R.shape[0]))
             if layer.is_linear:
-                R = pass_.through_pool(layer, rule.relevance(layer, a, pass_.output(layer), R, composite.heuristic,
-                                                             pass_.memo))
+                R = rule.relevance(layer, a, pass_.output(layer), R, composite.heuristic, pass_.memo,
+                                   pass_.preactivations.get(layer.index))
+                R = pass_.through_pool(layer, R)
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
             sums.append(_total(R)[groups])

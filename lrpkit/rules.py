@@ -101,7 +101,7 @@ class Rule:
         return ""
 
     def relevance(self, layer: Layer, a: torch.Tensor, z: torch.Tensor, R: torch.Tensor, heuristic: str,
-                  memo: Optional[dict] = None) -> torch.Tensor:
+                  memo: Optional[dict] = None, den: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Relevance at the input of ``layer`` from the relevance ``R`` at its output.
 
         Parameters
@@ -120,8 +120,12 @@ class Rule:
         memo : dict, optional
             Where the rule may keep what depends only on the layer and ``a`` (e.g. ``W⁺a``), for
             the next call on the same layer and activations (other rows of a grid).
+        den : torch.Tensor, optional
+            The denominator to divide by instead of the rule's own: under the thesis code's
+            rule-modified forward pass, the pre-activation that pass computed
+            (:meth:`preactivation`, batch 1 or one row per sample of ``R``), the same to the bit.
         """
-        s = divide(R, denominator(z, self.epsilon, heuristic), inplace=True)
+        s = divide(R, denominator(z, self.epsilon, heuristic) if den is None else den, inplace=True)
         return _times(layer.transpose(s, layer.weight, a.shape), a)
 
     def preactivation(self, layer: Layer, a: torch.Tensor, out: torch.Tensor) -> Optional[torch.Tensor]:
@@ -142,8 +146,8 @@ class Gradient(Rule):
 
     label: ClassVar[str] = "none (gradient)"
 
-    def relevance(self, layer, a, z, R, heuristic, memo=None):
-        return super().relevance(layer, a, z, R, "vanilla", memo)
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
+        return super().relevance(layer, a, z, R, "vanilla", memo, den)
 
     def preactivation(self, layer, a, out):
         return None
@@ -217,28 +221,26 @@ class Gamma(_OneHyperparameter):
     def __init__(self, gamma: Hyperparameter = 0.25):
         self._set(gamma)
 
-    def relevance(self, layer, a, z, R, heuristic, memo=None):
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
-            return super().relevance(layer, a, z, R, heuristic)
-
-        def positive_part():  # W⁺ and W⁺a + b⁺: one convolution for every γ
-            w_plus = layer.weight.clamp(min=0)
-            return w_plus, layer.affine(a, w_plus, layer.bias.clamp(min=0))
-
-        w_plus, z_plus = _memoized(memo, ("gamma", layer.index), positive_part)
+            return super().relevance(layer, a, z, R, heuristic, den=den)
+        w_plus = _memoized(memo, ("w+", layer.index), lambda: layer.weight.clamp(min=0))
+        z_plus = None
+        if den is None:  # W⁺a + b⁺: one convolution for every γ
+            z_plus = _memoized(memo, ("gamma", layer.index), lambda: layer.affine(a, w_plus, layer.bias.clamp(min=0)))
         if isinstance(self.gamma, float):
-            return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic)
+            return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic, den)
         # One pass per run of samples sharing γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs),
         # and the large temporaries of the early layers stay one run in size.
         gammas = self.gamma.tolist()
         starts = [i for i in range(len(gammas)) if i == 0 or gammas[i] != gammas[i - 1]]
         if len(starts) == 1:
-            return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic)
+            return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic, den)
         out = _empty_rows(a, R.shape[0])
         for start, stop in zip(starts, starts[1:] + [len(gammas)]):
             rows = slice(start, stop)
-            own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # activations shared or per sample
-            out[rows] = self._relevance(layer, own(a), own(z), own(z_plus), w_plus, R[rows], gammas[start], heuristic)
+            out[rows] = self._relevance(layer, _rows(a, rows), _rows(z, rows), _rows(z_plus, rows), w_plus, R[rows],
+                                        gammas[start], heuristic, _rows(den, rows))
         return out
 
     def preactivation(self, layer, a, out):
@@ -250,14 +252,14 @@ class Gamma(_OneHyperparameter):
         z = out.new_empty((len(self.gamma), *out.shape[1:]))
         for gamma in self.gamma.unique().tolist():
             rows = (self.gamma == gamma).to(out.device)
-            own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # input shared or per sample
-            z[rows] = own(out) if gamma == 0.0 else layer.affine(own(a), *rho(gamma))
+            z[rows] = _rows(out, rows) if gamma == 0.0 else layer.affine(_rows(a, rows), *rho(gamma))
         return z
 
     @staticmethod
-    def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic):
+    def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic, den=None):
         """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
-        den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
+        if den is None:
+            den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
         s = divide(R, den, inplace=True)
         return _times(layer.transpose(s, layer.weight + gamma * w_plus, a.shape), a)
 
@@ -329,7 +331,7 @@ class ZBox(Rule):
         z_high = layer.affine(high, layer.weight.clamp(max=0), layer.bias.clamp(max=0))
         return out - z_low - z_high
 
-    def relevance(self, layer, a, z, R, heuristic, memo=None):
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
         if a.shape[1] != len(self.low):
             raise ValueError(f"z^B has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
         low, high = (bound.expand_as(a[:1]) for bound in self.bounds(a))
@@ -341,7 +343,7 @@ class ZBox(Rule):
             return (w_plus, w_minus), above_low, below_high, z_box
 
         (w_plus, w_minus), above_low, below_high, z_box = _memoized(memo, ("zbox", layer.index, self.low, self.high), box)
-        s = divide(R, denominator(z_box, None, heuristic), inplace=True)
+        s = divide(R, denominator(z_box, None, heuristic) if den is None else den, inplace=True)
         # R = x ⊙ Wᵀs - l ⊙ W⁺ᵀs - h ⊙ W⁻ᵀs = (x - l) ⊙ W⁺ᵀs + (x - h) ⊙ W⁻ᵀs, with W⁺ᵀs and W⁻ᵀs
         # in one transposed product (the two weights stacked along input channels)
         channels = a.shape[1]
@@ -360,6 +362,11 @@ def _times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     if layout != torch.contiguous_format and not c.is_contiguous(memory_format=layout):
         c = c.contiguous(memory_format=layout)
     return c.mul_(a)
+
+
+def _rows(t: Optional[torch.Tensor], rows) -> Optional[torch.Tensor]:
+    """The rows ``rows`` of a per-sample tensor; a tensor of batch 1 (shared by every sample) or None as is."""
+    return t if t is None or t.shape[0] == 1 else t[rows]
 
 
 def _memoized(memo: Optional[dict], key, compute):
