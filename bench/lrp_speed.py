@@ -60,7 +60,7 @@ def convolution_floor(model, x, settings):
 
     layers = canonical.layers(model)
     with torch.no_grad():
-        acts = _forward(layers, x)
+        acts = _forward(layers, x).activations
         linear = [l for l in layers if l.is_linear]
         convs, dense = [l for l in linear if l.kind == "conv"], [l for l in linear if l.kind == "linear"]
         outputs = {l.index: torch.rand_like(acts[l.index + 1]) for l in linear}
@@ -69,7 +69,7 @@ def convolution_floor(model, x, settings):
 
     def run():
         with torch.no_grad():
-            acts = _forward(layers, x)
+            acts = _forward(layers, x).activations
             for l in convs:  # W⁺a of LRP-Tutorial's γ layers 1-16
                 if 1 <= l.index <= 16:
                     l.affine(acts[l.index], l.weight.clamp(min=0), None)

@@ -400,7 +400,7 @@ def _cmd_explain(args) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from . import data, lrp, models, plotting
+    from . import data, diagnostics, lrp, models, plotting
 
     _check_applicable(args)
     target = _target(args)
@@ -436,6 +436,9 @@ def _cmd_explain(args) -> int:
                 f"{float(logits[predicted]):.4g}); target {chosen} {categories[chosen]!r} (logit "
                 f"{float(logits[chosen]):.4g}); relevance sum {float(relevance.sum()):.4g} -> {png}",
                 file=sys.stdout)
+            if args.check:
+                tqdm.write(f"{path}: check: {diagnostics.instability(explanation).verdict(0)}",
+                           file=sys.stdout)
         moved = outputs.publish()
     return _report_moved(moved)
 
@@ -600,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explanation_arguments(ex)
     ex.add_argument("--save-relevance", action="store_true", help="also write the relevance "
                     "[3, H, W] as OUT/<image name>.npy")
+    ex.add_argument("--check", action="store_true", help="check each heatmap for numerical "
+                    "instability (conservation by layer, concentration, patches) and print the verdict")
     ex.set_defaults(func=_cmd_explain)
 
     # pf
