@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/lrp_speed.py
 	$(PY) bench/pf_speed.py
 	$(PY) bench/experiment_speed.py
+	$(PY) bench/sweep_speed.py
 
 clean:
 	rm -rf _build book/_generated $(VENV)

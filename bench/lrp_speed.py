@@ -1,8 +1,8 @@
 """LRP speed, measured side by side in one run (machines are noisy: compare ratios, not seconds).
 
 Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle
-(:func:`oracles.zennit_lrp.tutorial_oracle`: LRP-Tutorial computed exactly by zennit's rules), and 16-setting (γ, ε) grids batched in one call
-against the same 16 settings run one by one. A grid that varies ε needs every layer's transposed
+(:func:`oracles.zennit_lrp.tutorial_oracle`: LRP-Tutorial computed exactly by zennit's rules), and
+16-setting (γ, ε) grids batched in one call against the same 16 settings run one by one. A grid that varies ε needs every layer's transposed
 product once per setting; the "convolution floor" times those products alone, so the loop's time
 over it bounds what any such grid can gain. Methods are interleaved within each repetition and
 the median is reported.
@@ -59,7 +59,7 @@ def convolution_floor(model, x, settings):
     bound on the time of any grid that varies ε at layer 30 (LRP-Tutorial's ε block ends there)."""
     layers = canonical.layers(model)
     with torch.no_grad():
-        acts = canonical.activations(layers, x)
+        acts = lrp.forward_pass(model, x).activations
         linear = [l for l in layers if l.is_linear]
         convs, dense = [l for l in linear if l.kind == "conv"], [l for l in linear if l.kind == "linear"]
         outputs = {l.index: torch.rand_like(acts[l.index + 1]) for l in linear}
@@ -68,7 +68,7 @@ def convolution_floor(model, x, settings):
 
     def run():
         with torch.no_grad():
-            acts = canonical.activations(layers, x)
+            acts = lrp.forward_pass(model, x).activations
             for l in convs:  # W⁺a of LRP-Tutorial's γ layers 1-16
                 if 1 <= l.index <= 16:
                     l.affine(acts[l.index], l.weight.clamp(min=0), None)

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Layer", "layers", "activations", "check_feature_size", "NonCanonicalModelError"]
+__all__ = ["Layer", "layers", "check_feature_size", "NonCanonicalModelError"]
 
 
 class NonCanonicalModelError(ValueError):
@@ -229,31 +229,6 @@ def layers(model: nn.Module) -> list[Layer]:
     if pool is not None:
         raise NonCanonicalModelError(f"layer '{pool[0]}' (AdaptiveAvgPool2d) must be followed by a dense layer (Linear)")
     return chain
-
-
-def activations(chain: list[Layer], x: torch.Tensor) -> list[torch.Tensor]:
-    """The forward pass through a canonical layer list, keeping the input of every layer (and the
-    output, last): ``activations(chain, x)[i]`` is the input of layer ``i``.
-
-    The pass runs in the input's own memory layout, as the model's ``forward`` does, so that every
-    pre-activation ``z`` is the very value the model computes, bit for bit. That matters: a rule
-    divides by ``z``, and a pre-activation within rounding of zero that a differently computed
-    forward pass puts on the other side of zero switches a ReLU the model's own gradient does not
-    (float32: Gradient × Input and uniform LRP-0 then differ by 10 % of the largest relevance
-    instead of 1e-6).
-
-    On a CPU the stored maps are then converted to channels-last: oneDNN's transposed convolutions
-    need no layout conversion in that layout, which halves their cost for the wide early layers,
-    and the rules' element-wise work follows the activations' layout. The conversion copies values
-    exactly. This is the pass of :func:`lrpkit.lrp.explain` (and of ``bench/lrp_speed.py``'s
-    convolution floor).
-    """
-    out = [x]
-    for layer in chain:
-        out.append(layer.forward(out[-1]))
-    if x.device.type == "cpu":
-        out = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in out]
-    return out
 
 
 def check_feature_size(chain: list[Layer], x: torch.Tensor) -> None:

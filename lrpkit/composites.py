@@ -12,6 +12,11 @@ The named composites of the thesis:
   2–10 → γ₁, 11–17 → γ₂, 18–24 → γ₃, 25–31 → γ₄.
 - :func:`uniform` -- one rule everywhere, optionally zᴮ at the pixel layer.
 
+And the two composites of the thesis's own code (PyPI ``lrp-pf-auc`` 0.1.6), which differ from the
+tutorial's mathematics (constant ε, winner-takes-all max-pooling, a rule-modified forward pass):
+:func:`thesis_code_tutorial`, :func:`thesis_code_decreasing_gamma` and, for its grid searches,
+:func:`thesis_code_uniform`.
+
 A composite prints itself as the table the thesis prints (:meth:`Composite.table`), with the
 concrete indices of a model (VGG-16's 31–37 where the thesis writes 31-n), so the book's tables
 come from the code that computes the heatmaps. Ranges are written with an en dash, ``n`` standing
@@ -21,14 +26,13 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
-import torch
-
 from ._checks import choice
-from .heuristics import check_heuristic
+from .heuristics import STABILIZERS, check_heuristic, check_stabilizer
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
-from .rules import POOLING, Epsilon, Gamma, Rule, Zero, ZBox
+from .rules import POOLING, Epsilon, Gamma, Gradient, Rule, Zero, ZBox
 
-__all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES"]
+__all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES", "thesis_code_tutorial",
+           "thesis_code_decreasing_gamma", "thesis_code_uniform"]
 
 IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with stop=None for "to the end"
 
@@ -50,6 +54,21 @@ class Composite:
         ``"avg"`` (tutorial: 2x2 average pooling in the backward pass) or ``"max"`` (winner takes all).
     name : str
         Shown in tables and reprs.
+    forward : None, "zennit" or "shift"
+        None (default): LRP on the model's own forward pass. A stabilizer of
+        :data:`lrpkit.heuristics.STABILIZERS`: the thesis code's rule-modified forward pass, in which
+        every layer the code wraps in a rule outputs ``z · (out / stabilize(z))`` instead of ``out``
+        (``z`` the rule's pre-activation, :meth:`lrpkit.rules.Rule.preactivation`): each
+        convolution and dense layer with a rule other than :class:`~lrpkit.rules.Gradient`, and
+        the ``AdaptiveAvgPool2d`` before a VGG's classifier if ``avgpool`` gives it a rule.
+        Every activation above the first such layer changes, the logits included. The code's
+        gradient then divides by the exact ``z``: ``forward`` needs ``heuristic="vanilla"``.
+    avgpool : Zero, Gamma, Epsilon or None
+        Under ``forward``: the rule of torchvision's ``AdaptiveAvgPool2d`` between a VGG's features
+        and classifier (the identity for 224x224 inputs, absent from lrpkit's layer list; the
+        thesis code's leaf 31). Its ``z`` is ``ε + a`` (γ has no parameter to act on); in the
+        backward pass the relevance entering layer 31 from above is multiplied by ``a / z`` on its
+        way down. None: the pool is left alone, as the code leaves a leaf without a rule.
 
     Examples
     --------
@@ -58,9 +77,18 @@ class Composite:
     """
 
     def __init__(self, assignments: Union[Mapping[IndexRange, Rule], Iterable[tuple]], heuristic: str = "tutorial",
-                 maxpool: str = "avg", name: str = "custom"):
+                 maxpool: str = "avg", name: str = "custom", *, forward: Optional[str] = None,
+                 avgpool: Optional[Rule] = None):
         items = list(assignments.items() if isinstance(assignments, Mapping) else assignments)
         self.heuristic = check_heuristic(heuristic)
+        self.forward = None if forward is None else check_stabilizer(forward)
+        if forward is not None and heuristic != "vanilla":
+            raise ValueError(f"forward={forward!r} needs heuristic='vanilla' (the thesis code's gradient divides by "
+                             f"the exact z), got {heuristic!r}")
+        if avgpool is not None and (forward is None or type(avgpool) not in (Zero, Gamma, Epsilon)):
+            raise ValueError(f"avgpool={avgpool!r}: the avgpool rule is a Zero, Gamma or Epsilon rule of a composite "
+                             "with a rule-modified forward (forward='zennit' or 'shift')")
+        self.avgpool = avgpool
         self.maxpool = choice("maxpool treatment", maxpool, POOLING)
         self.name = name
         self.assignments: list[tuple[int, Optional[int], Rule]] = []
@@ -75,7 +103,7 @@ class Composite:
         for (s1, e1, _), (s2, e2, _) in zip(self.assignments, self.assignments[1:]):
             if e1 is None or e1 >= s2:
                 raise ValueError(f"layer ranges {_format_range(s1, e1)} and {_format_range(s2, e2)} overlap")
-        sizes = {rule.batch_size for *_, rule in self.assignments} - {None}
+        sizes = {rule.batch_size for *_, rule in self.assignments + [(0, 0, avgpool or Zero())]} - {None}
         if len(sizes) > 1:
             raise ValueError(f"per-sample hyperparameters of different lengths {sorted(sizes)} in one composite")
         self.batch_size: Optional[int] = sizes.pop() if sizes else None
@@ -99,7 +127,8 @@ class Composite:
         """The composite with per-sample hyperparameters restricted to the samples ``index``."""
         if self.batch_size is None:
             return self
-        return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool, self.name)
+        return Composite([((s, e), r.take(index)) for s, e, r in self.assignments], self.heuristic, self.maxpool,
+                         self.name, forward=self.forward, avgpool=self.avgpool and self.avgpool.take(index))
 
     def table(self, n_layers: Optional[int] = None, *, model=None):
         """The composite as the thesis prints it, with the index ranges of a given model.
@@ -140,7 +169,8 @@ class Composite:
 
     def __repr__(self) -> str:
         body = ", ".join(f"{_format_range(s, e)}: {r!r}" for s, e, r in self.assignments)
-        return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r})"
+        forward = "" if self.forward is None else f", forward={self.forward!r}, avgpool={self.avgpool!r}"
+        return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r}{forward})"
 
 
 def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str = "avg",
@@ -198,16 +228,165 @@ def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False,
     zbox : bool
         Use zᴮ at layer 0.
     """
-    choice("rule", rule, UNIFORM_RULES)
-    if rule == "zero":
-        chosen = Zero()
-    elif rule == "epsilon":
-        chosen = Epsilon(epsilon)
-    else:
-        chosen = Gamma(gamma)
+    chosen = _uniform_rule(rule, epsilon, gamma)
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
     label = f"uniform {chosen.label}" + (f" with {ZBox.label}" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)
+
+
+def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
+                         mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """LRP-Tutorial as the thesis code computes it (``lrp-pf-auc`` 0.1.6, thesis Chapter 4 and Fig. 2.3).
+
+    Layers 0 → z^B, 1-16 → γ, 17-30 → ε, 31-n → LRP-0, with winner-takes-all max-pooling, a
+    constant ε and the code's rule-modified forward pass (:class:`Composite`, ``forward``). Agrees
+    with ``lrp-pf-auc`` on real images to 4e-15 of the largest relevance in float64 and 3e-6 in
+    float32, logits bit for bit (``tests/test_thesis_code.py``), one image per call of the code:
+    see the Notes for its batches.
+
+    Parameters
+    ----------
+    gamma, epsilon : float or torch.Tensor
+        γ of layers 1-16 and ε of layers 17-30 (floats, or 1-D tensors with one value per sample;
+        a grid over one image then runs one forward pass per setting, since the forward pass
+        depends on the rules).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize``: ``"zennit"`` (every grid, Pixel-Flipping and docs figure of the
+        thesis) or ``"shift"``, the unsigned ``z + 1e-6`` of the code's early "vanilla" (Figures
+        2.3-2.5, B.1), which makes the instability patches. lrpkit's own ``"vanilla"`` heuristic
+        (divide by z) is another thing: use :func:`tutorial` for it.
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    What differs from :func:`tutorial` (thesis code against thesis text):
+
+    - ε is constant, not the tutorial's ε · RMS(z);
+    - max-pools pass relevance to the winner (gradient), not as 2x2 average pools;
+    - the code's layer indices count torchvision's ``AdaptiveAvgPool2d`` as leaf 31, so its
+      classifier's Linear layers are 32, 35, 38 (lrpkit's 31, 34, 37). Its "31+ → LRP-0" covers the
+      avgpool and the three Linear layers, so the boundaries fall where the tutorial's do;
+    - every wrapped layer's forward output is ``z · (out / stabilize(z))``; the logits it explains
+      are those of this modified network (``Explanation.logits``), which the code's Pixel-Flipping
+      also scores;
+    - Fig. 2.3's notebook ran this map with γ = 0, not Table 2.4's 0.25.
+
+    Not reproduced: in a batch of several images the code's z^B adds every image's bound terms to
+    each heatmap (its bounds are one ``[1, 3, H, W]`` tensor each, whose gradients sum over the
+    batch; measured with random weights: castle and common newt in one batch differ from their
+    single-image heatmaps by 1.2 and 0.34 of the largest relevance). lrpkit explains each image
+    on its own.
+
+    References
+    ----------
+    R. Bermudez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance
+    Propagation*, TU Berlin (2022), Table 2.4, §2.1.5, Chapter 4; code: PyPI ``lrp-pf-auc`` 0.1.6
+    (``lrp/rules.py``, ``lrp/zennit/core.py``), github.com/rodrigobdz/lrp.
+    """
+    return Composite({
+        0: ZBox.from_normalization(mean, std),
+        (1, 16): Gamma(gamma),
+        (17, 30): Epsilon(epsilon),
+        (31, None): Zero(),
+    }, "vanilla", "max", name="thesis code LRP-Tutorial", forward=_thesis_stabilizer(heuristic), avgpool=Zero())
+
+
+def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zennit", *,
+                                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """LRP-Decreasing-γ as the thesis code computes it (``lrp-pf-auc`` 0.1.6; thesis Fig. 4.1, Table 4.2).
+
+    Layers 0 → z^B, 1-17 → γ₁, 18-24 → γ₂, 25-30 → γ = 0 (and the code's avgpool, leaf 31), the
+    classifier without a rule (:class:`~lrpkit.rules.Gradient`), winner-takes-all max-pooling and the
+    code's rule-modified forward pass (:class:`Composite`, ``forward``).
+
+    Parameters
+    ----------
+    gamma1, gamma2 : float or torch.Tensor
+        γ of layers 1-17 and 18-24 (floats, or 1-D tensors with one value per sample).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize`` (see :func:`thesis_code_tutorial`).
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    What differs from the thesis's Tables 2.3, 4.2 and 4.4 and from :func:`decreasing_gamma`
+    (thesis code against thesis text):
+
+    - γ₁ covers layers 1-17: there is no fixed γ = 0.5 block on 2-10;
+    - the code's "25-31 γ = 0" ends at its leaf 31, torchvision's ``AdaptiveAvgPool2d``; the
+      classifier's Linear layers (the code's 32, 35, 38) get no rule at all: their plain gradient,
+      LRP-0 without a stabilizer, on the model's own forward pass;
+    - as in :func:`thesis_code_tutorial`: winner-takes-all max-pooling and the modified forward pass.
+
+    References
+    ----------
+    R. Bermudez Schettino (2022), Tables 2.3, 4.2, 4.4, §4.1.1; PyPI ``lrp-pf-auc`` 0.1.6,
+    ``experiments/script/batch_lrp_pf.py``. M. Eberle et al., *Building and interpreting deep
+    similarity models*, IEEE TPAMI 44 (2022) (the Decreasing-γ composite).
+    """
+    return Composite({
+        0: ZBox.from_normalization(mean, std),
+        (1, 17): Gamma(gamma1),
+        (18, 24): Gamma(gamma2),
+        (25, 30): Gamma(0.0),
+        (31, None): Gradient(),
+    }, "vanilla", "max", name="thesis code LRP-Decreasing-γ", forward=_thesis_stabilizer(heuristic),
+        avgpool=Gamma(0.0))
+
+
+def thesis_code_uniform(rule: str = "gamma", *, gamma=0.25, epsilon=0.25, zbox: bool = True, heuristic: str = "zennit",
+                        mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """One rule on every layer above the pixel layer, as the thesis code's grid searches ran it (Fig. 3.3, B.1).
+
+    The code's leaves 1 and up get the rule: every convolution, its avgpool (leaf 31) and the
+    classifier's Linear layers; leaf 0 gets z^B, or no rule at all (its plain gradient).
+    Winner-takes-all max-pooling and the code's rule-modified forward pass (:class:`Composite`,
+    ``forward``).
+
+    Parameters
+    ----------
+    rule : {"gamma", "epsilon", "zero"}
+        The rule of layers 1 and up.
+    gamma, epsilon : float or torch.Tensor
+        Its hyperparameter (floats, or 1-D tensors with one value per sample).
+    zbox : bool
+        z^B at layer 0 (Fig. 3.3's "Composite ZBox and LRP-γ/ε"); False leaves it without a rule
+        (its "Uniform LRP-γ/ε", whose titles in the code say "layers 17-30" by mistake).
+    heuristic : {"zennit", "shift"}
+        The code's ``stabilize`` (see :func:`thesis_code_tutorial`).
+    mean, std : sequence of float
+        The input normalization, which sets the z^B bounds.
+
+    Notes
+    -----
+    With ε on the avgpool (leaf 31), the relevance entering the classifier is multiplied by
+    ``a / (a + ε)`` on its way down: the code's uniform ε absorbs there too.
+
+    References
+    ----------
+    R. Bermudez Schettino (2022), §3.2, Figures 3.3 and B.1; PyPI ``lrp-pf-auc`` 0.1.6,
+    ``experiments/notebooks/7-grid-search-rerun/grid-search.ipynb``.
+    """
+    chosen = _uniform_rule(rule, epsilon, gamma)
+    first = ZBox.from_normalization(mean, std) if zbox else Gradient()
+    label = f"thesis code {'zᴮ and ' if zbox else 'uniform '}{chosen.label}"
+    return Composite({0: first, (1, None): chosen}, "vanilla", "max", name=label, forward=_thesis_stabilizer(heuristic),
+                     avgpool=chosen)
+
+
+def _uniform_rule(rule: str, epsilon, gamma) -> Rule:
+    """The rule named by one of :data:`UNIFORM_RULES`, with its hyperparameter."""
+    rule = choice("rule", rule, UNIFORM_RULES)
+    return Zero() if rule == "zero" else Epsilon(epsilon) if rule == "epsilon" else Gamma(gamma)
+
+
+def _thesis_stabilizer(heuristic: str) -> str:
+    if heuristic not in STABILIZERS:
+        raise ValueError(f"unknown heuristic {heuristic!r} of the thesis code; choose 'zennit' (its stabilizer from "
+                         "2022-03-21 on) or 'shift' (its early vanilla, z + 1e-6)")
+    return heuristic
 
 
 def _parse_range(spec) -> tuple[int, Optional[int]]:

@@ -67,6 +67,7 @@ __all__ = [
     "cache_dir",
     "data_dir",
     "mirror_file",
+    "checkout_mirror",
     "ImageNetVal",
 ]
 
@@ -344,6 +345,12 @@ def _mirror(mirror: str | os.PathLike | None) -> Path | None:
     return folder
 
 
+def checkout_mirror() -> Path:
+    """``shared/data`` beside the checkout, where the Makefile and CI keep the mirror folder (the
+    default of :func:`mirror_file` and of the benchmarks and scripts)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def mirror_file(name: str, mirror: str | os.PathLike | None = None) -> Path:
     """A file of the mirror folder, read in place (benchmarks and tests that need, e.g.,
     ``castle.jpg`` without fetching it into the cache).
@@ -358,7 +365,7 @@ def mirror_file(name: str, mirror: str | os.PathLike | None = None) -> Path:
     """
     folder = _mirror(mirror)
     if folder is None:
-        folder = Path(__file__).resolve().parents[2] / "shared" / "data"
+        folder = checkout_mirror()
     path = folder / name
     if not path.exists():
         raise FileNotFoundError(f"{name} is not in the mirror folder {folder}; set {MIRROR_ENV} to the folder "

@@ -16,6 +16,12 @@ denominator is stabilized is an implementation choice that changes the heatmap:
 A denominator that is exactly zero (a neuron all of whose inputs are zero) gets the quotient 0: no
 activation, no relevance (:func:`divide`).
 
+The thesis code (PyPI ``lrp-pf-auc``) stabilizes elsewhere: in the *forward* pass, where each rule
+replaces a layer's output by ``z · (output / stabilize(z))`` (see ``forward`` of
+:class:`lrpkit.composites.Composite`). Its two ``stabilize`` functions are :data:`STABILIZERS`
+(:func:`stabilize`): ``"zennit"`` (from 2022-03-21 on, every grid and Pixel-Flipping figure) and
+``"shift"``, the unsigned ``z + 1e-6`` of its early "vanilla" (thesis Figures 2.3-2.5 and B.1).
+
 References
 ----------
 A. Anders et al., *Software for dataset-wide XAI: from local explanations to global insights with
@@ -25,15 +31,18 @@ R. Bermudez Schettino, thesis (2022), §2.1.5.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 
 from ._checks import choice
 
-__all__ = ["HEURISTICS", "ZENNIT_DEFAULT_EPSILON", "TUTORIAL_FLOOR", "check_heuristic", "denominator", "divide", "per_sample"]
+__all__ = ["HEURISTICS", "STABILIZERS", "ZENNIT_DEFAULT_EPSILON", "TUTORIAL_FLOOR", "check_heuristic",
+           "check_stabilizer", "denominator", "divide", "per_sample", "stabilize"]
 
 HEURISTICS = ("vanilla", "zennit", "tutorial")
+#: The thesis code's stabilizers of its rule-modified forward pass (:func:`stabilize`).
+STABILIZERS = ("zennit", "shift")
 ZENNIT_DEFAULT_EPSILON = 1e-6
 TUTORIAL_FLOOR = 1e-9
 
@@ -43,6 +52,23 @@ Epsilon = Union[None, float, torch.Tensor]
 def check_heuristic(heuristic: str) -> str:
     """Return ``heuristic`` if it is one of :data:`HEURISTICS`, else raise a ValueError naming it."""
     return choice("heuristic", heuristic, HEURISTICS)
+
+
+def check_stabilizer(stabilizer: str) -> str:
+    """Return ``stabilizer`` if it is one of :data:`STABILIZERS`, else raise a ValueError naming it."""
+    return choice("stabilizer", stabilizer, STABILIZERS)
+
+
+def stabilize(z: torch.Tensor, stabilizer: str) -> torch.Tensor:
+    """The thesis code's ``lrp.zennit.core.stabilize`` (``lrp-pf-auc`` 0.1.6, ε = 1e-6).
+
+    ``"zennit"``: ``z + ((z == 0) + sign(z)) · 1e-6``, the code from 2022-03-21 on (commit
+    ``2ef3a94``). ``"shift"``: ``z + 1e-6``, its form before that date: unsigned, so that for
+    ``-1e-6 < z < 0`` the result changes sign.
+    """
+    if check_stabilizer(stabilizer) == "shift":
+        return z + ZENNIT_DEFAULT_EPSILON
+    return z + ((z == 0).to(z) + z.sign()) * ZENNIT_DEFAULT_EPSILON
 
 
 def per_sample(value: Union[float, torch.Tensor], like: torch.Tensor) -> Union[float, torch.Tensor]:

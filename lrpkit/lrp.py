@@ -5,6 +5,11 @@ settings: one forward pass keeps every layer's input; the relevance starts as th
 and walks back through the canonical layer list, each linear layer applying the rule its composite
 assigns to its index.
 
+A composite with ``forward`` set (the thesis code's composites) changes the forward pass itself:
+each wrapped layer outputs ``z · (out / stabilize(z))``, and the backward divides by the exact
+``z``. That is LRP as the thesis code computes it with autograd; its grids cannot share a forward
+pass, since the forward pass depends on the rules.
+
 If every sample of a batch shows the same image (a hyperparameter grid), the forward pass runs
 once and is shared by all settings, and so is every layer above the first one whose rule has
 per-sample hyperparameters. Below it each setting needs its own transposed products; on a CPU
@@ -14,18 +19,18 @@ are kept channels-last, the layout oneDNN's convolutions work in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from . import _checks, canonical
-from .canonical import activations as _forward
 from .composites import Composite
+from .heuristics import divide, per_sample, stabilize
 from .rules import _empty_rows, pool_relevance
 
-__all__ = ["relevance", "explain", "gradient_x_input", "Explanation"]
+__all__ = ["relevance", "explain", "forward_pass", "gradient_x_input", "Explanation", "ForwardPass"]
 
 Target = Union[None, int, Sequence[int], torch.Tensor]
 
@@ -39,7 +44,8 @@ class Explanation:
     relevance : torch.Tensor
         Relevance of the input pixels, ``[B, C, H, W]``.
     logits : torch.Tensor
-        The model's output, ``[B, classes]``.
+        The model's output, ``[B, classes]`` (under a composite's rule-modified ``forward``, the
+        modified network's output, whose target logit the relevance starts from).
     target : torch.Tensor
         The explained class of each sample, ``[B]``.
     layer_sums : torch.Tensor
@@ -122,28 +128,165 @@ def explain(model: nn.Module, x: torch.Tensor, target: Target = None, composite:
     composite.check(len(layers))
     batch = _batch_size(x, composite)
     targets = _checks.targets(target, batch)
-    shared = x.shape[0] == 1 or bool((x == x[:1]).all())  # one image for every sample: share the forward pass
+    # one image for every sample: share the forward pass, unless the rules change it per sample (then
+    # share it up to the first layer that does)
+    one_image = x.shape[0] == 1 or bool((x == x[:1]).all())
+    shared = one_image and (composite.forward is None or composite.batch_size is None)
 
     chunks = []
     with torch.no_grad():
-        activations = _forward(layers, x[:1]) if shared else None
+        forward = _forward(layers, x[:1], composite) if shared else None
         for start in range(0, batch, chunk_size):
             index = slice(start, min(start + chunk_size, batch))
-            acts = activations if shared else _forward(layers, x[index])
-            logits = acts[-1].flatten(1).expand(index.stop - index.start, -1)
+            part = composite.take(index)
+            chunk_forward = forward if shared else _forward(layers, x[:1] if one_image else x[index], part)
+            logits = chunk_forward.activations[-1].flatten(1).expand(index.stop - index.start, -1)
             chunk_target = _target(targets, logits, index)
-            chunks.append(_backward(layers, acts, logits, chunk_target, composite.take(index), keep_layers))
+            pass_ = _Pass(layers, *chunk_forward, part, shared, keep_layers, {})
+            chunks.append(_backward(pass_, logits, chunk_target))
 
-    def cat(i):
-        return torch.cat([c[i] for c in chunks])
+    def cat(name, dim=0):
+        return torch.cat([getattr(c, name) for c in chunks], dim=dim)
 
     layer_relevance = None
     if keep_layers:
-        layer_relevance = [torch.cat([c[4][k] for c in chunks]) for k in range(len(layers) + 1)]
-    return Explanation(cat(0), cat(1), cat(2), torch.cat([c[3] for c in chunks], dim=1), layers, composite, layer_relevance)
+        layer_relevance = [torch.cat([c.kept[k] for c in chunks]) for k in range(len(layers) + 1)]
+    return Explanation(cat("relevance"), cat("logits"), cat("target"), cat("sums", 1), layers, composite,
+                       layer_relevance)
 
 
-def _backward(layers, activations, logits, target, composite, keep_layers):
+class ForwardPass(NamedTuple):
+    """A forward pass through the canonical layer list (:func:`forward_pass`).
+
+    Attributes
+    ----------
+    activations : list of torch.Tensor
+        The input of every layer, and the output last (``len(layers) + 1`` tensors).
+    outputs : dict
+        Under a composite's rule-modified ``forward``: each wrapped layer's own output ``W a + b``
+        by layer index (``activations`` hold the modified output).
+    preactivations : dict
+        Under ``forward``: each wrapped layer's rule pre-activation ``z``, which its rule divides by
+        in the backward pass (the same tensor, so that a ``z`` within rounding of zero is the same
+        in both passes).
+    pooled : tuple or None
+        Under ``forward`` with an ``avgpool`` rule: ``(index, a, z)``, the index of the dense layer
+        above torchvision's AdaptiveAvgPool2d, the pool's input and its rule's ``z``.
+    """
+
+    activations: list
+    outputs: dict
+    preactivations: dict
+    pooled: Optional[tuple] = None
+
+
+def forward_pass(model: nn.Module, x: torch.Tensor, composite: Optional[Composite] = None) -> ForwardPass:
+    """The forward pass that :func:`explain` runs, with every layer's input kept.
+
+    With a composite whose ``forward`` is set (the thesis code's composites), the pass is the
+    thesis code's rule-modified one; otherwise the model's own. The composite's hyperparameters
+    must be scalars or have one value per image of ``x``.
+    """
+    layers = canonical.layers(model)
+    _check_model_and_input(model, layers, x)
+    if composite is not None:
+        composite.check(len(layers))
+        if composite.batch_size not in (None, x.shape[0]):
+            raise ValueError(f"the composite has per-sample hyperparameters for {composite.batch_size} samples "
+                             f"but x has {x.shape[0]} images")
+    with torch.no_grad():
+        return _forward(layers, x, composite)
+
+
+def _forward(layers, x, composite=None):
+    """The forward pass, keeping the input of every layer (and the output, last).
+
+    The pass runs in the input's own memory layout, as the model's ``forward`` does, so that every
+    pre-activation ``z`` is the very value the model computes, bit for bit. That matters: a rule
+    divides by ``z``, and a pre-activation within rounding of zero that a differently computed
+    forward pass puts on the other side of zero switches a ReLU the model's own gradient does not
+    (float32: Gradient × Input and uniform LRP-0 then differ by 10 % of the largest relevance
+    instead of 1e-6).
+
+    On a CPU the stored maps are then converted to channels-last: oneDNN's transposed convolutions
+    need no layout conversion in that layout, which halves their cost for the wide early layers,
+    and the rules' element-wise work follows the activations' layout. The conversion copies values
+    exactly.
+
+    Under a composite's rule-modified ``forward``, each wrapped layer's output ``out`` is replaced by
+    ``z · (out / stabilize(z))`` as the thesis code's rules compute it (same operations, same
+    order), and ``out`` is kept in ``outputs``. With per-sample hyperparameters and one image, the
+    activations keep batch 1 up to the first layer whose rule has them.
+    """
+    stabilizer = None if composite is None else composite.forward
+    activations, outputs, preactivations, pooled = [x], {}, {}, None
+    for layer in layers:
+        a = activations[-1]
+        if stabilizer is not None and composite.avgpool is not None and layer.name == "classifier.0":
+            # torchvision's AdaptiveAvgPool2d (the identity here) under the code's rule: z = ε + a
+            epsilon = composite.avgpool.epsilon
+            z = a if epsilon is None else per_sample(epsilon, a) + a
+            pooled = (layer.index, a, z)
+            a = activations[-1] = _modified_output(z, a, stabilizer)
+        out = layer.forward(a)
+        z = composite.rule(layer.index).preactivation(layer, a, out) if stabilizer and layer.is_linear else None
+        if z is not None:
+            outputs[layer.index], preactivations[layer.index] = out, z
+            out = _modified_output(z, out, stabilizer)
+        activations.append(out)
+    if x.device.type == "cpu":
+        def layout(t):
+            return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+        activations = [layout(a) for a in activations]
+        outputs, preactivations = ({i: layout(t) for i, t in d.items()} for d in (outputs, preactivations))
+    return ForwardPass(activations, outputs, preactivations, pooled)
+
+
+def _modified_output(z, out, stabilizer):
+    """The thesis code's forward output of a wrapped layer, ``z * (output / stabilize(z))``."""
+    return z * (out / stabilize(z, stabilizer))
+
+
+@dataclass
+class _Pass:
+    """What a backward pass reads besides the relevance.
+
+    ``activations`` and ``outputs`` as in :class:`ForwardPass`; ``shared`` when the activations have
+    batch 1 and serve every sample; ``memo`` keeps what the rules compute from the activations alone.
+    """
+
+    layers: list
+    activations: list
+    outputs: dict
+    preactivations: dict
+    pooled: Optional[tuple]
+    composite: Composite
+    shared: bool
+    keep_layers: bool
+    memo: dict
+
+    def output(self, layer):
+        """The layer's own output ``W a + b`` (``z`` of its rule)."""
+        return self.outputs.get(layer.index, self.activations[layer.index + 1])
+
+    def through_pool(self, layer, R):
+        """``R`` at the input of ``layer``, carried through the code's avgpool below it if there is one:
+        ``a ⊙ R / z``, the pool's own rule with the exact ``z``."""
+        if self.pooled is None or self.pooled[0] != layer.index:
+            return R
+        _, a, z = self.pooled
+        return divide(R * a, z)
+
+
+class _Chunk(NamedTuple):
+    relevance: torch.Tensor
+    logits: torch.Tensor
+    target: torch.Tensor
+    sums: torch.Tensor
+    kept: Optional[list]
+
+
+def _backward(pass_, logits, target):
     """The LRP backward pass: the tutorial's loop, over a batch of samples and settings.
 
     When all samples show one image (``activations`` of batch 1), samples that agree on the target
@@ -152,63 +295,63 @@ def _backward(layers, activations, logits, target, composite, keep_layers):
     above the first varied layer is computed once for the whole grid.
     """
     R = torch.zeros_like(logits).scatter_(1, target[:, None], logits.gather(1, target[:, None]))
-    R = R.view(-1, *activations[-1].shape[1:])  # relevance at the top: the target's logit
-    shared = activations[0].shape[0] == 1
+    R = R.view(-1, *pass_.activations[-1].shape[1:])  # relevance at the top: the target's logit
     groups = torch.arange(R.shape[0], device=R.device)
-    if shared:
+    if pass_.shared:
         targets, groups = torch.unique(target, return_inverse=True)
         R = R[_first_of_each(groups, len(targets))]
-    top_sum, top_kept = _total(R)[groups], (R[groups] if keep_layers else None)
-    R, sums, kept = _propagate(layers, len(layers), activations, R, groups, composite, shared, keep_layers, {})
+    top_sum, top_kept = _total(R)[groups], (R[groups] if pass_.keep_layers else None)
+    R, sums, kept = _propagate(pass_, len(pass_.layers), R, groups)
     sums.append(top_sum)
-    for i in reversed(range(len(layers))):  # ReLU, dropout, flatten: the sum above them
+    for i in reversed(range(len(pass_.layers))):  # ReLU, dropout, flatten: the sum above them
         if sums[i] is None:
             sums[i] = sums[i + 1]
-    if keep_layers:
+    if pass_.keep_layers:
         kept = [r.contiguous() for r in kept + [top_kept]]
-    return R.contiguous(), logits, target, torch.stack(sums), kept
+    return _Chunk(R.contiguous(), logits, target, torch.stack(sums), kept)
 
 
-def _propagate(layers, top, activations, R, groups, composite, shared, keep_layers, memo):
+def _propagate(pass_, top, R, groups):
     """Relevance from the output of ``layers[top - 1]`` down to the input.
 
     Returns the input relevance per sample and, per layer below ``top`` (bottom first), Σ R at its
     input per sample (None where the layer passes relevance unchanged) and, with ``keep_layers``,
-    the relevance itself. ``memo`` keeps what the rules compute from the activations alone.
+    the relevance itself.
     """
-    sums, kept = [], []
-    for layer in reversed(layers[:top]):
-        a, z = activations[layer.index], activations[layer.index + 1]
+    composite, sums, kept = pass_.composite, [], []
+    for layer in reversed(pass_.layers[:top]):
+        a = pass_.activations[layer.index]
         if layer.is_linear or layer.kind == "maxpool":
             rule = composite.rule(layer.index)
-            if rule.batch_size is not None and shared:
+            if rule.batch_size is not None and pass_.shared:
                 R, groups = _split(R, groups, rule)
             rows = _rows_per_block(a)
-            if shared and R.shape[0] > rows:  # depth first, one block of rows after the other
-                R, below, kept_below = _in_blocks(layers, layer.index + 1, activations, R, groups, composite,
-                                                  keep_layers, memo, rows)
+            if pass_.shared and R.shape[0] > rows:  # depth first, one block of rows after the other
+                R, below, kept_below = _in_blocks(pass_, layer.index + 1, R, groups, rows)
                 return R, below + sums[::-1], kept_below + kept[::-1]
             if rule.batch_size is not None:
                 rule = rule.take(_first_of_each(groups, R.shape[0]))
             if layer.is_linear:
-                R = rule.relevance(layer, a, z, R, composite.heuristic, memo)
+                R = rule.relevance(layer, a, pass_.output(layer), R, composite.heuristic, pass_.memo,
+                                   pass_.preactivations.get(layer.index))
+                R = pass_.through_pool(layer, R)
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
             sums.append(_total(R)[groups])
         else:  # ReLU, dropout, flatten: relevance passes unchanged
             sums.append(None)
-        if keep_layers:
+        if pass_.keep_layers:
             kept.append(R[groups])
     return R[groups], sums[::-1], kept[::-1]
 
 
-def _in_blocks(layers, top, activations, R, groups, composite, keep_layers, memo, rows):
+def _in_blocks(pass_, top, R, groups, rows):
     """:func:`_propagate` for blocks of ``rows`` rows of ``R`` in turn, the results gathered per sample."""
     out, sums, kept = None, None, None
     for start in range(0, R.shape[0], rows):
         samples = ((groups >= start) & (groups < start + rows)).nonzero().squeeze(1)
-        r, s, k = _propagate(layers, top, activations, R[start:start + rows], groups[samples] - start,
-                             composite.take(samples), True, keep_layers, memo)
+        block = replace(pass_, composite=pass_.composite.take(samples), shared=True)
+        r, s, k = _propagate(block, top, R[start:start + rows], groups[samples] - start)
         if out is None:
             out = _empty_rows(r, len(groups))
             sums = [None if v is None else v.new_empty(len(groups)) for v in s]

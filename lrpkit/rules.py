@@ -37,7 +37,7 @@ from .heuristics import denominator, divide, per_sample
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
 
 __all__ = [
-    "Rule", "Zero", "Epsilon", "Gamma", "ZBox",
+    "Rule", "Zero", "Epsilon", "Gamma", "ZBox", "Gradient",
     "pool_relevance", "POOLING",
 ]
 
@@ -100,7 +100,7 @@ class Rule:
         return ""
 
     def relevance(self, layer: Layer, a: torch.Tensor, z: torch.Tensor, R: torch.Tensor, heuristic: str,
-                  memo: Optional[dict] = None) -> torch.Tensor:
+                  memo: Optional[dict] = None, den: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Relevance at the input of ``layer`` from the relevance ``R`` at its output.
 
         Parameters
@@ -119,9 +119,37 @@ class Rule:
         memo : dict, optional
             Where the rule may keep what depends only on the layer and ``a`` (e.g. ``W⁺a``), for
             the next call on the same layer and activations (other rows of a grid).
+        den : torch.Tensor, optional
+            The denominator to divide by instead of the rule's own: under the thesis code's
+            rule-modified forward pass, the pre-activation that pass computed
+            (:meth:`preactivation`, batch 1 or one row per sample of ``R``), the same to the bit.
         """
-        s = divide(R, denominator(z, self.epsilon, heuristic), inplace=True)
+        s = divide(R, denominator(z, self.epsilon, heuristic) if den is None else den, inplace=True)
         return _times(layer.transpose(s, layer.weight, a.shape), a)
+
+    def preactivation(self, layer: Layer, a: torch.Tensor, out: torch.Tensor) -> Optional[torch.Tensor]:
+        """The rule's pre-activation ``z`` (the vanilla denominator), computed as the thesis code's
+        rules compute it in their forward pass: LRP-0 ``out``, LRP-ε ``ε + out``, LRP-γ the layer with
+        ``ρ(W)``, ``ρ(b)``, z^B ``out - (W⁺l + b⁺) - (W⁻h + b⁻)``; None for a layer the code leaves
+        unwrapped (:class:`Gradient`). ``out = W a + b`` is the layer's output; ``a`` holds one input
+        per sample of a per-sample rule, or one for all of them."""
+        return out if self.epsilon is None else per_sample(self.epsilon, out) + out
+
+
+@dataclass(frozen=True)
+class Gradient(Rule):
+    """No rule: the layer's own gradient, ``R_j = Σ_k a_j w_jk / z_k · R_k`` with the exact ``z``
+    whatever the heuristic (LRP-0 without a stabilizer). This is what the thesis code's
+    Decreasing-γ composite leaves to its classifier, and the layer's forward pass stays the model's
+    under a rule-modified forward (:meth:`preactivation` is None)."""
+
+    label: ClassVar[str] = "none (gradient)"
+
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
+        return super().relevance(layer, a, z, R, "vanilla", memo, den)
+
+    def preactivation(self, layer, a, out):
+        return None
 
 
 @dataclass(frozen=True)
@@ -192,34 +220,45 @@ class Gamma(_OneHyperparameter):
     def __init__(self, gamma: Hyperparameter = 0.25):
         self._set(gamma)
 
-    def relevance(self, layer, a, z, R, heuristic, memo=None):
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
-            return super().relevance(layer, a, z, R, heuristic)
-
-        def positive_part():  # W⁺ and W⁺a + b⁺: one convolution for every γ
-            w_plus = layer.weight.clamp(min=0)
-            return w_plus, layer.affine(a, w_plus, layer.bias.clamp(min=0))
-
-        w_plus, z_plus = _memoized(memo, ("gamma", layer.index), positive_part)
+            return super().relevance(layer, a, z, R, heuristic, den=den)
+        w_plus = _memoized(memo, ("w+", layer.index), lambda: layer.weight.clamp(min=0))
+        z_plus = None
+        if den is None:  # W⁺a + b⁺: one convolution for every γ
+            z_plus = _memoized(memo, ("gamma", layer.index), lambda: layer.affine(a, w_plus, layer.bias.clamp(min=0)))
         if isinstance(self.gamma, float):
-            return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic)
+            return self._relevance(layer, a, z, z_plus, w_plus, R, self.gamma, heuristic, den)
         # One pass per run of samples sharing γ, with ρ(W) = W + γW⁺: half the work of Wᵀs + W⁺ᵀ(γs),
         # and the large temporaries of the early layers stay one run in size.
         gammas = self.gamma.tolist()
         starts = [i for i in range(len(gammas)) if i == 0 or gammas[i] != gammas[i - 1]]
         if len(starts) == 1:
-            return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic)
+            return self._relevance(layer, a, z, z_plus, w_plus, R, gammas[0], heuristic, den)
         out = _empty_rows(a, R.shape[0])
         for start, stop in zip(starts, starts[1:] + [len(gammas)]):
             rows = slice(start, stop)
-            own = (lambda t: t) if a.shape[0] == 1 else (lambda t: t[rows])  # activations shared or per sample
-            out[rows] = self._relevance(layer, own(a), own(z), own(z_plus), w_plus, R[rows], gammas[start], heuristic)
+            out[rows] = self._relevance(layer, _rows(a, rows), _rows(z, rows), _rows(z_plus, rows), w_plus, R[rows],
+                                        gammas[start], heuristic, _rows(den, rows))
         return out
 
+    def preactivation(self, layer, a, out):
+        def rho(gamma):  # the code's parameter modifier, on weights and biases
+            return (layer.weight + gamma * layer.weight.clamp(min=0), layer.bias + gamma * layer.bias.clamp(min=0))
+
+        if isinstance(self.gamma, float):
+            return out if self.gamma == 0.0 else layer.affine(a, *rho(self.gamma))
+        z = out.new_empty((len(self.gamma), *out.shape[1:]))
+        for gamma in self.gamma.unique().tolist():
+            rows = (self.gamma == gamma).to(out.device)
+            z[rows] = _rows(out, rows) if gamma == 0.0 else layer.affine(_rows(a, rows), *rho(gamma))
+        return z
+
     @staticmethod
-    def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic):
+    def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic, den=None):
         """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
-        den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
+        if den is None:
+            den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
         s = divide(R, den, inplace=True)
         return _times(layer.transpose(s, layer.weight + gamma * w_plus, a.shape), a)
 
@@ -240,16 +279,33 @@ class ZBox(Rule):
 
     low: tuple = tuple((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
     high: tuple = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+    #: ``(mean, std)`` when the bounds come from a normalization (:meth:`from_normalization`)
+    normalization: Optional[tuple] = None
     label: ClassVar[str] = "zᴮ"  # a superscript that needs no math rendering (tables, terminals)
 
     def __init__(self, low: Optional[Sequence[float]] = None, high: Optional[Sequence[float]] = None):
         default = ZBox.from_normalization()
+        if low is None and high is None:
+            low, high = default.low, default.high
+            object.__setattr__(self, "normalization", default.normalization)
         low = default.low if low is None else tuple(float(v) for v in low)
         high = default.high if high is None else tuple(float(v) for v in high)
         if len(low) != len(high) or any(lo >= hi for lo, hi in zip(low, high)):
             raise ValueError(f"zᴮ bounds must have one low < high per channel, got low={low}, high={high}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
+
+    def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``low`` and ``high`` as ``[1, C, 1, 1]`` tensors of ``like``'s dtype and device.
+
+        Bounds from a normalization are computed as that normalization computes a black and a
+        white pixel, ``(0 - μ) / σ`` and ``(1 - μ) / σ`` in ``like``'s dtype (in float32 this may
+        differ by one unit in the last place from the rounded float64 value).
+        """
+        if self.normalization is None:
+            return tuple(like.new_tensor(bound).view(1, -1, 1, 1) for bound in (self.low, self.high))
+        mean, std = (like.new_tensor(v).view(1, -1, 1, 1) for v in self.normalization)
+        return (0 - mean) / std, (1 - mean) / std
 
     @classmethod
     def from_normalization(cls, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> "ZBox":
@@ -259,6 +315,7 @@ class ZBox(Rule):
         obj = object.__new__(cls)
         object.__setattr__(obj, "low", tuple((0 - m) / s for m, s in zip(mean, std)))
         object.__setattr__(obj, "high", tuple((1 - m) / s for m, s in zip(mean, std)))
+        object.__setattr__(obj, "normalization", (tuple(map(float, mean)), tuple(map(float, std))))
         return obj
 
     def hyperparameters(self) -> str:
@@ -267,11 +324,16 @@ class ZBox(Rule):
     def __repr__(self) -> str:
         return f"ZBox(low={self.low}, high={self.high})"
 
-    def relevance(self, layer, a, z, R, heuristic, memo=None):
+    def preactivation(self, layer, a, out):
+        low, high = (bound.expand_as(a[:1]).contiguous() for bound in self.bounds(a))
+        z_low = layer.affine(low, layer.weight.clamp(min=0), layer.bias.clamp(min=0))
+        z_high = layer.affine(high, layer.weight.clamp(max=0), layer.bias.clamp(max=0))
+        return out - z_low - z_high
+
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
         if a.shape[1] != len(self.low):
             raise ValueError(f"zᴮ has bounds for {len(self.low)} channels but layer {layer.index} gets {a.shape[1]}")
-        low = a.new_tensor(self.low).view(1, -1, 1, 1).expand_as(a[:1])
-        high = a.new_tensor(self.high).view(1, -1, 1, 1).expand_as(a[:1])
+        low, high = (bound.expand_as(a[:1]) for bound in self.bounds(a))
 
         def box():  # W = W⁺ + W⁻, so z = W x - W⁺ l - W⁻ h = W⁺ (x - l) + W⁻ (x - h)
             w_plus, w_minus = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
@@ -280,7 +342,7 @@ class ZBox(Rule):
             return (w_plus, w_minus), above_low, below_high, z_box
 
         (w_plus, w_minus), above_low, below_high, z_box = _memoized(memo, ("zbox", layer.index, self.low, self.high), box)
-        s = divide(R, denominator(z_box, None, heuristic), inplace=True)
+        s = divide(R, denominator(z_box, None, heuristic) if den is None else den, inplace=True)
         # R = x ⊙ Wᵀs - l ⊙ W⁺ᵀs - h ⊙ W⁻ᵀs = (x - l) ⊙ W⁺ᵀs + (x - h) ⊙ W⁻ᵀs, with W⁺ᵀs and W⁻ᵀs
         # in one transposed product (the two weights stacked along input channels)
         channels = a.shape[1]
@@ -299,6 +361,11 @@ def _times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     if layout != torch.contiguous_format and not c.is_contiguous(memory_format=layout):
         c = c.contiguous(memory_format=layout)
     return c.mul_(a)
+
+
+def _rows(t: Optional[torch.Tensor], rows) -> Optional[torch.Tensor]:
+    """The rows ``rows`` of a per-sample tensor; a tensor of batch 1 (shared by every sample) or None as is."""
+    return t if t is None or t.shape[0] == 1 else t[rows]
 
 
 def _memoized(memo: Optional[dict], key, compute):

@@ -7,4 +7,6 @@ in lrpkit cannot hide in its oracle.
 
 - :mod:`oracles.zennit_lrp`: zennit 0.5.1 configured to compute LRP-Tutorial exactly, and zennit's
   own rules with their default stabilizer.
+- :mod:`oracles.thesis_code`: the thesis code (PyPI ``lrp-pf-auc`` 0.1.6) with the rule maps of its
+  LRP-Tutorial, Decreasing-γ and uniform runs.
 """

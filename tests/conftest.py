@@ -27,3 +27,22 @@ def images_f64():
     """Two different random 'normalized images', float64, [2, 3, 224, 224]."""
     g = torch.Generator().manual_seed(2)
     return torch.randn(2, 3, 224, 224, generator=g, dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def sample_image():
+    """A function: image name ('castle', the thesis's castle.jpg, or an ImageNet sample's class name,
+    e.g. 'common newt') → its float32 image ``[1, 3, 224, 224]`` from the data mirror (sha256-checked)."""
+    import os
+    from lrpkit import data
+    if not os.environ.get(data.MIRROR_ENV):
+        pytest.skip(f"no image mirror ({data.MIRROR_ENV} unset)")
+    records = {r.class_name: r for r in data.image_set("imagenet-samples")}
+    records["castle"] = data.image_set("castle")[0]
+    cache = {}
+
+    def load(name):
+        if name not in cache:
+            cache[name] = data.load_image(records[name].path)
+        return cache[name].clone()
+    return load

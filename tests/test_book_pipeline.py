@@ -15,9 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lrpkit import book, data, tables
-from lrpkit.book import cache as book_cache
-from lrpkit.provenance import lrpkit_version, provenance, provenance_record
+from lrpkit import book, data
+from lrpkit.book import cache as book_cache, pipeline as book_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +39,7 @@ def make_notebook(path: Path, params: str, *cells: str, outputs: bool = False) -
 
 PARAMS = 'device = "cpu"\nweights = "auto"\nprofile = "quick"\nseed = 0\nscale = 1.0'
 GOOD_CELLS = (
-    "from myst_nb import glue\nfrom lrpkit.provenance import provenance",
+    "from myst_nb import glue\nfrom lrpkit.book import provenance",
     """
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(2, 2))
@@ -238,14 +237,14 @@ def test_provenance_names_random_weights_and_identifies_them():
         b = models.vgg11(weights="random", seed=0)
         c = models.vgg11(weights="random", seed=1)
     params = {"device": "cpu", "weights": "random", "profile": "smoke", "seed": 0}
-    pa, pb, pc = (provenance(params, model=m) for m in (a, b, c))
+    pa, pb, pc = (book.provenance(params, model=m) for m in (a, b, c))
     assert pa.random_weights and "Random weights" in pa.banner()._repr_html_()
     assert pa.weights["state_sha256"] == pb.weights["state_sha256"] != pc.weights["state_sha256"]
-    record = provenance_record({"data": {"text/html": pa._repr_html_()}})
+    record = book.provenance_record({"data": {"text/html": pa._repr_html_()}})
     assert record["weights"]["source"] == "random" and record["parameters"] == params
-    assert not provenance(params).random_weights                # no network involved
+    assert not book.provenance(params).random_weights                # no network involved
     with pytest.raises(ValueError, match="missing weights"):
-        provenance({"device": "cpu", "profile": "smoke", "seed": 0})
+        book.provenance({"device": "cpu", "profile": "smoke", "seed": 0})
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,10 +290,10 @@ def test_tiny_book_builds_then_skips_and_reruns_on_change(tiny_book, capsys):
     code, out = run_main(tiny_book, capsys, "--seed", "1")         # a parameter changed
     summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
     assert code == 0 and summary["executed"] == ["fig-a"]
-    record = provenance_record(
+    record = book.provenance_record(
         book.glue_keys(tiny_book / "book" / "_generated" / "chap" / "fig-a.ipynb")["provenance"])
     assert record["parameters"]["seed"] == 1 and record["parameters"]["scale"] == 0.5
-    assert record["lrpkit_version"] == lrpkit_version()
+    assert record["lrpkit_version"] == book.lrpkit_version()
 
     code, out = run_main(tiny_book, capsys, "--seed", "0")         # back: from the cache
     summary = json.loads((tiny_book / "_build" / "book-build.json").read_text())
@@ -328,7 +327,7 @@ def test_sphinx_fails_on_a_missing_glue_key_too_and_keeps_failing(tiny_book, cap
     """With the build's own check bypassed, -W turns myst-nb's warning into a failure, and a
     second build does not pass silently on Sphinx's saved environment."""
     (tiny_book / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="lines"))
-    monkeypatch.setattr(book, "check_glue", lambda root, pages: None)
+    monkeypatch.setattr(book_pipeline, "check_glue", lambda root, pages: None)
     for _ in range(2):
         code, out = run_main(tiny_book, capsys)
         assert code == 1
@@ -467,11 +466,11 @@ def test_provenance_shows_no_folders_of_the_build_machine():
         warning="place it in /root/.cache/torch/hub/checkpoints")
     params = {"device": "cpu", "weights": "/home/someone/weights/vgg11.pth", "profile": "smoke",
               "seed": 0}
-    p = provenance(params, model=model)
+    p = book.provenance(params, model=model)
     shown = p._repr_html_() + p.banner()._repr_html_()
     assert "/home/" not in shown and "/root/" not in shown
     assert "vgg11.pth" in shown and "ab" * 32 in shown             # still identified
-    record = provenance_record({"data": {"text/html": p._repr_html_()}})
+    record = book.provenance_record({"data": {"text/html": p._repr_html_()}})
     assert record["parameters"]["weights"] == "vgg11.pth" and "warning" not in record["weights"]
 
 
@@ -480,7 +479,7 @@ def test_composite_table_shows_the_options_of_each_composite():
 
     uniform = composites.uniform("zero", heuristic="vanilla", maxpool="max")
     tutorial = composites.tutorial(gamma=0.5)
-    both = tables.composite_table([uniform, tutorial])
+    both = book.composite_table([uniform, tutorial])
     assert list(both.columns) == ["Composite", "Layer index", "Rule", "Hyperparameters",
                                   "Denominator", "Max-pooling"]
     assert both["Composite"].tolist() == [uniform.name] + [tutorial.name] * 4
@@ -488,7 +487,7 @@ def test_composite_table_shows_the_options_of_each_composite():
         uniform.table().values.tolist() + tutorial.table().values.tolist())
     assert both["Denominator"].tolist() == ["vanilla"] + ["tutorial"] * 4
     assert both["Max-pooling"].tolist() == ["winner takes all"] + ["as 2×2 average"] * 4
-    alone = tables.composite_table([tutorial])
+    alone = book.composite_table([tutorial])
     assert "Composite" not in alone.columns and len(alone) == 4
-    html = tables.html_table(alone).data
+    html = book.html_table(alone).data
     assert html.startswith('<table border="1" class="dataframe table">') and "γ = 0.5" in html

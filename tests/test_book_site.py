@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from lrpkit import book
-from lrpkit.provenance import provenance_record
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LRPKIT_CHROMIUM", "/usr/bin/chromium")
@@ -324,7 +323,7 @@ def test_tables_follow_the_parameters_of_their_figure(tmp_path):
                      progress=False)
 
     fig = book.glue_keys(root / "book" / "_generated" / "what-lrp-sees" / "fig-2-2.ipynb")
-    assert provenance_record(fig["provenance"])["parameters"]["gamma"] == 0.5
+    assert book.provenance_record(fig["provenance"])["parameters"]["gamma"] == 0.5
     for doc, key in sorted(tables):
         table = book.glue_keys(page.parent / doc)[key]["data"]["text/html"]
         table = "".join(table) if isinstance(table, list) else table

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 import lrpkit
-from lrpkit import cli, composites, data, imagenet, lrp, models, plotting
+from lrpkit import _outputs, cli, composites, data, imagenet, lrp, models, plotting
+from lrpkit.cli import commands
 from test_data import BAD_NAMES, CASTLE, MIRROR, bad_image_files, needs_mirror
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,8 +105,8 @@ def test_usage_errors_exit_2_with_one_line(capsys, argv, words):
 def test_options_that_apply_make_the_composite(argv, expected):
     """The options that are not refused reach the library's composite."""
     args = cli.build_parser().parse_args(["explain", "x.jpg", *argv])
-    cli._check_applicable(args)
-    assert repr(cli._composite(args)) == repr(expected)
+    commands._check_applicable(args)
+    assert repr(commands._composite(args)) == repr(expected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +449,7 @@ def _umask() -> int:
 
 def test_output_names_are_unique():
     paths = [Path("a/castle.jpg"), Path("b/castle.png"), Path("c/castle-2.jpg"), Path("d/castle.jpg")]
-    names = cli._output_names(paths)
+    names = commands._output_names(paths)
     assert names == ["castle", "castle-2", "castle-2-2", "castle-3"]
 
 
@@ -460,8 +461,8 @@ def test_output_names_are_unique():
     (["--schedule", "1,x"], "--schedule must be thesis, log, linear or comma-separated patch counts"),
     (["--target", "castel"], "unknown ImageNet class name 'castel'"),
     (["--composite", "decreasing-gamma", "--gammas", "1,2"], "needs four γ values"),
-    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17-30 of composite "
-                          "'LRP-Tutorial' is out of range: the model has layers 0-27"),
+    (["--arch", "vgg11"], "--composite tutorial does not fit --arch vgg11: layer range 17–30 of composite "
+                          "'LRP-Tutorial' is out of range: the model has layers 0–27"),
 ])
 def test_pf_bad_argument_leaves_earlier_scores_untouched(capsys, tmp_path, loads, argv, words):
     """Every argument is checked before pf-scores.csv is touched (and before the model loads)."""
@@ -560,7 +561,7 @@ def test_publishing_without_hard_links_never_replaces(tmp_path, monkeypatch):
         raise PermissionError(1, "Operation not permitted", str(source), str(target))
     monkeypatch.setattr(os, "link", no_links)
     (tmp_path / "scores.csv").write_text("theirs")
-    with cli._Outputs(force=False) as outputs:
+    with _outputs.Outputs(force=False) as outputs:
         with outputs.open(tmp_path / "scores.csv", "w") as handle:
             handle.write("ours")
         moved = outputs.publish()

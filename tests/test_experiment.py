@@ -31,7 +31,7 @@ import yaml
 from PIL import Image
 
 from lrpkit import cli, composites, lrp, pf
-from lrpkit.experiment import (COLUMNS, TIMING_COLUMNS, ConfigError, ResultsDir, cost, default_axis, load_config,
+from lrpkit.experiment import (COLUMNS, DIAGNOSTIC_COLUMNS, TIMING_COLUMNS, ConfigError, ResultsDir, cost, default_axis, load_config,
                                mean_auc, best_settings, merge, read_results, run, status)
 from lrpkit.experiment.grid import settings
 from lrpkit.rules import Gamma, ZBox
@@ -116,7 +116,8 @@ def test_results_table_has_one_row_per_image_setting_and_order(reference):
     df = reference
     names = [c if not c.startswith("<") else {"<first axis>": "gamma", "<second axis>": "epsilon"}[c]
              for c, _, _ in COLUMNS]
-    assert list(df.columns) == names
+    after = names.index("relevance_sum") + 1
+    assert list(df.columns) == names[:after] + [c for c, _, _ in DIAGNOSTIC_COLUMNS] + names[after:]
     assert len(df) == 6 * 4 * 3
     assert not df.duplicated(["image", "setting", "order"]).any()
     assert (df["label"] == AXOLOTL).all() and (df["target"] == AXOLOTL).all()
@@ -175,7 +176,7 @@ def test_decreasing_gamma_variants_put_the_axes_on_their_layers(tmp_path, val, v
 
 
 def test_thesis_experiment_id_140():
-    """FIGURES.md §0.4: id = 16 i + j; id 140 is γ₁ = grid[8] = 0.01, γ₂ = grid[12] = 0.13895."""
+    """The thesis code's experiment ids (Chapter 4 grid): id = 16 i + j; id 140 is γ₁ = grid[8] = 0.01, γ₂ = grid[12] = 0.13895."""
     axis = default_axis()
     assert len(axis) == 16 and axis[0] == 0.0 and axis[1] == pytest.approx(1e-4) and axis[-1] == 1.0
     i, j = settings(axis, axis)[140]
@@ -380,7 +381,7 @@ def one_error_line(err: str) -> str:
      "holds no image of class 251 (dalmatian)"),
     (dict(pf={"order": ["morf"]}), "unknown key 'pf.order' (did you mean 'pf.orders'?)"),
     (dict(pf={"orders": ["morf", "mrf"]}), "unknown order 'mrf'"),
-    (dict(diagnostics=True), "key 'diagnostics' is true but this lrpkit has no lrpkit.diagnostics module"),
+    (dict(diagnostics="auto"), "key 'diagnostics' must be true or false, got 'auto'"),
 ])
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, val, capsys, change, words):
     config = config_dict(val)
@@ -426,7 +427,7 @@ def test_config_defaults_are_the_thesis(val):
     assert config.grid == (default_axis(), default_axis())
     assert config.variant == "table" and config.orders == ["morf", "lrf", "random"]
     assert config.data["pf"]["patch_size"] == 8 and config.data["pf"]["schedule"] == "thesis"
-    assert config.data["target"] == "label" and config.data["diagnostics"] is False   # no lrpkit.diagnostics yet
+    assert config.data["target"] == "label" and config.data["diagnostics"] is True
     logspace = load_config(config_dict(val, grid={"gamma": {"logspace": [-2, 0, 3]}}))
     assert logspace.grid[0] == pytest.approx([0.0, 0.01, 0.1, 1.0])
     with pytest.raises(ConfigError, match="lists 0.5 twice"):
@@ -533,26 +534,23 @@ def test_scripts_pass_shellcheck():
     assert done.returncode == 0, done.stdout
 
 
-def test_diagnostics_hook_adds_columns_when_the_module_exists(tmp_path, val, monkeypatch):
-    """The contract with lrpkit.diagnostics: heatmap_diagnostics(relevance [S, C, H, W]) -> one value per
-    heatmap and name; the experiment adds them as diag_<name> columns (here a stand-in module)."""
-    import importlib.machinery
-    import types
+def test_diagnostics_columns_match_instability_of_each_setting(tmp_path, val):
+    """diagnostics: auto adds lrpkit.diagnostics' verdict and measurements as diag_* columns, each equal
+    to what diagnostics.instability says of that setting's heatmap computed on its own."""
+    from lrpkit import data, diagnostics
 
-    module = types.ModuleType("lrpkit.diagnostics")
-    module.__spec__ = importlib.machinery.ModuleSpec("lrpkit.diagnostics", None)
-    module.heatmap_diagnostics = lambda R: {"peak": R.abs().flatten(1).amax(1)}
-    monkeypatch.setitem(sys.modules, "lrpkit.diagnostics", module)
     config = config_dict(val, images={**config_dict(val)["images"], "count": 1})
-    assert load_config(config).data["diagnostics"] is True                      # auto: the module is there
+    assert load_config(config).data["diagnostics"] is True
     out = tmp_path / "results"
     run(config, out, workers=0, estimate=False, progress=False, echo=lambda line: None)
     df = read_results(out)
-    assert list(df.columns).index("diag_peak") == list(df.columns).index("relevance_sum") + 1
+    assert list(df.columns).index("diag_unstable") == list(df.columns).index("relevance_sum") + 1
     model = tiny_vgg64()
-    from lrpkit import data
     x = data.load_image(sorted(val.glob("*.png"))[0], 32).double()
     for _, row in df[df["order"] == "lrf"].iterrows():
-        R = lrp.relevance(model, x, torch.tensor([AXOLOTL]), composites.tutorial(gamma=row["gamma"],
-                                                                              epsilon=row["epsilon"]))
-        assert row["diag_peak"] == pytest.approx(R.abs().max().item(), rel=1e-9)
+        composite = composites.tutorial(gamma=row["gamma"], epsilon=row["epsilon"])
+        report = diagnostics.instability(lrp.explain(model, x, torch.tensor([AXOLOTL]), composite))
+        assert row["diag_unstable"] == float(report.unstable[0])
+        assert row["diag_peak"] == pytest.approx(float(report.peak[0]), rel=1e-6)
+        assert row["diag_concentration"] == pytest.approx(float(report.concentration[0]), rel=1e-6)
+        assert row["diag_min_ratio"] == pytest.approx(float(report.ratios[:, 0].min()), rel=1e-6, abs=1e-12)

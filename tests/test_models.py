@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -60,7 +59,7 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(hub):
 def test_unverified_imagenet_weights_are_refused_unless_allowed(hub):
     """A cached file without torchvision's published sha256 is refused by "imagenet" and "auto";
     allowed, it is shown as loudly as random weights: warning, banner, book banner."""
-    from lrpkit.provenance import provenance
+    from lrpkit import book
 
     hub.mkdir(parents=True)
     torch.save(constant_state_dict("vgg16"), hub / "vgg16-397923af.pth")
@@ -76,7 +75,7 @@ def test_unverified_imagenet_weights_are_refused_unless_allowed(hub):
     assert info.warning.startswith("UNVERIFIED WEIGHTS - ")
     assert info.banner().startswith(f"vgg16 with UNVERIFIED weights ({hub / 'vgg16-397923af.pth'}: sha256 "
                                     f"{digest} does not start with torchvision's published prefix 397923af)")
-    page = provenance({"device": "cpu", "weights": "imagenet", "profile": "fast", "seed": 0}, model)
+    page = book.provenance({"device": "cpu", "weights": "imagenet", "profile": "fast", "seed": 0}, model)
     banner = page.banner()
     assert repr(banner) == "Unverified weights"
     assert banner._repr_html_().startswith('<div class="admonition warning lrpkit-unverified-weights">')

@@ -14,13 +14,18 @@ checked first (:mod:`~lrpkit.book.pages`).
 
 Each figure notebook ends by gluing :func:`lrpkit.provenance.provenance` (``provenance`` and
 ``banner`` keys) and shows its tables with :func:`lrpkit.tables.html_table`: those are what the
-notebook kernels import; this package is the build around them.
+notebook kernels import; this package is the build around them. For the notebooks, it re-exports
+them (``book.provenance``, ``book.html_table``, ``book.composite_table``, ``book.present``), so
+that ``from lrpkit import book`` is the one import a notebook needs.
 
 References
 ----------
 R. Bermúdez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance Propagation*,
 Master's thesis, TU Berlin, 2022.
 """
+from ..provenance import (Banner, Provenance, git_commit, lrpkit_version, provenance, provenance_record,
+                          public_value, source_hash, state_sha256)
+from ..tables import composite_table, html_table
 from .pipeline import build, check_weights, resolve_device, resolve_profile
 from .cache import Cache, Entry, code_inputs, data_checksums, figure_inputs, fingerprint, weights_inputs
 from .command import main, parser
@@ -30,6 +35,8 @@ from .pages import check_glue, glue_keys, glue_references, jupyter_book, toc_pag
 from .registry import GENERATED, PROFILES, REGISTRY, Figure, load_registry, notebook_parameters, select
 
 __all__ = [
+    "provenance", "Provenance", "Banner", "provenance_record", "source_hash", "lrpkit_version", "git_commit",
+    "public_value", "state_sha256", "composite_table", "html_table",
     "build", "check_weights", "resolve_device", "resolve_profile",
     "Cache", "Entry", "code_inputs", "data_checksums", "figure_inputs", "fingerprint", "weights_inputs",
     "main", "parser", "BuildError",

@@ -38,7 +38,7 @@ def _report_moved(moved: list[tuple[Path, Path]]) -> int:
 
 
 def _cmd_data_fetch(args) -> int:
-    from . import data
+    from .. import data
     paths = data.fetch(args.sets or None, mirror=args.mirror, cache=args.cache, force=args.force,
                        progress=None if not args.quiet else False)
     root = data.cache_dir(args.cache)
@@ -47,7 +47,7 @@ def _cmd_data_fetch(args) -> int:
 
 
 def _cmd_data_list(args) -> int:
-    from . import data
+    from .. import data
     for name, files in data.image_sets().items():
         shown = ", ".join(Path(f).name for f in files[:3]) + (", ..." if len(files) > 3 else "")
         print(f"{name}\t{len(files)} image{'s' if len(files) != 1 else ''}\t{shown}")
@@ -55,7 +55,7 @@ def _cmd_data_list(args) -> int:
 
 
 def _cmd_data_path(args) -> int:
-    from . import data
+    from .. import data
     for record in data.image_set(args.set, fetch_missing=not args.no_fetch, mirror=args.mirror,
                                  cache=args.cache):
         print(record.path)
@@ -63,7 +63,7 @@ def _cmd_data_path(args) -> int:
 
 
 def _cmd_weights(args) -> int:
-    from . import models
+    from .. import models
     file = models.pretrained_file(args.arch)
     if file.is_file():
         digest, prefix, verified = models.check_pretrained(file)
@@ -117,7 +117,7 @@ def _check_applicable(args) -> None:
 
 
 def _composite(args):
-    from . import composites
+    from .. import composites
     common = {"heuristic": args.heuristic, "maxpool": args.maxpool}
     gamma = 0.25 if args.gamma is None else args.gamma
     epsilon = 0.25 if args.epsilon is None else args.epsilon
@@ -136,7 +136,7 @@ def _check_fits(args, composite) -> None:
     import torch
     import torchvision
 
-    from . import canonical
+    from .. import canonical
 
     with torch.device("meta"):
         shape = getattr(torchvision.models, args.arch)(weights=None)
@@ -161,7 +161,7 @@ def _output_names(paths: Sequence[Path]) -> list[str]:
 
 
 def _image_paths(args) -> list[Path]:
-    from . import data
+    from .. import data
 
     images = [Path(p) for p in args.images]
     if args.set:
@@ -173,7 +173,7 @@ def _image_paths(args) -> list[Path]:
 
 
 def _model(args):
-    from . import models
+    from .. import models
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", models.WeightsWarning)
@@ -187,7 +187,7 @@ def _model(args):
 
 
 def _target(args) -> int | None:
-    from . import imagenet
+    from .. import imagenet
     return None if args.target is None else imagenet.class_index(args.target)
 
 
@@ -195,7 +195,7 @@ def _cmd_explain(args) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from . import data, imagenet, lrp, plotting
+    from .. import data, diagnostics, imagenet, lrp, plotting
 
     _check_applicable(args)
     target = _target(args)
@@ -231,6 +231,9 @@ def _cmd_explain(args) -> int:
                 f"{float(logits[predicted]):.4g}); target {chosen} {categories[chosen]!r} (logit "
                 f"{float(logits[chosen]):.4g}); relevance sum {float(relevance.sum()):.4g} -> {png}",
                 file=sys.stdout)
+            if args.check:
+                tqdm.write(f"{path}: check: {diagnostics.instability(explanation).verdict(0)}",
+                           file=sys.stdout)
         moved = outputs.publish()
     return _report_moved(moved)
 
@@ -243,7 +246,7 @@ STEP_KINDS = ("original", "perturbed", "gray")
 
 
 def _schedule(text: str):
-    from . import pf
+    from .. import pf
     if text in pf.SCHEDULES:
         return text
     try:
@@ -255,7 +258,7 @@ def _schedule(text: str):
 
 def _check_pf_settings(args, pixels, schedule) -> None:
     """The ranges :func:`lrpkit.pf.pixel_flipping` checks, for these images, before any work."""
-    from . import pf
+    from .. import pf
 
     height, width = min(p.shape[0] for p in pixels), min(p.shape[1] for p in pixels)
     if not 1 <= args.patch_size <= min(height, width):
@@ -274,7 +277,7 @@ def _cmd_pf(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from . import data, lrp, pf
+    from .. import data, lrp, pf
 
     _check_applicable(args)
     target = _target(args)

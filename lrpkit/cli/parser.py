@@ -37,33 +37,33 @@ def _nonneg(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for whole numbers >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def _add_inputs(parser: argparse.ArgumentParser, set_help: str, outputs: str) -> None:
+    """The images and the output folder of ``explain`` and ``pf``."""
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
+    parser.add_argument("--set", metavar="NAME", help=set_help)
+    parser.add_argument("--out", default=".", metavar="DIR", help=f"folder for {outputs} (default: .)")
 
 
 def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``explain`` and ``pf``: composite, target, model, images."""
-    from .composites import UNIFORM_RULES
-    from .data import RESIZE_MODES
-    from .heuristics import HEURISTICS
-    from .models import VGG_ARCHS
-    from .rules import POOLING
+    from ..composites import UNIFORM_RULES
+    from ..data import RESIZE_MODES
+    from ..heuristics import HEURISTICS
+    from ..models import VGG_ARCHS
+    from ..rules import POOLING
 
     ex = parser
     ex.add_argument("--composite", choices=COMPOSITES, default="tutorial",
@@ -112,33 +112,42 @@ def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lrpkit`` (exposed for documentation tools)."""
-    from .data import CACHE_ENV, MIRROR_ENV
-    from .models import VGG_ARCHS
-    from .pf import MODES, ORDERS, SCORES
-
     parser = Parser(prog="lrpkit", description="Layer-wise Relevance Propagation for VGG "
                      "networks: explanations, images and weights (the companion of 'In-Depth "
                      "Hyperparameter Selection for LRP', TU Berlin 2022).")
     parser.add_argument("--version", action="version", version=f"lrpkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    _add_explain(sub)
+    _add_pf(sub)
+    _add_data(sub)
+    _add_weights(sub)
 
-    # explain
+    from ..experiment.commands import add_parser as add_experiment_parser
+    add_experiment_parser(sub, Parser)
+
+    parser.set_defaults(func=lambda args: _missing_action(parser))
+    return parser
+
+
+def _add_explain(sub) -> None:
     ex = sub.add_parser("explain", help="write LRP heatmaps of images",
                         description="Explain the prediction of a VGG network for each IMAGE with "
                         "LRP and write the heatmap as OUT/<image name>.png (red: relevance for the "
                         "target class, blue: against). Prints the predicted class, the target and "
                         "its logit. Existing files are not replaced without --force; the files "
                         "appear when all images are done (an interrupted run writes nothing).")
-    ex.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
-    ex.add_argument("--set", metavar="NAME", help="also explain the images of a named image set "
-                    "(see `lrpkit data list`)")
-    ex.add_argument("--out", default=".", metavar="DIR", help="folder for the heatmaps (default: .)")
+    _add_inputs(ex, "also explain the images of a named image set (see `lrpkit data list`)", "the heatmaps")
     _add_explanation_arguments(ex)
     ex.add_argument("--save-relevance", action="store_true", help="also write the relevance "
                     "[3, H, W] as OUT/<image name>.npy")
+    ex.add_argument("--check", action="store_true", help="check each heatmap for numerical "
+                    "instability (conservation by layer, concentration, patches) and print the verdict")
     ex.set_defaults(func=_cmd_explain)
 
-    # pf
+
+def _add_pf(sub) -> None:
+    from ..pf import MODES, ORDERS, SCORES
+
     pfp = sub.add_parser("pf", help="Pixel-Flipping / region perturbation of LRP heatmaps, with AUC",
                          description="Explain each IMAGE with LRP, perturb its patches in the order "
                          "of the heatmap and record the target's score after every step (thesis "
@@ -149,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "('gray'; the AUC includes it), so --steps N gives N + 2 rows per image "
                          "when no two log/linear counts coincide. An existing pf-scores.csv is not "
                          "replaced without --force; the file appears when all images are done.")
-    pfp.add_argument("images", nargs="*", metavar="IMAGE", help="image files (any format Pillow reads)")
-    pfp.add_argument("--set", metavar="NAME", help="also use the images of a named image set")
-    pfp.add_argument("--out", default=".", metavar="DIR", help="folder for pf-scores.csv (default: .)")
+    _add_inputs(pfp, "also use the images of a named image set", "pf-scores.csv")
     pfp.add_argument("--patch-size", type=int, default=8, help="side of the square patches (default: 8)")
     pfp.add_argument("--order", choices=ORDERS, default="morf",
                      help="most relevant first, least relevant first, or random (default: morf)")
@@ -159,18 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how patches are perturbed (default: inpainting, OpenCV Telea)")
     pfp.add_argument("--schedule", default="thesis", help="thesis (k^2 patches after step k), log, "
                      "linear, or comma-separated cumulative patch counts (default: thesis)")
-    pfp.add_argument("--steps", type=_positive_int, default=None, help="number of steps of the log "
+    pfp.add_argument("--steps", type=whole_number(1), default=None, help="number of steps of the log "
                      "and linear schedules (default: as many as the thesis schedule has)")
     pfp.add_argument("--score", choices=SCORES, default="logit",
                      help="score of the target class (default: logit)")
-    pfp.add_argument("--pf-seed", type=_nonneg_int, default=None, help="seed of the random order "
+    pfp.add_argument("--pf-seed", type=whole_number(0), default=None, help="seed of the random order "
                      "and random mode (default: 0)")
     pfp.add_argument("--thesis-compat", action="store_true", help="reproduce the thesis code "
                      "(lrp-pf-auc 0.1.6), defects included")
     _add_explanation_arguments(pfp)
     pfp.set_defaults(func=_cmd_pf)
 
-    # data
+
+def _add_data(sub) -> None:
+    from ..data import CACHE_ENV, MIRROR_ENV
+
     da = sub.add_parser("data", help="the book's image sets: fetch, list, paths",
                         description="Image sets listed in data/images.tsv and data/sets.tsv, fetched "
                         f"into the cache (--cache, ${CACHE_ENV}, or data/cache/) and checked by sha256.")
@@ -200,18 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     pa.set_defaults(func=_cmd_data_path)
     da.set_defaults(func=lambda args: _missing_action(da))
 
-    # weights
+
+def _add_weights(sub) -> None:
+    from ..models import VGG_ARCHS
+
     we = sub.add_parser("weights", help="where the pretrained weights go, and whether they are there",
                         description="Show the torch hub cache file of the pretrained ImageNet weights "
                         "(TORCH_HOME is honoured), whether it is present and its sha256.")
     we.add_argument("--arch", choices=VGG_ARCHS, default="vgg16")
     we.set_defaults(func=_cmd_weights)
-
-    from .experiment.commands import add_parser as add_experiment_parser
-    add_experiment_parser(sub, Parser)
-
-    parser.set_defaults(func=lambda args: _missing_action(parser))
-    return parser
 
 
 def _missing_action(parser: argparse.ArgumentParser) -> int:

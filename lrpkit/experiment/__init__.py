@@ -30,8 +30,8 @@ from .grid import FAMILIES, default_axis
 from .plan import Cost, Unit, cost, parse_shard, shard_units, units
 from .report import BEST, best_settings, mean_auc
 from .runner import RunResult, Status, run, status
-from .store import COLUMNS, TIMING_COLUMNS, ResultsDir, merge, read_results
+from .store import COLUMNS, DIAGNOSTIC_COLUMNS, TIMING_COLUMNS, ResultsDir, merge, read_results
 
 __all__ = ["Config", "ConfigError", "load_config", "FAMILIES", "default_axis", "Cost", "Unit", "cost", "parse_shard",
            "shard_units", "units", "BEST", "best_settings", "mean_auc", "RunResult", "Status", "run", "status",
-           "COLUMNS", "TIMING_COLUMNS", "ResultsDir", "merge", "read_results"]
+           "COLUMNS", "DIAGNOSTIC_COLUMNS", "TIMING_COLUMNS", "ResultsDir", "merge", "read_results"]

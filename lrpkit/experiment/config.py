@@ -38,10 +38,10 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       factory: null                   # "module:function" returning an nn.Module (instead of arch)
     device: cpu                       # cpu | cuda | cuda:N | auto
     seed: 0                           # random weights, the random order and the random mode
-    diagnostics: auto                 # heatmap diagnostics columns if lrpkit.diagnostics exists
+    diagnostics: true                 # diag_* columns from lrpkit.diagnostics.instability
     output: null                      # results directory, relative to this file (--out overrides)
 
-What is resolved once -- ``device: auto``, ``weights: auto``, ``diagnostics: auto``, grid specs
+What is resolved once -- ``device: auto``, ``weights: auto``, grid specs
 into explicit values -- is written resolved into the results directory's ``config.yaml``, so that a
 resumed run or another shard computes exactly the same thing.
 
@@ -52,7 +52,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import importlib.util
 import math
 import numbers
 import os
@@ -72,7 +71,6 @@ from .grid import FAMILIES, default_axis, logspace_axis
 __all__ = ["Config", "ConfigError", "load_config", "TARGETS", "first_difference"]
 
 TARGETS = ("label", "predicted")
-DIAGNOSTICS = ("auto", True, False)
 
 #: Every key of a config and its default; ``REQUIRED`` marks keys without one.
 REQUIRED = object()
@@ -89,7 +87,7 @@ DEFAULTS: Dict[str, Any] = {
     "model": {"arch": "vgg16", "weights": "auto", "factory": None},
     "device": "cpu",
     "seed": 0,
-    "diagnostics": "auto",
+    "diagnostics": True,
     "output": None,
 }
 #: Keys that do not change the results: a results directory accepts a config that differs only here.
@@ -167,7 +165,7 @@ def load_config(source: Union[str, os.PathLike, Mapping[str, Any]], *, resolve: 
     ----------
     source : path or mapping
     resolve : bool
-        Resolve ``device: auto``, ``diagnostics: auto`` (``weights: auto`` is resolved when the model
+        Resolve ``device: auto`` (``weights: auto`` is resolved when the model
         is built). False keeps them as written (for reading a results directory's own config).
 
     Raises
@@ -311,15 +309,8 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
     _check_model(data, raw, source, root)
     data["device"] = _device(source, data["device"], resolve)
     data["seed"] = _int(source, "seed", data["seed"], 0)
-    diagnostics = data["diagnostics"]
-    if diagnostics not in DIAGNOSTICS:
-        raise _fail(source, f"key 'diagnostics' must be auto, true or false, got {diagnostics!r}")
-    available = diagnostics_available()
-    if diagnostics is True and not available:
-        raise _fail(source, "key 'diagnostics' is true but this lrpkit has no lrpkit.diagnostics module; set it "
-                            "to false or auto")
-    if resolve and diagnostics == "auto":
-        data["diagnostics"] = available
+    if data["diagnostics"] not in (True, False):
+        raise _fail(source, f"key 'diagnostics' must be true or false, got {data['diagnostics']!r}")
     if data["output"] is not None and not isinstance(data["output"], str):
         raise _fail(source, f"key 'output' must be a folder path, got {data['output']!r}")
     return data
@@ -492,11 +483,6 @@ def _device(source: str, device, resolve: bool) -> str:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise _fail(source, f"key 'device' is {device!r} but there are {torch.cuda.device_count()} CUDA devices")
     return str(dev)
-
-
-def diagnostics_available() -> bool:
-    """Whether this lrpkit has the heatmap diagnostics module (``lrpkit.diagnostics``)."""
-    return importlib.util.find_spec("lrpkit.diagnostics") is not None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def _metadata(config: Config, weights: Mapping[str, Any], device: torch.device) 
         "python": platform.python_version(),
         "device": _device_record(device),
         "host": socket.gethostname(),
-        "columns": {name: f"{kind}: {text}" for name, kind, text in store.COLUMNS},
+        "columns": {name: f"{kind}: {text}" for name, kind, text in store.COLUMNS + store.DIAGNOSTIC_COLUMNS},
     }
 
 
@@ -148,29 +148,25 @@ def _load(config: Config, unit: planning.Unit, device: torch.device, dtype: torc
     return x.to(device, dtype), rgb
 
 
-def _diagnostics(relevance: torch.Tensor) -> Dict[str, np.ndarray]:
+def _diagnostics(explanation: lrp.Explanation) -> Dict[str, np.ndarray]:
     """Instability diagnostics per heatmap, as ``diag_<name>`` columns (config ``diagnostics: true``).
 
-    The hook expects ``lrpkit.diagnostics.heatmap_diagnostics(relevance [S, C, H, W])`` to return a
-    mapping (or DataFrame) of one value per heatmap for each diagnostic; it is only called when
-    that module exists.
+    From :func:`lrpkit.diagnostics.instability`; the columns are :data:`store.DIAGNOSTIC_COLUMNS`.
     """
-    from .. import diagnostics  # type: ignore[attr-defined]  # noqa: F401 - optional module
+    from .. import diagnostics
 
-    function = getattr(diagnostics, "heatmap_diagnostics", None)
-    if function is None:
-        raise RuntimeError("lrpkit.diagnostics has no heatmap_diagnostics(relevance), which the experiment's "
-                           "diagnostics columns call; set diagnostics: false in the config")
-    found = function(relevance)
-    items = found.items() if isinstance(found, Mapping) else found.to_dict("series").items()
-    columns = {}
-    for name, values in items:
-        values = np.asarray(torch.as_tensor(values).detach().cpu() if torch.is_tensor(values) else values,
-                            dtype=np.float64).reshape(-1)
-        if values.shape[0] != relevance.shape[0]:
-            raise RuntimeError(f"diagnostic {name!r} has {values.shape[0]} values for {relevance.shape[0]} heatmaps")
-        columns[f"diag_{name}"] = values
-    return columns
+    report = diagnostics.instability(explanation)
+    n = len(report)
+    ratios = report.ratios if report.ratios is not None else torch.full((1, n), math.nan, dtype=torch.float64)
+    return {
+        "diag_unstable": report.unstable.numpy().astype(np.float64),
+        "diag_concentration": report.concentration.numpy(),
+        "diag_top_share": report.top_share.numpy(),
+        "diag_peak": report.peak.numpy(),
+        "diag_patch_share": np.array([p[0].share if p else 0.0 for p in report.patches], dtype=np.float64),
+        "diag_min_ratio": ratios.amin(0).numpy(),
+        "diag_max_ratio": ratios.amax(0).numpy(),
+    }
 
 
 def compute_unit(model: torch.nn.Module, config: Config, unit: planning.Unit, *, workers: Optional[int] = None):
@@ -200,7 +196,7 @@ def compute_unit(model: torch.nn.Module, config: Config, unit: planning.Unit, *,
     stats = {"relevance_min": heat.amin(1), "relevance_max": heat.amax(1), "relevance_std": heat.std(1, correction=0),
              "relevance_sum": heat.sum(1)}
     stats = {k: v.cpu().numpy() for k, v in stats.items()}
-    diagnostics = _diagnostics(relevance) if config.data["diagnostics"] is True else {}
+    diagnostics = _diagnostics(explanation) if config.data["diagnostics"] is True else {}
 
     # one Pixel-Flipping call: every heatmap in every order, the random order once
     orders = config.orders

@@ -30,7 +30,7 @@ import yaml
 
 from .config import first_difference, shorten, UNCOMPARED
 
-__all__ = ["ResultsDir", "read_results", "TIMING_COLUMNS", "COLUMNS", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
+__all__ = ["ResultsDir", "read_results", "TIMING_COLUMNS", "COLUMNS", "DIAGNOSTIC_COLUMNS", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
            "RESULTS_FILE", "UNITS_DIR", "merge"]
 
 CONFIG_FILE = "config.yaml"
@@ -46,8 +46,8 @@ _PROVENANCE_KEY = b"lrpkit.unit"
 
 
 #: The columns of the results table, in order (``<first axis>``/``<second axis>`` are the family's axis
-#: names, e.g. ``gamma``/``epsilon``; ``diag_*`` columns follow the heatmap statistics when the
-#: config's ``diagnostics`` is on).
+#: names, e.g. ``gamma``/``epsilon``; the :data:`DIAGNOSTIC_COLUMNS` follow ``relevance_sum`` when the
+#: config's ``diagnostics`` is on, as it is by default).
 COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("unit", "string", "the unit (image) id, zero-padded: the name of its file units/<unit>.parquet"),
     ("image", "int32", "position of the image in the experiment's image list"),
@@ -77,6 +77,16 @@ COLUMNS: Tuple[Tuple[str, str, str], ...] = (
     ("unit_lrp_seconds", "float64", "wall-clock seconds of the unit's LRP (all its heatmaps)"),
     ("unit_pf_seconds", "float64", "wall-clock seconds of the unit's Pixel-Flipping (all its curves)"),
     ("unit_seconds", "float64", "wall-clock seconds of the whole unit"),
+)
+#: The heatmap's instability diagnostics (:func:`lrpkit.diagnostics.instability`), all float64.
+DIAGNOSTIC_COLUMNS: Tuple[Tuple[str, str, str], ...] = (
+    ("diag_unstable", "float64", "1 if lrpkit.diagnostics flags the heatmap as numerically unstable, else 0"),
+    ("diag_concentration", "float64", "max |R| over the 99th percentile of |R| (R summed over the colours)"),
+    ("diag_top_share", "float64", "share of the sum of |R| held by the top 0.1 % of the pixels"),
+    ("diag_peak", "float64", "max |R| over the median |R|"),
+    ("diag_patch_share", "float64", "the largest patch's share of the sum of |R| (0 without a patch)"),
+    ("diag_min_ratio", "float64", "smallest conservation ratio (relevance sum / logit) over the layers' inputs"),
+    ("diag_max_ratio", "float64", "largest conservation ratio over the layers' inputs"),
 )
 
 

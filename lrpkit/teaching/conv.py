@@ -174,24 +174,24 @@ def check_zbox_conv(fn) -> Verdict:
         cases.append(Case((x, W, b, R, low, high), dict(stride=stride, padding=pad), expected, describe, B,
                            dict(layer=layer, x=x, W=W, b=b, R=R, lo=lo, hi=hi, stride=stride, pad=pad)))
 
-    def box(case, swap=False, **switches):
+    def mistaken(case, swap=False, **switches):
         e = case.extra
         lp, hm = (e["hi"], e["lo"]) if swap else (e["lo"], e["hi"])
         return box(e["x"], e["W"], e["b"], e["R"], lp, hm, e["stride"], e["pad"], **switches)
 
     mistakes = [
         ("zᴮ bounds swapped: the lowest value l goes with the positive weights (W⁺) and the highest h with "
-         "the negative ones (W⁻)", lambda case: box(case, swap=True)),
+         "the negative ones (W⁻)", lambda case: mistaken(case, swap=True)),
         ("the bias is in the denominator: in zᴮ it cancels, z = W x - W⁺ l - W⁻ h",
-         lambda case: box(case, bias=True)),
+         lambda case: mistaken(case, bias=True)),
         ("the bound terms have the wrong sign: z = W x - W⁺ l - W⁻ h and R = x·c - l·c⁺ - h·c⁻",
-         lambda case: box(case, sign=1.0)),
+         lambda case: mistaken(case, sign=1.0)),
         ("the numerator misses the bound terms: R = x·c - l·c⁺ - h·c⁻, not x·c alone",
-         lambda case: box(case, bounds_in_numerator=False)),
+         lambda case: mistaken(case, bounds_in_numerator=False)),
         ("you compute LRP-0 on the pixels: zᴮ also subtracts the bound terms W⁺ l and W⁻ h",
          lambda case: rule_relevance(Zero(), case.extra["layer"], case.extra["x"], case.extra["R"])),
         ("you compute LRP-0 without the bias on the pixels: zᴮ also subtracts the bound terms W⁺ l and W⁻ h",
-         lambda case: box(case, sign=0.0)),
+         lambda case: mistaken(case, sign=0.0)),
     ]
     return finish(judge("zbox_conv", fn, cases, mistakes, "lrpkit's rules.ZBox",
                           things="pixel layers (1-4 channels, strides 1-2, paddings 0-1)",

@@ -1,0 +1,214 @@
+"""lrpkit.diagnostics: the instability report on real broken and stabilized heatmaps, each
+component on constructed input with a known answer, receptive fields against autograd, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from lrpkit import canonical, composites, diagnostics, lrp, models
+from lrpkit.rules import Zero
+
+# sample images whose heatmap the thesis code's early vanilla breaks with random weights (seed 0),
+# and the layer whose division breaks it (scripts/measure_instability.py)
+BROKEN = {"common newt": 19, "castle": 19, "indigo bunting": 17}
+STABILIZED = {
+    "thesis code zennit, Fig. 2.3": composites.thesis_code_tutorial(0.0, 0.25, "zennit"),
+    **{f"{h}, {name}": composites.tutorial(g, 0.25, heuristic=h)
+       for h in ("vanilla", "zennit", "tutorial") for name, g in (("LRP-Tutorial", 0.25), ("Fig. 2.3", 0.0))},
+}
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    return models.vgg16(weights="random", seed=0)
+
+
+@pytest.fixture(scope="module")
+def broken_images(sample_image):
+    return torch.cat([sample_image(name) for name in BROKEN])
+
+
+def test_random_weights_are_those_of_the_thesis_code_measurement(vgg16):
+    """models.vgg16(weights="random", seed=0) is torchvision's VGG-16 built right after torch.manual_seed(0)."""
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg16().state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in vgg16.state_dict().items())
+
+
+def test_thesis_code_vanilla_patches_are_flagged_with_their_layer(vgg16, broken_images):
+    """The code's early vanilla (Fig. 2.3's map, z + 1e-6) breaks these heatmaps: each is flagged,
+    conservation fails at the known layer, and that layer holds the neuron that explains the patch:
+    a pre-activation within 1e-6 below -ε whose forward factor z / (z + 1e-6) is negative, with the
+    patch inside its receptive field."""
+    composite = composites.thesis_code_tutorial(0.0, 0.25, "shift")
+    report = diagnostics.instability(lrp.explain(vgg16, broken_images, None, composite))
+    assert report.unstable.tolist() == [True] * len(BROKEN)
+    assert report.first_layer == list(BROKEN.values())
+    for b, (name, layer) in enumerate(BROKEN.items()):
+        assert f"at layer {layer} (features.{layer}, LRP-ε)" in report.reasons[b]
+        assert report.ratios[layer, b] > diagnostics.CONSERVATION_BAND[1] or report.ratios[layer, b] <= 0
+        culprit = diagnostics.culprits(vgg16, broken_images[b:b + 1], composite, count=1)[0]
+        assert (culprit.layer, culprit.rule) == (layer, "LRP-ε")
+        assert -1e-6 < culprit.z < 0 and culprit.factor < 0 and culprit.gain > 100
+        assert culprit.z == pytest.approx(culprit.preactivation + 0.25, abs=1e-7)
+        patch = report.patches[b][0]
+        top, left, bottom, right = culprit.box
+        gap = diagnostics.PATCH_GAP
+        assert patch.box[0] >= top - gap and patch.box[1] >= left - gap
+        assert patch.box[2] <= bottom + gap and patch.box[3] <= right + gap
+
+
+@pytest.mark.parametrize("label", STABILIZED)
+def test_stabilized_heatmaps_of_those_images_are_not_flagged(label, vgg16, broken_images):
+    report = diagnostics.instability(lrp.explain(vgg16, broken_images, None, STABILIZED[label]))
+    assert not report.unstable.any(), report.reasons
+    assert all(not p for p in report.patches)
+    assert ((report.ratios > 0) & (report.ratios <= 1 + 1e-6)).all()  # no biases: rules only absorb
+
+
+# --------------------------------------------------------------------------------------------
+# components on constructed input
+
+
+def explanation(heatmaps, sums, layers=None):
+    """An Explanation with the given heatmaps [B, H, W] (one channel) and layer sums [L + 1, B]."""
+    if layers is None:
+        layers = [canonical.Layer(i, f"layer{i}", "conv" if i % 2 == 0 else "relu") for i in range(sums.shape[0] - 1)]
+    batch = heatmaps.shape[0]
+    return lrp.Explanation(heatmaps[:, None].double(), torch.zeros(batch, 10), torch.zeros(batch, dtype=torch.long),
+                           sums.double(), layers, composites.Composite({(0, None): Zero()}))
+
+
+def noise(batch=1, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, size, size, generator=g) + 0.5  # |R| in [0.5, 1.5]: no outliers
+
+
+def test_a_conserving_noise_map_is_stable():
+    sums = torch.full((9, 2), 3.0)
+    report = diagnostics.instability(explanation(noise(2), sums))
+    assert not report.unstable.any() and report.reasons == [None, None]
+    assert torch.equal(report.ratios, torch.ones(9, 2, dtype=torch.float64))
+    assert report.first_layer == [None, None] and report.patches == [[], []] and report.unchecked == []
+    magnitude = noise(2)[0].flatten().double()
+    assert report.concentration[0] == pytest.approx(float(magnitude.max() / magnitude.quantile(0.99)))
+    k = math.ceil(0.001 * magnitude.numel())
+    assert report.top_share[0] == pytest.approx(float(magnitude.sort().values[-k:].sum() / magnitude.sum()))
+
+
+def test_a_planted_patch_is_found_with_its_box_and_share():
+    heat = noise(1, 96)
+    rows, cols = torch.meshgrid(torch.arange(96), torch.arange(96), indexing="ij")
+    disk = (rows - 40) ** 2 + (cols - 60) ** 2 <= 15 ** 2
+    checker = ((rows + cols) % 3 != 0)  # gaps of small |R| inside, as the sign alternates in a real patch
+    heat[0][disk & checker] = 5e3 * torch.where((rows + cols) % 2 == 0, 1.0, -1.0)[disk & checker]
+    report = diagnostics.instability(explanation(heat, torch.ones(5, 1)))
+    (patch,) = report.patches[0]
+    assert patch.box == (40 - 15 - diagnostics.PATCH_GAP, 60 - 15 - diagnostics.PATCH_GAP,
+                         40 + 15 + diagnostics.PATCH_GAP, 60 + 15 + diagnostics.PATCH_GAP)
+    total = float(heat.abs().sum())
+    inside = float(heat[0][disk & checker].abs().sum())
+    assert inside / total < patch.share < (inside + 1.5 * patch.size) / total  # plus the background it covers
+    assert report.unstable[0] and report.reasons[0].startswith(f"one patch holds {patch.share:.0%} of |R|")
+    assert report.first_layer == [None]
+
+
+def test_conservation_names_the_topmost_layer_out_of_the_band():
+    sums = torch.ones(9, 3)
+    sums[:6, 0] = 5.0            # grows past the band at layer 5 (and stays out below)
+    sums[:3, 1] = -0.5           # changes sign at layer 2
+    sums[:8, 2] = 0.01           # absorbs, as LRP-ε does: in the band
+    report = diagnostics.instability(explanation(noise(3), sums))
+    assert report.first_layer == [5, 2, None]
+    assert report.reasons[0] == ("Σ R leaves the band at layer 5 (layer5): 5 × the logit (band 0 < ratio <= 2)")
+    assert report.reasons[1].startswith("Σ R changes sign at layer 2 (layer2, LRP-0): -0.5 × the logit")
+    assert report.unstable.tolist() == [True, True, False]
+
+
+def test_a_single_spike_is_flagged_by_concentration_not_as_a_patch():
+    heat = noise(1)
+    heat[0, 10, 10] = 50.0  # 50x the typical value: above 10x the 99 % quantile, below 1000x the median
+    report = diagnostics.instability(heat[:, None])
+    assert report.patches == [[]]
+    assert report.concentration[0] > diagnostics.CONCENTRATION_MAX
+    assert report.unstable[0] and "max |R| is" in report.reasons[0]
+
+
+def test_bare_relevance_is_checked_without_conservation():
+    relevance = noise(2)[:, None].expand(2, 3, 64, 64)
+    report = diagnostics.instability(relevance)
+    assert report.ratios is None and report.first_layer == [None, None] and not report.unstable.any()
+    assert report.unchecked == ["conservation: no layer sums (pass an lrp.explain result, not a bare relevance)"]
+
+
+def test_nan_heatmap_and_zero_logit_give_a_degraded_report():
+    heat = noise(2)
+    heat[1, 3, 4] = math.nan
+    sums = torch.ones(5, 2)
+    sums[:, 0] = 0.0
+    report = diagnostics.instability(explanation(heat, sums))
+    assert report.unstable.tolist() == [False, True]
+    assert report.reasons[1] == "relevance is not finite (1 pixels NaN or Inf)"
+    assert math.isnan(report.concentration[1]) and report.patches[1] == []
+    assert torch.isnan(report.ratios[:, 0]).all() and report.first_layer[0] is None
+    assert report.unchecked == ["conservation: the logit is 0 for heatmap 0: no ratio"]
+
+
+@pytest.mark.parametrize("value, error, match", [
+    (torch.zeros(0, 3, 8, 8), ValueError, r"relevance holds no heatmap \(batch size 0\); explain at least one image"),
+    (torch.zeros(8, 8), ValueError, r"relevance must be \[B, C, H, W\] or \[B, H, W\], got shape \(8, 8\)"),
+    (np.zeros((1, 8, 8)), TypeError, r"explanation must be an lrp.Explanation or a relevance tensor, got ndarray"),
+])
+def test_bad_input(value, error, match):
+    with pytest.raises(error, match=match):
+        diagnostics.instability(value)
+
+
+def test_report_table_and_verdicts():
+    sums = torch.ones(5, 2)
+    sums[:2, 1] = 9.0
+    report = diagnostics.instability(explanation(noise(2), sums))
+    table = report.table()
+    assert list(table["unstable"]) == [False, True] and list(table["first layer"].fillna(-1)) == [-1, 1]
+    assert report.verdict(0) == "stable" and report.verdict(1).startswith("unstable: Σ R leaves the band at layer 1")
+
+
+# --------------------------------------------------------------------------------------------
+# receptive fields
+
+
+def test_receptive_fields_match_autograd_and_the_known_vgg16_sizes():
+    """The input pixels a unit depends on, by autograd on a VGG-16 whose ReLUs all pass (positive
+    weights and input), against receptive_field; central units have the published sizes
+    (conv1_1 3 ... conv4_2 76 ... pool5 212)."""
+    torch.manual_seed(5)
+    features = torchvision.models.vgg16().features.double().eval()
+    layers = canonical.layers(features)
+    # max-pools pass the gradient to one input per window: 2x2 average pools have the same geometry
+    model = torch.nn.Sequential(*[torch.nn.AvgPool2d(2) if isinstance(m, torch.nn.MaxPool2d) else m for m in features])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.abs_()
+    x = torch.ones(1, 3, 224, 224, dtype=torch.float64, requires_grad=True)
+    sizes = {0: 3, 4: 6, 9: 16, 16: 44, 19: 76, 23: 100, 28: 196, 30: 212}
+    for index, size in sizes.items():
+        out = model[:index + 1](x)
+        centre = (out.shape[2] // 2, out.shape[3] // 2)
+        top, left, bottom, right = diagnostics.receptive_field(layers, index, centre, (224, 224))
+        assert (bottom - top + 1, right - left + 1) == (min(size, 224), min(size, 224))
+        for unit in (centre, (14 * out.shape[2] // 28, 21 * out.shape[3] // 28), (0, out.shape[3] - 1)):
+            (grad,) = torch.autograd.grad(out[0, 0, unit[0], unit[1]], x, retain_graph=True)
+            support = grad[0].abs().sum(0).nonzero()
+            expected = diagnostics.receptive_field(layers, index, unit, (224, 224))
+            assert (support[:, 0].min(), support[:, 1].min(), support[:, 0].max(), support[:, 1].max()) == expected
+
+
+def test_culprits_rejects_grids_and_batches(vgg16, broken_images):
+    with pytest.raises(ValueError, match=r"x must be one image \[1, C, H, W\], got shape \(3, 3, 224, 224\)"):
+        diagnostics.culprits(vgg16, broken_images, composites.thesis_code_tutorial())
+    with pytest.raises(ValueError, match="not a grid"):
+        diagnostics.culprits(vgg16, broken_images[:1], composites.thesis_code_tutorial(torch.tensor([0.0, 0.1])))
+    with pytest.raises(ValueError, match="count must be a positive int, got 0"):
+        diagnostics.culprits(vgg16, broken_images[:1], composites.thesis_code_tutorial(), count=0)
