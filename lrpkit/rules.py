@@ -26,7 +26,7 @@ decomposition*, Pattern Recognition 65 (2017) (the zᴮ rule).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence, Union
 
 import torch
@@ -165,8 +165,9 @@ class _OneHyperparameter(Rule):
     parameter: ClassVar[str]
     symbol: ClassVar[str]
 
-    def _set(self, value: Hyperparameter) -> None:
-        object.__setattr__(self, self.parameter, _check_hyperparameter(self.parameter, value))
+    def __post_init__(self) -> None:
+        # the checked value replaces the given one (a per-sample tensor of one value becomes a float)
+        object.__setattr__(self, self.parameter, _check_hyperparameter(self.parameter, getattr(self, self.parameter)))
 
     def take(self, index) -> "_OneHyperparameter":
         return type(self)(_take(getattr(self, self.parameter), index))
@@ -193,9 +194,6 @@ class Epsilon(_OneHyperparameter):
     parameter: ClassVar[str] = "epsilon"
     symbol: ClassVar[str] = "ε"
 
-    def __init__(self, epsilon: Hyperparameter = 0.25):
-        self._set(epsilon)
-
 
 @dataclass(frozen=True, repr=False)
 class Gamma(_OneHyperparameter):
@@ -216,9 +214,6 @@ class Gamma(_OneHyperparameter):
     label: ClassVar[str] = "LRP-γ"
     parameter: ClassVar[str] = "gamma"
     symbol: ClassVar[str] = "γ"
-
-    def __init__(self, gamma: Hyperparameter = 0.25):
-        self._set(gamma)
 
     def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
         if isinstance(self.gamma, float) and self.gamma == 0.0:
@@ -274,26 +269,32 @@ class ZBox(Rule):
     ----------
     low, high : sequence of float
         Per-channel bounds of the *normalized* input. Default: the bounds of pixel values in
-        [0, 1] under the ImageNet normalization, ``l = (0 - μ) / σ``, ``h = (1 - μ) / σ``.
+        [0, 1] under ``normalization``.
+    normalization : (sequence of float, sequence of float), optional
+        ``(mean, std)`` of the input normalization that the bounds come from, ``l = (0 - μ) / σ``,
+        ``h = (1 - μ) / σ`` (:meth:`from_normalization`). Default: ImageNet's when neither bound
+        is given, else none.
     """
 
-    low: tuple = tuple((0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
-    high: tuple = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
-    #: ``(mean, std)`` when the bounds come from a normalization (:meth:`from_normalization`)
+    low: Optional[tuple] = None
+    high: Optional[tuple] = None
     normalization: Optional[tuple] = None
     label: ClassVar[str] = "zᴮ"  # a superscript that needs no math rendering (tables, terminals)
 
-    def __init__(self, low: Optional[Sequence[float]] = None, high: Optional[Sequence[float]] = None):
-        default = ZBox.from_normalization()
-        if low is None and high is None:
-            low, high = default.low, default.high
-            object.__setattr__(self, "normalization", default.normalization)
-        low = default.low if low is None else tuple(float(v) for v in low)
-        high = default.high if high is None else tuple(float(v) for v in high)
+    def __post_init__(self) -> None:
+        normalization = self.normalization
+        if normalization is None and self.low is None and self.high is None:
+            normalization = (IMAGENET_MEAN, IMAGENET_STD)
+        if normalization is not None:
+            mean, std = normalization
+            normalization = (tuple(map(float, mean)), tuple(map(float, std)))
+        low, high = _box(*(normalization or (IMAGENET_MEAN, IMAGENET_STD)))
+        low = low if self.low is None else tuple(float(v) for v in self.low)
+        high = high if self.high is None else tuple(float(v) for v in self.high)
         if len(low) != len(high) or any(lo >= hi for lo, hi in zip(low, high)):
             raise ValueError(f"zᴮ bounds must have one low < high per channel, got low={low}, high={high}")
-        object.__setattr__(self, "low", low)
-        object.__setattr__(self, "high", high)
+        for name, value in (("low", low), ("high", high), ("normalization", normalization)):
+            object.__setattr__(self, name, value)
 
     def bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``low`` and ``high`` as ``[1, C, 1, 1]`` tensors of ``like``'s dtype and device.
@@ -310,13 +311,7 @@ class ZBox(Rule):
     @classmethod
     def from_normalization(cls, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> "ZBox":
         """Bounds of pixel values in [0, 1] after ``(x - mean) / std``."""
-        if len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError(f"mean and std must have one value per channel and std > 0, got mean={mean}, std={std}")
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "low", tuple((0 - m) / s for m, s in zip(mean, std)))
-        object.__setattr__(obj, "high", tuple((1 - m) / s for m, s in zip(mean, std)))
-        object.__setattr__(obj, "normalization", (tuple(map(float, mean)), tuple(map(float, std))))
-        return obj
+        return cls(normalization=(mean, std))
 
     def hyperparameters(self) -> str:
         return "low, high (" + ", ".join(f"[{lo:.3g}, {hi:.3g}]" for lo, hi in zip(self.low, self.high)) + ")"
@@ -352,6 +347,14 @@ class ZBox(Rule):
         else:
             c_plus, c_minus = (layer.transpose(s, w, a.shape) for w in (w_plus, w_minus))
         return torch.addcmul(c_plus * above_low, c_minus, below_high)
+
+
+def _box(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
+    """zᴮ's bounds under the normalization ``(x - mean) / std``: a black pixel ``(0 - μ) / σ`` and a
+    white one ``(1 - μ) / σ``, per channel."""
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise ValueError(f"mean and std must have one value per channel and std > 0, got mean={mean}, std={std}")
+    return tuple((0 - m) / s for m, s in zip(mean, std)), tuple((1 - m) / s for m, s in zip(mean, std))
 
 
 def _times(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
