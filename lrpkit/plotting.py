@@ -24,7 +24,8 @@ from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from PIL import Image
 
-__all__ = ["LRP_CMAP", "relevance_map", "heatmap_bound", "heatmap_rgb", "save_heatmap"]
+__all__ = ["LRP_CMAP", "relevance_map", "heatmap_bound", "heatmap_rgb", "save_heatmap", "SCALINGS", "scaling_bound",
+           "plot_heatmap", "plot_scalings"]
 
 
 def _lrp_cmap() -> ListedColormap:
@@ -108,3 +109,100 @@ def save_heatmap(relevance, path: str | os.PathLike | BinaryIO, bound: float | N
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb, "RGB").save(path)
     return path
+
+
+#: The colour scalings of :func:`scaling_bound`: the thesis code's ``10 · mean(|R|³)^(1/3)``
+#: (:func:`heatmap_bound`), the largest ``|R|``, and a quantile of ``|R|`` (values above it saturate).
+SCALINGS = ("cubic", "max", "quantile")
+
+
+def scaling_bound(relevance, scaling: str = "cubic", quantile: float = 0.99) -> float:
+    """The colour limit ``b`` (the map is drawn over ``[-b, b]``) of one of three scalings.
+
+    The same relevance can look very different under each (thesis Fig. 2.3c): where one region
+    holds most of ``|R|``, the cubic mean follows it and everything else fades to gray; ``max |R|``
+    shows only the largest values; a quantile clip saturates the top ``1 - quantile`` of the pixels
+    and shows the rest.
+
+    Parameters
+    ----------
+    relevance : tensor or array
+        ``[H, W]``, ``[C, H, W]`` or ``[1, C, H, W]``; channels are summed.
+    scaling : str
+        One of :data:`SCALINGS`.
+    quantile : float
+        For ``"quantile"``: the quantile of ``|R|`` in ``(0, 1]``.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(map(repr, SCALINGS))}")
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile <= 1:
+        raise ValueError(f"quantile must be a number in (0, 1], got {quantile!r}")
+    values = relevance_map(relevance)
+    if scaling == "cubic":
+        return heatmap_bound(values)
+    if scaling == "max":
+        return float(np.abs(values).max())
+    return float(np.quantile(np.abs(values), quantile))
+
+
+def _scaling_label(scaling: str, quantile: float) -> str:
+    return {"cubic": "10 · cubic mean of |R|", "max": "max |R|",
+            "quantile": f"{quantile:.4g} quantile of |R|"}[scaling]
+
+
+def plot_heatmap(ax, relevance, bound: float | None = None, image=None, alpha: float = 0.2, title: str | None = None):
+    """Draw a heatmap on a matplotlib axes as the thesis code does (``lrp.plot.heatmap``).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    relevance : tensor or array
+        As for :func:`heatmap_rgb`.
+    bound : float, optional
+        Colour limit; default :func:`heatmap_bound`.
+    image : array, optional
+        ``[H, W, 3]`` RGB (uint8 or floats in [0, 1]) drawn *over* the heatmap with ``alpha``, as the
+        code's later notebooks do (``ax.imshow(image, alpha=0.2)``); None: the heatmap alone.
+    alpha : float
+        Opacity of the image.
+    title : str, optional
+    """
+    ax.imshow(heatmap_rgb(relevance, bound), interpolation="nearest")
+    if image is not None:
+        ax.imshow(image, alpha=alpha, interpolation="nearest")
+    if title is not None:
+        ax.set_title(title)
+    ax.set_axis_off()
+    return ax
+
+
+def plot_scalings(relevance, axes, image=None, quantile: float = 0.99, alpha: float = 0.2) -> list:
+    """The same relevance under each colour scaling of :data:`SCALINGS`, one axes each (thesis Fig. 2.3c).
+
+    Parameters
+    ----------
+    relevance : tensor or array
+        As for :func:`heatmap_rgb`.
+    axes : sequence of three matplotlib axes
+    image : array, optional
+        Drawn over each heatmap (see :func:`plot_heatmap`).
+    quantile : float
+        The quantile of the ``"quantile"`` scaling.
+    alpha : float
+        Opacity of the image.
+
+    Returns
+    -------
+    list of (str, float)
+        Per panel, the scaling's label and its bound ``b``; each panel's title names them.
+    """
+    axes = list(np.ravel(axes))
+    if len(axes) != len(SCALINGS):
+        raise ValueError(f"plot_scalings draws {len(SCALINGS)} panels ({', '.join(SCALINGS)}); got {len(axes)} axes")
+    drawn = []
+    for ax, scaling in zip(axes, SCALINGS):
+        bound = scaling_bound(relevance, scaling, quantile)
+        label = _scaling_label(scaling, quantile)
+        plot_heatmap(ax, relevance, bound, image, alpha, title=f"b = {label}\n= {bound:.3g}")
+        drawn.append((label, bound))
+    return drawn

@@ -364,3 +364,39 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
             assert "Hide the solution" in first.locator("summary").inner_text()
             page.screenshot(path=str(screenshots / f"{fid}-unfolded.png"), full_page=True)
         browser.close()
+
+
+def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
+    """The chapter 'When LRP breaks': its five figures and its tables rendered, the random-weights
+    banner first, no error output, every glued number filled in, and the detector's verdicts both
+    in the prose and under the heatmaps (the figures hold them as pixels: here their text)."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    page_file = html / "book" / "when-lrp-breaks.html"
+    assert page_file.is_file()
+    text = page_file.read_text(encoding="utf-8")
+    assert "fig-2-5: glued" not in text                     # the MyST comment stays out of the page
+    generated = root / "book" / "_generated" / "when-lrp-breaks"
+    for fid in ("fig-2-3", "fig-2-4", "breaks-mechanism", "breaks-heuristics"):
+        keys = book.glue_keys(generated / f"{fid}.ipynb")
+        assert {"provenance", "banner"} <= set(keys), fid
+    verdict = book.glue_keys(generated / "fig-2-3.ipynb")["verdict"]["data"]["text/plain"]
+    verdict = "".join(verdict) if isinstance(verdict, list) else verdict
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/book/when-lrp-breaks.html", wait_until="load")
+        assert page.evaluate(FIRST_AFTER_TITLE) == "banner"
+        body = page.inner_text("article")
+        assert page.locator("article img").count() >= 5      # Figs 2.3, 2.4, culprits, conservation, heuristics
+        assert page.locator("article table").count() >= 6    # composite, culprits, settings, thresholds, detector, 2.5
+        for heading in ("Figure 2.3", "Figure 2.4", "Figure 2.5", "Why the patches appear",
+                        "A detector for broken heatmaps", "Table 2.5"):
+            assert heading in body, heading
+        assert "Traceback" not in body and "Error" not in body
+        assert "random" in body.lower() and "Montavon et al." in body
+        assert verdict.strip("'") in body                     # the detector's verdict, glued as text
+        assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
+        page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
+        browser.close()
