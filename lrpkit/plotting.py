@@ -209,8 +209,14 @@ def pf_curve(ax, scores, *, label: str = "Mean", color: str = "black", per_image
     return area
 
 
+#: Colour of perturbed pixels in :func:`perturbed_regions`: a light red of :data:`LRP_CMAP` (the thesis
+#: code draws the boolean mask as a heatmap, which makes it a pale red).
+PERTURBED_RGB = tuple(int(c) for c in LRP_CMAP(0.5 + 0.5 * 0.2, bytes=True)[:3])
+
+
 def perturbed_regions(ax, mask, patch_size: int) -> None:
-    """Draw the perturbed pixels in red on white with a white grid line every ``patch_size`` pixels.
+    """Draw the perturbed pixels in light red (:data:`PERTURBED_RGB`) on white with a white grid line every
+    ``patch_size`` pixels.
 
     The fourth panel of the thesis code's image comparison (thesis Fig. 3.5a, "Perturbed Regions").
     """
@@ -218,7 +224,7 @@ def perturbed_regions(ax, mask, patch_size: int) -> None:
     if mask.ndim != 2:
         raise ValueError(f"mask must have shape [H, W], not {list(mask.shape)}")
     shown = np.full(mask.shape + (3,), 255, dtype=np.uint8)
-    shown[mask] = heatmap_rgb(np.ones((1, 1)), bound=1.0)[0, 0]
+    shown[mask] = PERTURBED_RGB
     ax.imshow(shown, interpolation="nearest")
     height, width = mask.shape
     for edge in range(patch_size, max(height, width), patch_size):

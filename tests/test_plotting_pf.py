@@ -82,7 +82,8 @@ def test_perturbed_regions_and_comparison_show_the_inputs():
     fig, ax = plt.subplots()
     plotting.perturbed_regions(ax, mask, 8)
     shown = ax.get_images()[0].get_array()
-    red = plotting.heatmap_rgb(np.ones((1, 1)), bound=1.0)[0, 0]
+    red = plotting.PERTURBED_RGB
+    assert red[0] > red[1] and red[0] > red[2]                 # a red
     assert (shown[mask] == red).all() and (shown[~mask] == 255).all()
     horizontal, vertical = ax.get_lines()                      # one grid line each way, between patches
     assert horizontal.get_ydata()[0] == 7.5 and vertical.get_xdata()[0] == 7.5
