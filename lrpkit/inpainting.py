@@ -13,6 +13,8 @@ holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker process
   truncation to ``uint8`` (see :mod:`lrpkit.pf`, ``thesis_compat``).
 - :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent process pool, and
   hands back futures, so that the caller can overlap inpainting with the model's forward passes.
+- :func:`damage_mask` — scratches and text to damage a picture with, for a demonstration of Telea
+  (thesis Figure 2.7).
 
 Two properties of OpenCV's Telea matter here and are checked by the tests: pixels outside the mask
 are returned unchanged, and a mask that covers the whole image is a no-op (there is nothing to
@@ -36,7 +38,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-__all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chain_thesis", "Inpainter",
+__all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chain_thesis", "Inpainter", "damage_mask",
            "shutdown_pool"]
 
 #: Value written into the masked pixels before inpainting (see module docstring).
@@ -225,3 +227,46 @@ class Inpainter:
         except BaseException as error:  # pragma: no cover - surfaced by future.result()
             future.set_exception(error)
         return future
+
+
+def damage_mask(height: int, width: int, *, strokes: int = 8, thickness: int = 3, text: Optional[str] = None,
+                seed: int = 0) -> np.ndarray:
+    """A mask of scratches (and, optionally, a line of text) to damage a picture for an inpainting demo.
+
+    Thesis Figure 2.7 shows a damaged picture and its Telea inpainting; this draws the damage: random
+    straight strokes from ``numpy.random.default_rng(seed)`` and ``text`` written across the middle.
+
+    Parameters
+    ----------
+    height, width : int
+        Size of the mask.
+    strokes : int
+        Number of straight strokes, each between two random points of the image.
+    thickness : int
+        Line width of strokes and text, in pixels.
+    text : str, optional
+        Written in OpenCV's plain Hershey font, scaled to about 80 % of the width.
+    seed : int
+        Seed of the strokes' end points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8 [height, width]``, 255 where damaged and 0 elsewhere (the mask :func:`telea` takes).
+    """
+    for name, value, low in (("height", height, 1), ("width", width, 1), ("strokes", strokes, 0),
+                             ("thickness", thickness, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"damage_mask: {name} must be an int >= {low}, got {value!r}")
+    mask = np.zeros((height, width), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    for _ in range(strokes):
+        (x0, x1), (y0, y1) = rng.integers(0, width, 2), rng.integers(0, height, 2)
+        cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), 255, int(thickness), lineType=cv2.LINE_8)
+    if text:
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        (text_width, text_height), _ = cv2.getTextSize(text, font, 1.0, int(thickness))
+        scale = 0.8 * width / max(text_width, 1)
+        origin = (int(0.1 * width), int(height / 2 + scale * text_height / 2))
+        cv2.putText(mask, text, origin, font, scale, 255, int(thickness), lineType=cv2.LINE_8)
+    return mask

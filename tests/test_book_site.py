@@ -399,4 +399,36 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
         assert verdict.strip("'") in body                     # the detector's verdict, glued as text
         assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
         page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
+
+def test_pixel_flipping_page_shows_its_figures_and_numbers(site):
+    """The chapter 'Grading a heatmap: Pixel-Flipping': every glued figure is an image on the page,
+    the random-weights banner comes first, every glued number is printed as the notebook computed
+    it, and no cell error or traceback reached the page."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    page_md = root / "book" / "pixel-flipping.md"
+    refs = book.glue_references(page_md)
+    figures = {key for _, _, key in refs if key.startswith("fig-")}
+    assert figures >= {"fig-2-7", "fig-2-8", "fig-3-4", "fig-3-5a", "fig-3-5b", "fig-3-6a", "fig-3-6b",
+                       "fig-3-7a", "fig-3-7", "fig-3-8", "fig-3-9", "fig-defects", "fig-grays"}
+    schedule = book.glue_keys(root / "book" / "_generated" / "pixel-flipping" / "fig-2-7.ipynb")
+    total = "".join(schedule["total-flips"]["data"]["text/plain"])
+    castle = book.glue_keys(root / "book" / "_generated" / "pixel-flipping" / "fig-3-5.ipynb")
+    auc_morf = float("".join(castle["auc-morf"]["data"]["text/plain"]))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/book/pixel-flipping.html", wait_until="load")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("article h1").first.inner_text().startswith("Grading a heatmap: Pixel-Flipping")
+        assert page.evaluate(FIRST_AFTER_TITLE) == "banner"
+        images = page.eval_on_selector_all("article img", "els => els.map(e => e.naturalWidth)")
+        assert len(images) >= len(figures) and all(w > 0 for w in images)
+        text = page.inner_text("article")
+        assert total == "1568" and "1568 flips in all" in text.replace("\n", " ")
+        assert f"{auc_morf:.3g}" in text                       # the glued AUC, as the page formats it
+        assert "defect" in text and page.locator("article table").count() >= 2
+        for bad in ("Traceback", "Error:", "could not find", "glue"):
+            assert bad not in text, bad
         browser.close()
