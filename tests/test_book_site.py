@@ -364,3 +364,43 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
             assert "Hide the solution" in first.locator("summary").inner_text()
             page.screenshot(path=str(screenshots / f"{fid}-unfolded.png"), full_page=True)
         browser.close()
+
+
+#: The grid pages (lrpkit.sweeps): page -> (figure id, glued grid figures, sentences built from glued numbers).
+GRID_PAGES = {
+    "book/looking-at-the-grid": ("fig-3-3", 6, ["The detector flags {flagged} of the {tiles} heatmaps"]),
+    "book/appendix-castle2-grid": ("fig-b-1", 12, [
+        "the detector flags {flagged-shift} of the {tiles} heatmaps",
+        "under the zennit stabilizer it flags {flagged-zennit}"]),
+    "book/when-lrp-breaks": ("fig-2-5", 1, []),       # the chapter's prose is another branch's
+}
+
+
+def test_grid_pages_show_every_sweep_with_verdicts(site):
+    """The grid chapters: every glued grid is an image on the page, with the verdict legend, the
+    random-weights banner and the numbers the prose states (taken from the executed notebook's glue)."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for docname, (fid, n_figures, sentences) in GRID_PAGES.items():
+            assert registry[fid]["chapter"] == docname
+            chapter = docname.split("/")[1]
+            glued = book.glue_keys(root / "book" / "_generated" / chapter / f"{fid}.ipynb")
+            grids = [k for k in glued if (k == fid or k.startswith(f"{fid}-")) and "image/png" in glued[k]["data"]]
+            assert len(grids) == n_figures, (fid, sorted(glued))
+            page.goto(f"{base}/{docname}.html", wait_until="load")
+            images = page.eval_on_selector_all("article img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert len(images) >= n_figures and all(w > 300 and h > 100 for w, h in images), (docname, images)
+            text = " ".join(page.inner_text("article").split())
+            assert "random weights" in text.lower(), docname
+            assert page.locator(".lrpkit-random-weights").count() >= 1, docname
+            assert "Traceback" not in text and "Error" not in text, docname
+            values = {k: "".join(v["data"]["text/plain"]).strip("'") for k, v in glued.items()
+                      if "text/plain" in v["data"]}
+            for sentence in sentences:
+                assert sentence.format(**values) in text, (docname, sentence.format(**values))
+        browser.close()
