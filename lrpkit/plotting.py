@@ -32,7 +32,7 @@ from PIL import Image
 
 __all__ = ["LRP_CMAP", "relevance_map", "heatmap_bound", "heatmap_rgb", "save_heatmap", "SCALINGS", "scaling_bound",
            "plot_heatmap", "plot_scalings", "image_rgb", "mask_overlay", "pf_curve", "perturbed_regions",
-           "pf_comparison", "flips_per_step"]
+           "pf_comparison", "flips_per_step", "heatmap_grid", "STABLE_MARK", "UNSTABLE_MARK", "UNSTABLE_COLOUR"]
 
 
 def _lrp_cmap() -> ListedColormap:
@@ -377,3 +377,95 @@ def flips_per_step(ax, flips) -> None:
     ax.set_xlabel("perturbation step")
     ax.set_ylabel("patches flipped in the step")
     ax.set_title(f"total number of flips: {sum(flips)}")
+
+
+#: Tile marks of :func:`heatmap_grid` for the detector's verdict (:mod:`lrpkit.diagnostics`).
+STABLE_MARK, UNSTABLE_MARK, UNSTABLE_COLOUR = "✓", "✗", "#d62728"
+
+
+def heatmap_grid(relevance, image=None, titles=None, *, ncols: int = 5, alpha: float = 0.2, unstable=None,
+                 title: str | None = None, tile_inches: float = 2.0):
+    """Heatmaps as a grid of tiles, each over the image, as the thesis code draws its grid searches.
+
+    The thesis code's ``grid`` plot (Figures 2.5, 3.3, B.1): every tile is :func:`heatmap_rgb` of one
+    heatmap (its own colour limit, ``10 * mean(|R|^3)^(1/3)``), with the image drawn on top at
+    ``alpha`` 0.2, axes off, titled by its setting; 20 tiles make its 4 x 5 grid.
+
+    Parameters
+    ----------
+    relevance : tensor or array
+        ``[N, C, H, W]`` or ``[N, H, W]``, one heatmap per tile (channels are summed).
+    image : array, optional
+        uint8 RGB ``[H, W, 3]`` drawn over every tile at ``alpha``; None draws the heatmaps alone.
+    titles : sequence of str, optional
+        One per tile.
+    ncols : int
+        Tiles per row (the thesis: 5); the rows follow from N.
+    alpha : float
+        Opacity of the image over the heatmap, in [0, 1] (the thesis: 0.2).
+    unstable : sequence of bool, optional
+        The detector's verdict per tile (:attr:`lrpkit.diagnostics.InstabilityReport.unstable`):
+        flagged tiles get :data:`UNSTABLE_MARK` before their title and a frame, both in
+        :data:`UNSTABLE_COLOUR`, the others :data:`STABLE_MARK`; a legend under the grid says so.
+    title : str, optional
+        The figure's title.
+    tile_inches : float
+        Width of a tile (the thesis: 2 inches, a 10 x 10 inch figure for 4 x 5 tiles).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    values = relevance.detach().cpu() if torch.is_tensor(relevance) else np.asarray(relevance)
+    if values.ndim not in (3, 4) or values.shape[0] == 0:
+        raise ValueError(f"relevance must hold one heatmap per tile, [N, C, H, W] or [N, H, W], "
+                         f"not shape {list(values.shape)}")
+    count, size = values.shape[0], tuple(values.shape[-2:])
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    if image is not None:
+        image = np.asarray(image)
+        if image.shape != (*size, 3):
+            raise ValueError(f"image must be RGB [H, W, 3] of the heatmaps' size {list(size)}, "
+                             f"not shape {list(image.shape)}")
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"titles has {len(titles)} entries for {count} heatmaps; give one per tile")
+    if unstable is not None:
+        unstable = [bool(u) for u in (unstable.tolist() if torch.is_tensor(unstable) else unstable)]
+        if len(unstable) != count:
+            raise ValueError(f"unstable has {len(unstable)} entries for {count} heatmaps; give one per tile")
+    cols = min(ncols, count)
+    rows = -(-count // cols)
+    legend = 0.35 if unstable is not None else 0.0
+    head = 0.5 if title else 0.0
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(cols * tile_inches, rows * (tile_inches + 0.3) + legend + head))
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= count:
+            continue
+        ax.imshow(heatmap_rgb(values[i]), interpolation="nearest")
+        if image is not None:
+            ax.imshow(image, alpha=alpha, interpolation="nearest")
+        text = titles[i] if titles is not None else ""
+        if unstable is None:
+            ax.set_title(text, fontsize=10)
+        elif unstable[i]:
+            ax.set_title(f"{UNSTABLE_MARK} {text}", fontsize=10, color=UNSTABLE_COLOUR, fontweight="bold")
+            ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, edgecolor=UNSTABLE_COLOUR,
+                                   linewidth=3, clip_on=False))
+        else:
+            ax.set_title(f"{STABLE_MARK} {text}", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=14)
+    if unstable is not None:
+        fig.text(0.5, 0.01, f"{UNSTABLE_MARK} and red frame: flagged as numerically unstable by "
+                 f"lrpkit.diagnostics.instability;  {STABLE_MARK}: not flagged", ha="center", va="bottom", fontsize=9,
+                 wrap=True)
+    fig.tight_layout(rect=(0, legend / fig.get_figheight(), 1, 1))
+    return fig

@@ -431,4 +431,43 @@ def test_pixel_flipping_page_shows_its_figures_and_numbers(site):
         assert "defect" in text and page.locator("article table").count() >= 2
         for bad in ("Traceback", "Error:", "could not find", "glue"):
             assert bad not in text, bad
+
+#: The grid pages (lrpkit.sweeps): page -> (figure id, glued grid figures, sentences built from glued numbers).
+GRID_PAGES = {
+    "book/looking-at-the-grid": ("fig-3-3", 6, ["The detector flags {flagged} of the {tiles} heatmaps"]),
+    "book/appendix-castle2-grid": ("fig-b-1", 12, [
+        "the detector flags {flagged-shift} of the {tiles} heatmaps",
+        "under the zennit stabilizer it flags {flagged-zennit}"]),
+    "book/when-lrp-breaks": ("fig-2-5", 1, []),       # its other figures: test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers
+}
+
+
+def test_grid_pages_show_every_sweep_with_verdicts(site):
+    """The grid chapters: every glued grid is an image on the page, with the verdict legend, the
+    random-weights banner and the numbers the prose states (taken from the executed notebook's glue)."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for docname, (fid, n_figures, sentences) in GRID_PAGES.items():
+            assert registry[fid]["chapter"] == docname
+            chapter = docname.split("/")[1]
+            glued = book.glue_keys(root / "book" / "_generated" / chapter / f"{fid}.ipynb")
+            grids = [k for k in glued if (k == fid or k.startswith(f"{fid}-"))
+                     and any(mime.endswith("image/png") for mime in glued[k]["data"])]
+            assert len(grids) == n_figures, (fid, sorted(glued))
+            page.goto(f"{base}/{docname}.html", wait_until="load")
+            images = page.eval_on_selector_all("article img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert len(images) >= n_figures and all(w > 300 and h > 100 for w, h in images), (docname, images)
+            text = " ".join(page.inner_text("article").split())
+            assert "random weights" in text.lower(), docname
+            assert page.locator(".lrpkit-random-weights").count() >= 1, docname
+            assert "Traceback" not in text and "Error" not in text, docname
+            values = {k: "".join(v["data"]["text/plain"]).strip("'") for k, v in glued.items()
+                      if "text/plain" in v["data"]}
+            for sentence in sentences:
+                assert sentence.format(**values) in text, (docname, sentence.format(**values))
         browser.close()
