@@ -55,7 +55,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from . import __version__
+from . import __version__, book_experiments
 
 PROFILES = ("smoke", "quick", "full")
 COMMON_PARAMETERS = ("device", "weights", "profile", "seed")
@@ -405,6 +405,7 @@ class Figure:
     gpu: bool               # whether the `full` profile needs a GPU to be practical
     data: list[str]         # image sets of data/sets.tsv that the notebook reads
     parameters: dict[str, dict[str, Any]]   # "all" and one entry per profile
+    experiment: list[str] = field(default_factory=list)   # experiments it reads (book_experiments)
 
     @property
     def output(self) -> Path:
@@ -416,6 +417,7 @@ class Figure:
         params["profile"] = profile
         params.update(self.parameters.get("all", {}))
         params.update(self.parameters.get(profile, {}))
+        params.update(book_experiments.figure_parameters(self.experiment, profile))
         return params
 
 
@@ -435,6 +437,7 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
     if not path.is_file():
         raise FileNotFoundError(f"figure registry not found: {path}")
     doc = yaml.safe_load(path.read_text()) or {}
+    experiments = book_experiments.load_experiments(root, doc, path)
     entries = doc.get("figures")
     if not isinstance(entries, Mapping) or not entries:
         raise ValueError(f"{path}: expected a non-empty mapping 'figures: {{id: entry}}'")
@@ -445,7 +448,7 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
             raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where}: expected a mapping")
-        unknown = set(entry) - {"title", "notebook", "chapter", "gpu", "data", "parameters"}
+        unknown = set(entry) - {"title", "notebook", "chapter", "gpu", "data", "parameters", "experiment"}
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
         for required in ("title", "notebook", "chapter"):
@@ -467,8 +470,13 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
         figure = Figure(id=str(fid), title=str(entry["title"]), notebook=notebook,
                         chapter=str(entry["chapter"]), gpu=bool(entry.get("gpu", False)),
                         data=[str(d) for d in entry.get("data") or []],
-                        parameters={k: dict(v or {}) for k, v in params.items()})
+                        parameters={k: dict(v or {}) for k, v in params.items()},
+                        experiment=book_experiments.figure_experiments(entry.get("experiment"), where,
+                                                                       experiments))
         names = notebook_parameters(root / notebook)
+        if figure.experiment and "results" not in names:
+            raise ValueError(f"{notebook}: reads experiment(s) {figure.experiment} but its 'parameters' cell "
+                             "does not define results (the results directory the build passes)")
         missing = [k for k in COMMON_PARAMETERS if k not in names]
         if missing:
             raise ValueError(f"{notebook}: its 'parameters' cell does not define "
@@ -582,7 +590,15 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> 
         "packages": _package_versions(PINNED_PACKAGES),
         "data_sha256": data_checksums(figure),
         **_weights_inputs(parameters["weights"]),
+        **(book_experiments.inputs_of_figure(root, figure.experiment, load_experiments(root), parameters)
+           if figure.experiment else {}),
     }
+
+
+def load_experiments(root: Path | str = ".") -> dict[str, Any]:
+    """The registry's ``experiments:`` map (:mod:`lrpkit.book_experiments`)."""
+    path = Path(root) / REGISTRY
+    return book_experiments.load_experiments(Path(root), yaml.safe_load(path.read_text()) or {}, path)
 
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
@@ -1079,6 +1095,8 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
         if slow:
             print(f"warning: profile 'full' on {device}: {', '.join(slow)} need a GPU to be "
                   "practical (hours on a CPU)", file=sys.stderr)
+    ran = book_experiments.prepare(root, [e for f in chosen for e in f.experiment], load_experiments(root),
+                                   profile, common, force=force, progress=progress)
     # Executed notebooks of figures no longer in the registry would be stale pages.
     expected = {(root / f.output).resolve() for f in registry}
     for stale in (root / GENERATED).rglob("*.ipynb") if (root / GENERATED).is_dir() else []:
@@ -1096,6 +1114,7 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
                "figures": [vars(r) for r in results],
                "executed": [r.figure for r in results if r.status == "executed"],
                "cached": [r.figure for r in results if r.status == "cached"],
+               "experiments": [vars(r) for r in ran],
                "network_figures": network, "random_weights": random,
                "notebook_seconds": round(t_notebooks, 2)}
     if html:
@@ -1190,6 +1209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"profile {summary['profile']} on {summary['device']}, weights={summary['weights']}: "
           f"{len(summary['executed'])} notebook(s) executed, {len(summary['cached'])} unchanged; "
           f"{summary['total_seconds']:.1f} s")
+    if summary["experiments"]:
+        ran = [e["experiment"] for e in summary["experiments"] if e["status"] == "ran"]
+        print(f"experiments: {len(ran)} run ({', '.join(ran) or 'none'}), "
+              f"{len(summary['experiments']) - len(ran)} reused")
     note = weights_note(summary["network_figures"], summary["random_weights"])
     if note:
         print(note)

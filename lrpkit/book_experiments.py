@@ -1,0 +1,398 @@
+"""The book's experiment step: run an experiment config when its inputs changed, reuse it otherwise.
+
+Some figures of the book read the results of a :mod:`lrpkit.experiment` run (thesis chapter 4: a
+grid of LRP hyperparameters graded by Pixel-Flipping). The registry ``notebooks/figures.yml``
+names those runs in a top-level ``experiments:`` map::
+
+    experiments:
+      grid-tutorial:
+        title: "LRP-Tutorial on the (γ, ε) grid"
+        config: experiments/thesis-tutorial.yaml      # relative to the book root
+        data: [axolotl]                                # image sets it reads (their checksums)
+        gpu: true                                      # `full` needs a GPU to be practical
+        parameters:                                    # changes of the config per profile
+          all: {}
+          smoke: {grid: {gamma: [0, 0.25], epsilon: [0, 0.25]}, images: {set: axolotl, size: 64}}
+          quick: {...}
+          full: {}                                     # the config as written: the thesis
+
+The changes follow :func:`lrpkit.experiment.config.apply_changes` (a key replaces a value or a
+section; ``pf.patch_size`` one key of a section). The build sets ``device``, ``model.weights``
+and ``seed`` from its command line, like the notebooks' common parameters.
+
+A figure entry that says ``experiment: <id>`` (or a list of ids) gets the notebook parameter
+``results``: the results directory, relative to the book root (for a list, a mapping id ->
+directory). Before any notebook runs, the build resolves every experiment its figures need (a
+config that cannot run, e.g. ``full`` without the ILSVRC-2012 folder, stops it with one line),
+then reuses ``book/_generated/_experiments/<id>/<profile>/`` if it was made from the same inputs,
+or runs the experiment (progress bar over images) into a temporary folder beside it that is
+renamed when complete. An interrupted build leaves that folder; the next build with the same
+inputs continues it (the experiment is resumable unit by unit).
+
+The inputs are fingerprinted by the figure cache's own function (:func:`lrpkit.book.fingerprint`)
+over the resolved config, the images' checksums, the weights, lrpkit's version and source hash and
+the pinned packages -- the same ingredients as a figure's; a figure's inputs then include the
+fingerprints of its experiments, so new results re-execute the notebooks that read them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+__all__ = ["Experiment", "ExperimentResult", "load_experiments", "figure_experiments", "results_dir",
+           "figure_parameters", "resolve_config", "experiment_inputs", "experiment_fingerprint", "inputs_of_figure",
+           "prepare", "EXPERIMENTS", "RECORD_FILE"]
+
+#: Where the book keeps experiment results, relative to the book root.
+EXPERIMENTS = Path("book") / "_generated" / "_experiments"
+#: The file in a results directory that records the inputs it was made from.
+RECORD_FILE = "book-inputs.json"
+_FIELDS = {"title", "config", "data", "gpu", "parameters"}
+_PROFILES = ("smoke", "quick", "full")
+#: Parts of the config that only say where things are on this machine (the units' checksums say
+#: what was read): left out of the fingerprint.
+_LOCAL_PATHS = ("imagenet_val", "labels", "devkit", "wnids")
+
+
+@dataclass
+class Experiment:
+    """One entry of the registry's ``experiments:`` map."""
+
+    id: str
+    title: str
+    config: Path                 # relative to the book root
+    data: List[str]
+    gpu: bool
+    parameters: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def changes(self, profile: str, common: Mapping[str, Any], factory: bool = False) -> Dict[str, Any]:
+        """The config changes of ``profile``, then the build's device, weights (unless the config
+        builds its model with a ``model.factory``) and seed."""
+        out = dict(self.parameters.get("all", {}))
+        out.update(self.parameters.get(profile, {}))
+        out["device"] = common["device"]
+        if not factory:
+            out["model.weights"] = common["weights"]
+        out["seed"] = int(common["seed"])
+        return out
+
+
+@dataclass
+class ExperimentResult:
+    """What the build did with one experiment."""
+
+    experiment: str
+    status: str              # "ran" | "reused"
+    seconds: float
+    fingerprint: str
+    results: str             # the results directory, relative to the book root
+
+
+def load_experiments(root: Path, doc: Mapping[str, Any], registry_path: Path) -> Dict[str, Experiment]:
+    """The registry's ``experiments:`` map, checked (an empty dict if there is none).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        A malformed entry, a config file that does not exist, a parameter group that is not
+        ``all`` or a profile.
+    """
+    entries = doc.get("experiments") or {}
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"{registry_path}: 'experiments' must map ids to entries, got {entries!r}")
+    out = {}
+    for eid, entry in entries.items():
+        where = f"{registry_path}: experiment {eid!r}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(eid)):
+            raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: expected a mapping with {', '.join(sorted(_FIELDS))}")
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+        if "config" not in entry:
+            raise ValueError(f"{where}: missing field 'config' (an experiment config, e.g. experiments/x.yaml)")
+        config = Path(str(entry["config"]))
+        if not (root / config).is_file():
+            raise FileNotFoundError(f"{where}: config file {root / config} not found")
+        params = entry.get("parameters") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{where}: parameters must map 'all' and profiles to config changes")
+        bad = set(params) - {"all", *_PROFILES}
+        if bad:
+            raise ValueError(f"{where}: parameters has {sorted(bad)}; use 'all' and the profiles {', '.join(_PROFILES)}")
+        for group, values in params.items():
+            if not isinstance(values or {}, Mapping):
+                raise ValueError(f"{where}: parameters.{group} must be a mapping of config changes")
+            clash = {"device", "seed", "model.weights"} & set(values or {})
+            if clash:
+                raise ValueError(f"{where}: parameters.{group} sets {sorted(clash)}; these come from the build command")
+        data = entry.get("data") or []
+        if not isinstance(data, list):
+            raise ValueError(f"{where}: data must list image sets, got {data!r}")
+        out[str(eid)] = Experiment(id=str(eid), title=str(entry.get("title", eid)), config=config,
+                                   data=[str(d) for d in data], gpu=bool(entry.get("gpu", False)),
+                                   parameters={k: dict(v or {}) for k, v in params.items()})
+    return out
+
+
+def figure_experiments(value: Any, where: str, experiments: Mapping[str, Experiment]) -> List[str]:
+    """The ``experiment:`` field of a figure entry as a list of known ids."""
+    if value is None:
+        return []
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{where}: experiment must be an experiment id or a list of them, got {value!r}")
+    for eid in ids:
+        if eid not in experiments:
+            known = ", ".join(sorted(experiments)) or "none"
+            raise ValueError(f"{where}: experiment {eid!r} is not in the registry's 'experiments:' (known: {known})")
+    return list(ids)
+
+
+def results_dir(experiment_id: str, profile: str) -> Path:
+    """``book/_generated/_experiments/<id>/<profile>``, relative to the book root."""
+    return EXPERIMENTS / experiment_id / profile
+
+
+def figure_parameters(ids: Sequence[str], profile: str) -> Dict[str, Any]:
+    """The ``results`` parameter of a figure reading the experiments ``ids`` (none for no ids)."""
+    if not ids:
+        return {}
+    if len(ids) == 1:
+        return {"results": results_dir(ids[0], profile).as_posix()}
+    return {"results": {eid: results_dir(eid, profile).as_posix() for eid in ids}}
+
+
+# --------------------------------------------------------------------------------------------
+# Config and fingerprint
+# --------------------------------------------------------------------------------------------
+
+def resolve_config(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]):
+    """The experiment's :class:`~lrpkit.experiment.Config` for ``profile`` and the build's device,
+    weights and seed.
+
+    Raises
+    ------
+    ValueError
+        One line naming the experiment, the profile and the problem; for a config that reads an
+        ILSVRC-2012 validation folder that is not there, also what to set (``full`` profile).
+    """
+    import yaml
+
+    from .experiment.config import ConfigError, apply_changes, load_config
+
+    path = root / experiment.config
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        changed = apply_changes(raw if isinstance(raw, Mapping) else {}, experiment.changes(profile, common))
+        factory = isinstance(changed.get("model"), Mapping) and changed["model"].get("factory") is not None
+        return load_config(path, changes=experiment.changes(profile, common, factory=factory))
+    except yaml.YAMLError:
+        raise ValueError(f"experiment {experiment.id!r}: config {experiment.config.as_posix()} is not valid YAML") from None
+    except ConfigError as err:
+        message = str(err)
+        hint = ""
+        if "imagenet_val" in message:
+            hint = ("; this profile reads the ILSVRC-2012 validation images: download the validation set "
+                    "(image-net.org), point the variable the config names (e.g. IMAGENET_VAL) at its folder, "
+                    "and build again, or build with --profile quick")
+        raise ValueError(f"experiment {experiment.id!r} (profile {profile!r}, config {experiment.config.as_posix()}) "
+                         f"cannot run: {message}{hint}") from None
+
+
+def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, Any]:
+    """Everything the experiment's results depend on (its hash is the fingerprint).
+
+    The resolved config (device, weights and seed included; folders of this machine left out),
+    every image's file, label and sha256, the weights file's checksum, lrpkit's version with source
+    hash and the pinned packages: the ingredients of :func:`lrpkit.book.figure_inputs`.
+    """
+    from . import book
+    from .experiment import plan
+
+    compared = json.loads(json.dumps(config.compared(), default=str))
+    images = compared.get("images", {})
+    for key in _LOCAL_PATHS:
+        if images.get(key) is not None:
+            images[key] = "(local folder)"
+    try:
+        units = [u.record() for u in plan.units(config)]
+    except Exception as err:  # noqa: BLE001 -- any failure to list the images is one line
+        raise ValueError(f"experiment {experiment.id!r}: cannot list its images: {err}") from None
+    weights = config.data["model"]["weights"] if config.data["model"]["factory"] is None else "random"
+    return {
+        "experiment": experiment.id,
+        "config": compared,
+        "images": units,
+        "data_sha256": _data_checksums(experiment),
+        "lrpkit_version": book.lrpkit_version(),
+        "packages": book._package_versions(book.PINNED_PACKAGES + ("pyarrow",)),
+        **book._weights_inputs(weights),
+    }
+
+
+def _data_checksums(experiment: Experiment) -> Dict[str, str]:
+    if not experiment.data:
+        return {}
+    from . import data
+
+    sets = data.image_sets()
+    unknown = [name for name in experiment.data if name not in sets]
+    if unknown:
+        raise ValueError(f"experiment {experiment.id!r}: data {unknown} are not image sets of data/sets.tsv "
+                         f"({', '.join(sorted(sets))})")
+    wanted = {file for name in experiment.data for file in sets[name]}
+    return {r.file: r.sha256 for r in data.manifest() if r.file in wanted}
+
+
+#: Fingerprints computed by the running build: (root, id, profile, device, weights, seed) -> fingerprint.
+_FINGERPRINTS: Dict[tuple, str] = {}
+
+
+def _memo_key(root: Path, experiment_id: str, profile: str, common: Mapping[str, Any]) -> tuple:
+    return (str(Path(root).resolve()), experiment_id, profile, str(common["device"]), str(common["weights"]),
+            int(common["seed"]))
+
+
+def experiment_fingerprint(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]) -> str:
+    """The fingerprint of the experiment's inputs (remembered for the rest of a build by :func:`prepare`)."""
+    from . import book
+
+    key = _memo_key(root, experiment.id, profile, common)
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    config = resolve_config(root, experiment, profile, common)
+    return book.fingerprint(experiment_inputs(root, experiment, config))
+
+
+def inputs_of_figure(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment],
+                     parameters: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a figure's cache key adds for the experiments it reads: ``{"experiments": {id: fingerprint}}``."""
+    if not ids:
+        return {}
+    common = {k: parameters[k] for k in ("device", "weights", "seed")}
+    return {"experiments": {eid: experiment_fingerprint(root, experiments[eid], parameters["profile"], common)
+                            for eid in ids}}
+
+
+# --------------------------------------------------------------------------------------------
+# Running or reusing
+# --------------------------------------------------------------------------------------------
+
+def _record(folder: Path) -> Optional[Dict[str, Any]]:
+    path = folder / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _complete(folder: Path, fingerprint: str) -> bool:
+    record = _record(folder)
+    return (record is not None and record.get("fingerprint") == fingerprint
+            and (folder / "results.parquet").is_file())
+
+
+def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment], profile: str,
+            common: Mapping[str, Any], *, force: bool = False, progress: bool = True,
+            echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> List[ExperimentResult]:
+    """Make sure the results of the experiments ``ids`` exist for ``profile``: reuse or run each.
+
+    Every config is resolved and fingerprinted first, so that one that cannot run stops the build
+    before anything runs. An experiment whose results directory was made from the same inputs is
+    reused; otherwise it runs into ``.<profile>.<fingerprint>.partial`` beside it (continued if an
+    earlier build was interrupted there), which replaces the results directory when complete.
+
+    Parameters
+    ----------
+    root : path
+        The book root.
+    ids : sequence of str
+        The experiments the figures to build read.
+    profile : str
+    common : mapping
+        The build's ``device``, ``weights`` and ``seed``.
+    force : bool
+        Run even when the inputs are unchanged.
+    progress : bool
+        The experiment's progress bar over images.
+
+    Returns
+    -------
+    list of ExperimentResult
+    """
+    from . import book
+    from .experiment import runner
+
+    root = Path(root)
+    _FINGERPRINTS.clear()
+    ids = list(dict.fromkeys(ids))
+    resolved = {}
+    for eid in ids:
+        experiment = experiments[eid]
+        config = resolve_config(root, experiment, profile, common)
+        inputs = experiment_inputs(root, experiment, config)
+        fp = book.fingerprint(inputs)
+        _FINGERPRINTS[_memo_key(root, eid, profile, common)] = fp
+        resolved[eid] = (config, inputs, fp)
+        if profile == "full" and experiment.gpu and not str(common["device"]).startswith("cuda"):
+            echo(f"warning: experiment {eid!r} in profile 'full' on {common['device']}: it needs a GPU to be "
+                 f"practical (hours on a CPU)")
+
+    results = []
+    for eid in ids:
+        config, inputs, fp = resolved[eid]
+        target = root / results_dir(eid, profile)
+        start = time.perf_counter()
+        if not force and _complete(target, fp):
+            results.append(ExperimentResult(eid, "reused", time.perf_counter() - start, fp,
+                                            results_dir(eid, profile).as_posix()))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{profile}.{fp[:20]}.partial"
+        for stale in target.parent.glob(f".{profile}.*.partial"):   # of other inputs: never continued
+            if stale != partial:
+                shutil.rmtree(stale, ignore_errors=True)
+        if force and partial.exists():
+            shutil.rmtree(partial)
+        echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: running into {partial.name} "
+             f"(inputs {fp[:12]})")
+        try:
+            outcome = runner.run(config, partial, progress=progress, echo=lambda line: echo(f"  {line}"))
+        except Exception as err:  # noqa: BLE001 -- one line naming the experiment; the folder stays to continue
+            raise book.BuildError(f"experiment {eid!r} (config {experiments[eid].config.as_posix()}, profile "
+                                  f"{profile}) failed: {type(err).__name__}: {err}") from err
+        if outcome.results is None:
+            raise book.BuildError(f"experiment {eid!r}: the run ended without results.parquet in {partial}")
+        seconds = time.perf_counter() - start
+        from .experiment.store import write_atomic
+
+        record = {"experiment": eid, "profile": profile, "fingerprint": fp, "inputs": inputs,
+                  "seconds": round(seconds, 2)}
+        write_atomic(partial / RECORD_FILE,
+                     lambda p: p.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8"))
+        _replace(partial, target)
+        results.append(ExperimentResult(eid, "ran", seconds, fp, results_dir(eid, profile).as_posix()))
+    return results
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` at ``target``; the old one is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
