@@ -381,7 +381,7 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
     for fid in ("fig-2-3", "fig-2-4", "breaks-mechanism", "breaks-heuristics"):
         keys = book.glue_keys(generated / f"{fid}.ipynb")
         assert {"provenance", "banner"} <= set(keys), fid
-    verdict = book.glue_keys(generated / "fig-2-3.ipynb")["verdict"]["data"]["text/plain"]
+    verdict = book.glue_keys(generated / "fig-2-4.ipynb")["verdict"]["data"]["text/plain"]
     verdict = "".join(verdict) if isinstance(verdict, list) else verdict
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
