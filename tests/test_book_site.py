@@ -40,6 +40,8 @@ def copy_book(root: Path) -> Path:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copytree(REPO / "book", root / "book",
                     ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints"))
+    shutil.copytree(REPO / "experiments", root / "experiments",     # the configs experiments: names
+                    ignore=shutil.ignore_patterns("*-results"))
     return root
 
 
@@ -295,6 +297,7 @@ def test_second_build_reexecutes_nothing(smoke_book):
     before = {p: p.stat().st_mtime_ns for p in generated}
     summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
     assert summary["executed"] == []
+    assert {e["status"] for e in summary["experiments"]} == {"reused"}      # no experiment reran
     assert sorted(summary["cached"]) == sorted(first["executed"])
     assert summary["html_full_rebuild"] is False
     assert {p: p.stat().st_mtime_ns for p in generated} == before
@@ -364,3 +367,28 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
             assert "Hide the solution" in first.locator("summary").inner_text()
             page.screenshot(path=str(screenshots / f"{fid}-unfolded.png"), full_page=True)
         browser.close()
+
+
+def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
+    """Chapter 4 (searching-the-grid) and appendix B.2: the experiments ran in the first build, every
+    figure and table is on its page, the glued numbers are there, and the provenance says smoke."""
+    root, summary = smoke_book
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())
+    assert sorted(e["experiment"] for e in summary["experiments"]) == sorted(registry["experiments"])
+    assert {e["status"] for e in summary["experiments"]} == {"ran"}
+    for eid in registry["experiments"]:
+        results = root / "book" / "_generated" / "_experiments" / eid / "smoke"
+        assert (results / "results.parquet").is_file() and (results / "book-inputs.json").is_file()
+    html = root / "_build" / "html" / "book"
+    page = (html / "searching-the-grid.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", page)
+    assert page.count("<img") >= 6                                   # Figures 4.1-4.6 and 3.2
+    assert text.count("Table 4.") >= 3 and "lrpkit-random-weights" in page
+    assert page.count("lrpkit-provenance-record") == 2
+    assert "2 × 2" in text                                           # the smoke grid, glued
+    assert re.search(r"\b(inside|outside)\b the thesis", text)        # the comparison, glued
+    assert "Traceback" not in text and "Error" not in text
+    appendix = (html / "appendix-more-classes.html").read_text(encoding="utf-8")
+    assert appendix.count("<img") >= 2 and "lrpkit-provenance-record" in appendix
+    assert "dalmatian" in appendix and "Traceback" not in appendix
+
