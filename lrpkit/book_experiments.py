@@ -368,7 +368,9 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
         echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: running into {partial.name} "
              f"(inputs {fp[:12]})")
         try:
-            outcome = runner.run(config, partial, progress=progress, echo=lambda line: echo(f"  {line}"))
+            # the time estimate's calibration would take longer than the smoke profile's whole run
+            outcome = runner.run(config, partial, progress=progress, estimate=profile != "smoke",
+                                 echo=lambda line: echo(f"  {line}"))
         except Exception as err:  # noqa: BLE001 -- one line naming the experiment; the folder stays to continue
             raise book.BuildError(f"experiment {eid!r} (config {experiments[eid].config.as_posix()}, profile "
                                   f"{profile}) failed: {type(err).__name__}: {err}") from err

@@ -40,6 +40,8 @@ def copy_book(root: Path) -> Path:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copytree(REPO / "book", root / "book",
                     ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints"))
+    shutil.copytree(REPO / "experiments", root / "experiments",     # the configs experiments: names
+                    ignore=shutil.ignore_patterns("*-results"))
     return root
 
 
@@ -295,6 +297,7 @@ def test_second_build_reexecutes_nothing(smoke_book):
     before = {p: p.stat().st_mtime_ns for p in generated}
     summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
     assert summary["executed"] == []
+    assert {e["status"] for e in summary["experiments"]} == {"reused"}      # no experiment reran
     assert sorted(summary["cached"]) == sorted(first["executed"])
     assert summary["html_full_rebuild"] is False
     assert {p: p.stat().st_mtime_ns for p in generated} == before
@@ -399,6 +402,8 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
         assert verdict.strip("'") in body                     # the detector's verdict, glued as text
         assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
         page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
+        browser.close()
+
 
 def test_pixel_flipping_page_shows_its_figures_and_numbers(site):
     """The chapter 'Grading a heatmap: Pixel-Flipping': every glued figure is an image on the page,
@@ -431,6 +436,7 @@ def test_pixel_flipping_page_shows_its_figures_and_numbers(site):
         assert "defect" in text and page.locator("article table").count() >= 2
         for bad in ("Traceback", "Error:", "could not find", "glue"):
             assert bad not in text, bad
+        browser.close()
 
 #: The grid pages (lrpkit.sweeps): page -> (figure id, glued grid figures, sentences built from glued numbers).
 GRID_PAGES = {
@@ -471,3 +477,28 @@ def test_grid_pages_show_every_sweep_with_verdicts(site):
             for sentence in sentences:
                 assert sentence.format(**values) in text, (docname, sentence.format(**values))
         browser.close()
+
+
+def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
+    """Chapter 4 (searching-the-grid) and appendix B.2: the experiments ran in the first build, every
+    figure and table is on its page, the glued numbers are there, and the provenance says smoke."""
+    root, summary = smoke_book
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())
+    assert sorted(e["experiment"] for e in summary["experiments"]) == sorted(registry["experiments"])
+    assert {e["status"] for e in summary["experiments"]} == {"ran"}
+    for eid in registry["experiments"]:
+        results = root / "book" / "_generated" / "_experiments" / eid / "smoke"
+        assert (results / "results.parquet").is_file() and (results / "book-inputs.json").is_file()
+    html = root / "_build" / "html" / "book"
+    page = (html / "searching-the-grid.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", page)
+    assert page.count("<img") >= 6                                   # Figures 4.1-4.6 and 3.2
+    assert text.count("Table 4.") >= 3 and "lrpkit-random-weights" in page
+    assert page.count("lrpkit-provenance-record") == 2
+    assert "2 × 2" in text                                           # the smoke grid, glued
+    assert re.search(r"\b(inside|outside)\b the thesis", text)        # the comparison, glued
+    assert "Traceback" not in text and "Error" not in text
+    appendix = (html / "appendix-more-classes.html").read_text(encoding="utf-8")
+    assert appendix.count("<img") >= 2 and "lrpkit-provenance-record" in appendix
+    assert "dalmatian" in appendix and "Traceback" not in appendix
+
