@@ -537,16 +537,22 @@ def data_checksums(figure: Figure) -> dict[str, str]:
     """SHA-256 of every image of the image sets the figure declares (``data:`` in the registry),
     from the manifest ``data/images.tsv`` that :mod:`lrpkit.data` checks every fetched file
     against."""
-    if not figure.data:
+    return image_checksums(figure.data, f"figure {figure.id!r}")
+
+
+def image_checksums(names: Sequence[str], owner: str) -> dict[str, str]:
+    """``{file: sha256}`` of every image of the image sets ``names`` (figures and experiments);
+    ``owner`` names the registry entry in the error for an unknown set."""
+    if not names:
         return {}
     from . import data
 
     sets = data.image_sets()
-    unknown = [name for name in figure.data if name not in sets]
+    unknown = [name for name in names if name not in sets]
     if unknown:
-        raise ValueError(f"figure {figure.id!r}: data {unknown} are not image sets of "
+        raise ValueError(f"{owner}: data {unknown} are not image sets of "
                          f"data/sets.tsv ({', '.join(sorted(sets))})")
-    wanted = {file for name in figure.data for file in sets[name]}
+    wanted = {file for name in names for file in sets[name]}
     return {r.file: r.sha256 for r in data.manifest() if r.file in wanted}
 
 

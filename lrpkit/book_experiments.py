@@ -232,25 +232,11 @@ def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, A
         "experiment": experiment.id,
         "config": compared,
         "images": units,
-        "data_sha256": _data_checksums(experiment),
+        "data_sha256": book.image_checksums(experiment.data, f"experiment {experiment.id!r}"),
         "lrpkit_version": book.lrpkit_version(),
         "packages": book._package_versions(book.PINNED_PACKAGES + ("pyarrow",)),
         **book._weights_inputs(weights),
     }
-
-
-def _data_checksums(experiment: Experiment) -> Dict[str, str]:
-    if not experiment.data:
-        return {}
-    from . import data
-
-    sets = data.image_sets()
-    unknown = [name for name in experiment.data if name not in sets]
-    if unknown:
-        raise ValueError(f"experiment {experiment.id!r}: data {unknown} are not image sets of data/sets.tsv "
-                         f"({', '.join(sorted(sets))})")
-    wanted = {file for name in experiment.data for file in sets[name]}
-    return {r.file: r.sha256 for r in data.manifest() if r.file in wanted}
 
 
 #: Fingerprints computed by the running build: (root, id, profile, device, weights, seed) -> fingerprint.

@@ -40,6 +40,17 @@ IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with s
 VGG16_LAYERS = 38
 
 
+def _uniform_rule(rule: str, gamma, epsilon) -> Rule:
+    """The rule of a uniform composite: one of :data:`UNIFORM_RULES` with its hyperparameter."""
+    if rule == "zero":
+        return Zero()
+    if rule == "epsilon":
+        return Epsilon(epsilon)
+    if rule == "gamma":
+        return Gamma(gamma)
+    raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
+
+
 class Composite:
     """Rules by layer index, plus the denominator heuristic and the max-pool treatment.
 
@@ -230,14 +241,7 @@ def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False,
     zbox : bool
         Use zᴮ at layer 0.
     """
-    if rule == "zero":
-        chosen = Zero()
-    elif rule == "epsilon":
-        chosen = Epsilon(epsilon)
-    elif rule == "gamma":
-        chosen = Gamma(gamma)
-    else:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
+    chosen = _uniform_rule(rule, gamma, epsilon)
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
     label = f"uniform {chosen.label}" + (f" with {ZBox.label}" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)
@@ -378,14 +382,7 @@ def thesis_code_uniform(rule: str = "gamma", *, gamma=0.25, epsilon=0.25, zbox: 
     R. Bermudez Schettino (2022), §3.2, Figures 3.3 and B.1; PyPI ``lrp-pf-auc`` 0.1.6,
     ``experiments/notebooks/7-grid-search-rerun/grid-search.ipynb``.
     """
-    if rule == "zero":
-        chosen = Zero()
-    elif rule == "epsilon":
-        chosen = Epsilon(epsilon)
-    elif rule == "gamma":
-        chosen = Gamma(gamma)
-    else:
-        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
+    chosen = _uniform_rule(rule, gamma, epsilon)
     first = ZBox.from_normalization(mean, std) if zbox else Gradient()
     label = f"thesis code {'zᴮ and ' if zbox else 'uniform '}{chosen.label}"
     return Composite({0: first, (1, None): chosen}, "vanilla", "max", name=label, forward=_thesis_stabilizer(heuristic),
