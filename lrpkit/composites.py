@@ -40,17 +40,6 @@ IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with s
 VGG16_LAYERS = 38
 
 
-def _uniform_rule(rule: str, gamma, epsilon) -> Rule:
-    """The rule of a uniform composite: one of :data:`UNIFORM_RULES` with its hyperparameter."""
-    if rule == "zero":
-        return Zero()
-    if rule == "epsilon":
-        return Epsilon(epsilon)
-    if rule == "gamma":
-        return Gamma(gamma)
-    raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
-
-
 class Composite:
     """Rules by layer index, plus the denominator heuristic and the max-pool treatment.
 
@@ -225,6 +214,17 @@ def decreasing_gamma(gammas=(0.5, 0.25, 0.1, 0.0), heuristic: str = "tutorial", 
 
 
 UNIFORM_RULES = ("zero", "epsilon", "gamma")
+
+
+def _uniform_rule(rule: str, gamma, epsilon) -> Rule:
+    """The rule of a uniform composite: one of :data:`UNIFORM_RULES` with its hyperparameter."""
+    if rule == "zero":
+        return Zero()
+    if rule == "epsilon":
+        return Epsilon(epsilon)
+    if rule == "gamma":
+        return Gamma(gamma)
+    raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(map(repr, UNIFORM_RULES))}")
 
 
 def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False, heuristic: str = "tutorial",
