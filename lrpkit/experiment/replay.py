@@ -150,7 +150,7 @@ def replay(results, settings: Sequence[int], *, image: int = 0, orders: Optional
                                    patch_size=p["patch_size"], order=rows, mode=p["mode"], schedule=p["schedule"],
                                    score=p["score"], seed=config.data["seed"], n_steps=p["steps"], auc_x=p["auc_x"],
                                    thesis_compat=p["thesis_compat"], batch_size=p["batch_size"], keep_steps=keep,
-                                   device=device, progress=False)
+                                   device=device, progress=False, workers=0)  # a few images: inpaint here
     return Replay(config=config, unit=unit, rgb=rgb, settings=settings, relevance=relevance.detach(),
                   target=explained, orders=orders, pixel_flipping=result)
 
