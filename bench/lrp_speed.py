@@ -1,7 +1,7 @@
 """LRP speed, measured side by side in one run (machines are noisy: compare ratios, not seconds).
 
-Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle of FACTS.md
-(LRP-Tutorial reproduced exactly in zennit), and 16-setting (γ, ε) grids batched in one call
+Prints, per image: Gradient × Input, LRP-Tutorial (lrpkit) and the zennit oracle of the tests
+(LRP-Tutorial reproduced exactly in zennit, ``tests/zennit_oracle.py``), and 16-setting (γ, ε) grids batched in one call
 against the same 16 settings run one by one. A grid that varies ε needs every layer's transposed
 product once per setting; the "convolution floor" times those products alone, so the loop's time
 over it bounds what any such grid can gain. Methods are interleaved within each repetition and

@@ -28,7 +28,7 @@ Conventions
 - The explained class is given (``target``): under the code's rule-modified forward pass each
   setting has its own logits, and with random weights their argmax changes from tile to tile.
 - The thesis code's notebook titles the uniform sweeps "layers 17-30"; that is a mistake of its
-  titles (FIGURES.md), the rules cover every layer above the pixel layer.
+  titles; the rules cover every layer above the pixel layer.
 
 Example
 -------

@@ -2,7 +2,7 @@
 extremes and score curves (thesis Figures 3.2, 4.1, 4.2, 4.6, B.2).
 
 The thesis drew its contour plots with ``tricontourf`` on linear axes, default levels, and no
-mark at the optimum (FIGURES.md, discrepancy 8). Here both axes are logarithmic with the value 0
+mark at the optimum (its Figures 4.1 and 4.2). Here both axes are logarithmic with the value 0
 shown one decade below the smallest positive value (the grids are ``{0} ∪`` log-spaced values), the
 measured settings are dotted, the best setting is starred, and the title says which way is better.
 

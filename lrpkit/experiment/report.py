@@ -141,7 +141,7 @@ def log_position(values, zero_gap: float = 1.0):
     ``zero_gap`` decades below the smallest positive value.
 
     The thesis's grids are ``{0} ∪`` log-spaced values; a plain log axis cannot show 0 and a linear
-    one crowds 11 of its 16 values into the first 4 % of the axis (FIGURES.md, discrepancy 8).
+    one crowds 11 of its 16 values into the first 4 % of the axis (as the thesis's Figures 4.1 and 4.2 do).
     """
     import numpy as np
 
