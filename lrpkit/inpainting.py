@@ -1,8 +1,8 @@
-"""Telea inpainting of patch masks, serially or in a pool of worker processes.
+"""Telea inpainting of patch masks, serially or in a pool of worker threads.
 
 Pixel-Flipping with the ``"inpainting"`` perturbation (:mod:`lrpkit.pf`) fills the flipped
 regions of an image with OpenCV's implementation of Telea's fast-marching inpainting. This module
-holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker processes start quickly:
+holds the OpenCV side only (NumPy and ``cv2``, no torch):
 
 - :func:`telea` — one call of ``cv2.inpaint(..., cv2.INPAINT_TELEA)`` on a ``uint8`` image and a
   ``uint8`` mask (OpenCV 5 rejects boolean masks).
@@ -11,8 +11,12 @@ holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker process
 - :func:`inpaint_chain_thesis` — the thesis code's sequential variant: every step starts from the
   previous step's output, passed through a lookup table that models its float round trip and
   truncation to ``uint8`` (see :mod:`lrpkit.pf`, ``thesis_compat``).
-- :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent process pool, and
+- :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent pool of threads, and
   hands back futures, so that the caller can overlap inpainting with the model's forward passes.
+  OpenCV releases the GIL inside ``cv2.inpaint`` (as torch does inside its operators), so threads
+  inpaint in parallel with each other and with the forward passes, without the pickling of a process
+  pool and without ``fork``: a forked worker of a process that had already run OpenCV or held torch's
+  locks could hang for good.
 - :func:`damage_mask` — scratches and text to damage a picture with, for a demonstration of Telea
   (thesis Figure 2.7).
 
@@ -30,9 +34,8 @@ Tools 9(1):23-34 (2004).
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 import cv2
@@ -150,33 +153,20 @@ def inpaint_chain_thesis(start: np.ndarray, patch_masks: np.ndarray, patch_size:
     return out
 
 
-def _worker_init() -> None:
-    cv2.setNumThreads(1)
-
-
 _POOLS: dict = {}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """A persistent pool of ``workers`` processes, created on first use and kept for the session."""
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``workers`` threads, created on first use and kept for the session."""
     pool = _POOLS.get(workers)
-    if pool is not None and getattr(pool, "_broken", False):  # a worker died (e.g. killed): start afresh
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = None
     if pool is None:
-        # fork where available: a worker starts at once and needs neither a re-import of the caller's
-        # main module nor an ``if __name__ == "__main__"`` guard there. Workers only run OpenCV
-        # (single-threaded) and NumPy, never torch, so the parent's torch threads do not matter
-        # (the same arrangement as torch's own DataLoader workers).
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lrpkit-inpainting")
         _POOLS[workers] = pool
     return pool
 
 
 def shutdown_pool() -> None:
-    """Stop the worker processes started by :class:`Inpainter` (also done at interpreter exit)."""
+    """Stop the worker threads started by :class:`Inpainter` (also done at interpreter exit)."""
     while _POOLS:
         _, pool = _POOLS.popitem()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -186,7 +176,7 @@ atexit.register(shutdown_pool)
 
 
 def default_workers(accelerated: bool) -> int:
-    """Number of inpainting worker processes to use by default.
+    """Number of inpainting worker threads to use by default.
 
     With the model on an accelerator the CPU has nothing else to do, so every core but one (which
     feeds the accelerator) inpaints. On a CPU the forward passes need the cores and inpainting is a
@@ -202,12 +192,12 @@ def default_workers(accelerated: bool) -> int:
 
 
 class Inpainter:
-    """Run inpainting jobs inline or in a persistent pool of worker processes.
+    """Run inpainting jobs inline or in a persistent pool of worker threads.
 
     Parameters
     ----------
     workers : int
-        0 runs every job at once in this process; ``n >= 1`` uses a pool of n processes that
+        0 runs every job at once in the calling thread; ``n >= 1`` uses a pool of n threads that
         lives until :func:`shutdown_pool` or the end of the interpreter.
     """
 
@@ -215,7 +205,7 @@ class Inpainter:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         self.workers = workers
-        self._executor: Optional[ProcessPoolExecutor] = _pool(workers) if workers > 0 else None
+        self._executor: Optional[ThreadPoolExecutor] = _pool(workers) if workers > 0 else None
 
     def submit(self, function, *args) -> Future:
         """Run ``function(*args)`` (one of this module's functions) and return a future of its result."""

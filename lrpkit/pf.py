@@ -11,7 +11,7 @@ the AOPC of Samek et al.
 
 Because step ``k`` is a function of the original image and the cumulative mask of step ``k`` alone,
 all steps — of one heatmap and of many — are independent: they are built from the original,
-inpainted in worker processes (:mod:`lrpkit.inpainting`) and scored in batched forward passes
+inpainted in worker threads (:mod:`lrpkit.inpainting`) and scored in batched forward passes
 without autograd, while the workers go on inpainting. Identical images are scored once: the
 unperturbed image and the gray image are shared by all heatmaps of an image, and so is every step
 whose mask two heatmaps share (all of them for the random order, which ignores the heatmap).
@@ -478,7 +478,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         Images per forward pass (bounds memory). Default: 2 on a CPU, where larger batches of VGG-16
         run slower per image (its activations leave the caches), 64 on an accelerator.
     workers : int, optional
-        Inpainting worker processes; 0 inpaints in this process. Default: one per eight cores on a
+        Inpainting worker threads; 0 inpaints in the calling thread. Default: one per eight cores on a
         CPU model, all cores but one on an accelerator.
     device : str or torch.device, optional
         Where the model runs; default the device of its parameters.

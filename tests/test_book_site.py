@@ -30,6 +30,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # Console messages of type "error" that are known and harmless: none so far. (Chromium's own
 # request for /favicon.ico on the redirect page is not a page error: the book has a favicon.)
 KNOWN_CONSOLE_ERRORS: tuple[str, ...] = ()
+# The first test here builds the whole book (the smoke profile) in its module fixture, and
+# pytest-timeout counts fixture set-up in the test: it gets longer than the suite's 900 s per test.
+pytestmark = pytest.mark.timeout(3000)
 
 
 def copy_book(root: Path) -> Path:
