@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--grid", type=int, default=4, help="values per axis of the timed grid (default 4)")
     parser.add_argument("--images", type=int, default=2, help="images (the first of the random10 set; default 2)")
     parser.add_argument("--thesis-settings", type=int, default=1, help="settings the thesis code is timed on")
-    parser.add_argument("--workers", type=int, default=None, help="inpainting processes (default: lrpkit's)")
+    parser.add_argument("--workers", type=int, default=None, help="inpainting threads (default: lrpkit's)")
     parser.add_argument("--no-thesis", action="store_true", help="skip lrp-pf-auc")
     parser.add_argument("--no-grid16", action="store_true", help="skip the 16 x 16 count")
     parser.add_argument("--grid16-only", action="store_true", help="only the 16 x 16 count (no timing)")

@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grid-repeats", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=None, help="inpainting processes (default: lrpkit's)")
+    parser.add_argument("--workers", type=int, default=None, help="inpainting threads (default: lrpkit's)")
     parser.add_argument("--no-thesis", action="store_true", help="skip lrp-pf-auc")
     parser.add_argument("--no-grid", action="store_true", help="skip the 16-heatmap grid")
     args = parser.parse_args()
@@ -130,7 +130,7 @@ def main():
     print(f"device {device}; torch threads {torch.get_num_threads()}; inpainting workers "
           f"{kwargs['workers'] if kwargs['workers'] is not None else inpainting.default_workers(device.type != 'cpu')}; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    # warm-up: worker processes, allocator, kernels
+    # warm-up: worker threads, allocator, kernels
     ours(xs=x, rel=one)
     with torch.inference_mode():
         model(x)

@@ -2,14 +2,8 @@
 side by side in one run (machines are noisy: compare ratios, not seconds).
 
 Each sweep runs 20 settings, {0} ∪ 19 values log-spaced in [1e-5, 10], with the thesis code's
-composites and its zennit stabilizer, as the code's grid-search notebook runs them:
-
-1. z^B + γ      z^B on layer 0, γ = v on every layer above (``thesis_code_uniform("gamma")``)
-2. z^B + ε      the same with ε = v
-3. composite γ  the code's LRP-Tutorial with γ = v on 1-16, ε = 0.25 (``thesis_code_tutorial``)
-4. composite ε  γ = 0.25, ε = v on 17-30
-5. uniform γ    γ = v on every layer above layer 0, which has no rule (``zbox=False``)
-6. uniform ε    the same with ε = v
+composites and its zennit stabilizer: the six sweeps of ``lrpkit.sweeps.SWEEPS`` (z^B + γ, z^B + ε,
+composite γ, composite ε, uniform γ, uniform ε; see that module for their rules).
 
 The code's rules change the forward pass, so a grid runs one forward pass per setting; batching
 shares the layers below the first varied one and runs the rest as one batch. Methods are
@@ -29,27 +23,15 @@ from pathlib import Path
 
 import torch
 
-from lrpkit import composites, data, lrp, models
+from lrpkit import data, lrp, models, sweeps
 
 # the repository root: the independent oracles of oracles/, shared with the tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VALUES = torch.cat([torch.zeros(1), torch.logspace(-5, 1, 19)])  # Fig. 3.3's grid
-
-
-def sweeps(values):
-    """name → (factory of one setting's composite, composite of the whole sweep, thesis-code map name)."""
-    def uniform(rule, zbox):
-        return lambda v: composites.thesis_code_uniform(rule, **{rule: v}, zbox=zbox)
-    table = {
-        "z^B + γ": (uniform("gamma", True), "zbox_gamma"),
-        "z^B + ε": (uniform("epsilon", True), "zbox_epsilon"),
-        "composite γ": (lambda v: composites.thesis_code_tutorial(v, 0.25), "tutorial-gamma"),
-        "composite ε": (lambda v: composites.thesis_code_tutorial(0.25, v), "tutorial-epsilon"),
-        "uniform γ": (uniform("gamma", False), "uniform_gamma"),
-        "uniform ε": (uniform("epsilon", False), "uniform_epsilon"),
-    }
-    return {name: (one, one(values), oracle) for name, (one, oracle) in table.items()}
+VALUES = sweeps.values()  # Fig. 3.3's grid
+#: The thesis code's rule map of each sweep (oracles/thesis_code.py).
+ORACLE = {"zbox-gamma": "zbox_gamma", "zbox-epsilon": "zbox_epsilon", "composite-gamma": "tutorial-gamma",
+          "composite-epsilon": "tutorial-epsilon", "uniform-gamma": "uniform_gamma", "uniform-epsilon": "uniform_epsilon"}
 
 
 def timed(fn):
@@ -82,16 +64,17 @@ def main():
     x = data.load_image(data.image_set("castle")[0].path)
     model = models.vgg16(weights="random", seed=0)
     target = torch.tensor([483])
-    chosen = [list(sweeps(VALUES).items())[int(i) - 1] for i in args.sweeps.split(",")]
+    chosen = [list(sweeps.SWEEPS.values())[int(i) - 1] for i in args.sweeps.split(",")]
 
     methods = {}
-    for name, (one, grid, oracle) in chosen:
-        methods[f"{name} batched"] = (lambda c: lambda: lrp.relevance(model, x, target, c, chunk_size=args.chunk_size))(grid)
-        methods[f"{name} one by one"] = (lambda f: lambda: [lrp.relevance(model, x, target, f(v))
-                                                            for v in VALUES.tolist()])(one)
+    for s in chosen:
+        methods[f"{s.key} batched"] = (lambda c: lambda: lrp.relevance(model, x, target, c, chunk_size=args.chunk_size))(
+            s.composite(VALUES))
+        methods[f"{s.key} one by one"] = (lambda s: lambda: [lrp.relevance(model, x, target, s.composite(v))
+                                                             for v in VALUES.tolist()])(s)
         if args.thesis_code:
-            methods[f"{name} thesis code"] = thesis_code_loop(model, x, oracle, VALUES)
-    lrp.relevance(model, x, target, chosen[0][1][0](0.25))  # warm-up
+            methods[f"{s.key} thesis code"] = thesis_code_loop(model, x, ORACLE[s.key], VALUES)
+    lrp.relevance(model, x, target, chosen[0].composite(0.25))  # warm-up
     times = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, fn in methods.items():
@@ -103,13 +86,13 @@ def main():
           f"castle, {len(VALUES)} settings per sweep, chunk size {args.chunk_size}, load average {load:.1f}")
     for name, t in med.items():
         print(f"  {name:28s} {t:8.2f} s  ({t / len(VALUES):.2f} s per setting)")
-    for name, _ in chosen:
+    for name in (s.key for s in chosen):
         ratio = med[f"{name} one by one"] / med[f"{name} batched"]
-        line = f"{name:12s}: one by one / batched = {ratio:5.2f}x"
+        line = f"{name:17s}: one by one / batched = {ratio:5.2f}x"
         if args.thesis_code:
             line += f";  thesis code / batched = {med[f'{name} thesis code'] / med[f'{name} batched']:5.2f}x"
         print(line)
-    total = sum(med[f"{name} one by one"] for name, _ in chosen) / sum(med[f"{name} batched"] for name, _ in chosen)
+    total = sum(med[f"{s.key} one by one"] for s in chosen) / sum(med[f"{s.key} batched"] for s in chosen)
     print(f"all {len(chosen)} sweeps: one by one / batched = {total:5.2f}x")
 
 

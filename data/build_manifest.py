@@ -5,7 +5,8 @@
 SOURCES.tsv lists file, sha256 and public URL of every image; imagenet_classes.tsv maps torchvision's
 class index to wnid and name. The images' labels come from their file names
 (``imagenet-samples/<wnid>_<name>.JPEG``); the thesis's castle.jpg is ImageNet class 483 (castle).
-``random10`` is drawn once, with a fixed seed, from the samples not in another named set.
+``random10`` is drawn once, with a fixed seed, from the samples not in another named set of one
+file; the groups (``salamanders``) follow it.
 tests/test_data.py checks that the committed files equal what this script writes.
 """
 from __future__ import annotations
@@ -25,6 +26,13 @@ NAMED = {
     "axolotl": "imagenet-samples/n01632777_axolotl.JPEG",
     "dalmatian": "imagenet-samples/n02110341_dalmatian.JPEG",
     "alp": "imagenet-samples/n09193705_alp.JPEG",
+}
+#: Named sets of several files, listed after random10 (they do not change its draw): set name -> files.
+GROUPS = {
+    # the axolotl (class 29) and the two salamander classes beside it (26, 28): the quick profile of
+    # the grid experiment (thesis chapter 4), which cannot use the 50 axolotl validation images
+    "salamanders": ["imagenet-samples/n01632777_axolotl.JPEG", "imagenet-samples/n01630670_common_newt.JPEG",
+                    "imagenet-samples/n01632458_spotted_salamander.JPEG"],
 }
 RANDOM10_SEED = 2022
 CASTLE_WNID = "n02980441"
@@ -59,6 +67,7 @@ def build(source: Path) -> tuple[str, str]:
     sets = [["set", "file"]]
     sets += [[name, file] for name, file in NAMED.items()]
     sets += [["random10", file] for file in random10]
+    sets += [[name, file] for name, files in GROUPS.items() for file in files]
     sets += [["imagenet-samples", file] for file in sorted(samples)]
     return _write(images), _write(sets)
 

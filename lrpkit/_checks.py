@@ -47,7 +47,7 @@ def choice(name: str, value: Any, options: Sequence[Any], *, fold_case: bool = F
 
 def integer(name: str, value: Any, minimum: Optional[int] = None, *, hint: str = "") -> int:
     """``value`` as an int: a TypeError if it is not an integer (bools are not), a ValueError if
-    it is below ``minimum``. ``hint`` is added in parentheses ("0: inpaint in this process")."""
+    it is below ``minimum``. ``hint`` is added in parentheses ("0: inpaint in the calling thread")."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if minimum is not None and value < minimum:

@@ -260,7 +260,7 @@ def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
 
     Notes
     -----
-    What differs from :func:`tutorial` (thesis code against thesis text):
+    What differs from :func:`tutorial`:
 
     - ε is constant, not the tutorial's ε · RMS(z);
     - max-pools pass relevance to the winner (gradient), not as 2x2 average pools;
@@ -312,7 +312,7 @@ def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zenn
     Notes
     -----
     What differs from the thesis's Tables 2.3, 4.2 and 4.4 and from :func:`decreasing_gamma`
-    (thesis code against thesis text):
+    (the thesis code against its own text):
 
     - γ₁ covers layers 1-17: there is no fixed γ = 0.5 block on 2-10;
     - the code's "25-31 γ = 0" ends at its leaf 31, torchvision's ``AdaptiveAvgPool2d``; the

@@ -12,7 +12,7 @@ Image sets
 ----------
 The images of the book are listed in ``data/images.tsv`` (file, sha256, public source URL, class)
 and grouped into named sets in ``data/sets.tsv`` (``castle``, ``castle2``, ``axolotl``,
-``dalmatian``, ``alp``, ``random10``, ``imagenet-samples``). :func:`fetch` copies them from a mirror
+``dalmatian``, ``alp``, ``random10``, ``salamanders``, ``imagenet-samples``). :func:`fetch` copies them from a mirror
 folder (argument ``mirror`` or the environment variable ``LRPKIT_DATA_MIRROR``) or downloads them
 from their URLs, checks each sha256, and keeps them in the cache folder (:func:`cache_dir`:
 ``$LRPKIT_CACHE`` if set, else ``data/cache/`` of the checkout, which git ignores). A file whose

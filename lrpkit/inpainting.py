@@ -1,8 +1,8 @@
-"""Telea inpainting of patch masks, serially or in a pool of worker processes.
+"""Telea inpainting of patch masks, serially or in a pool of worker threads.
 
 Pixel-Flipping with the ``"inpainting"`` perturbation (:mod:`lrpkit.pf`) fills the flipped
 regions of an image with OpenCV's implementation of Telea's fast-marching inpainting. This module
-holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker processes start quickly:
+holds the OpenCV side only (NumPy and ``cv2``, no torch):
 
 - :func:`telea` — one call of ``cv2.inpaint(..., cv2.INPAINT_TELEA)`` on a ``uint8`` image and a
   ``uint8`` mask (OpenCV 5 rejects boolean masks).
@@ -11,8 +11,14 @@ holds the OpenCV side only (NumPy and ``cv2``, no torch), so that worker process
 - :func:`inpaint_chain_thesis` — the thesis code's sequential variant: every step starts from the
   previous step's output, passed through a lookup table that models its float round trip and
   truncation to ``uint8`` (see :mod:`lrpkit.pf`, ``thesis_compat``).
-- :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent process pool, and
+- :class:`Inpainter` — runs such jobs inline (``workers=0``) or in a persistent pool of threads, and
   hands back futures, so that the caller can overlap inpainting with the model's forward passes.
+  OpenCV releases the GIL inside ``cv2.inpaint`` (as torch does inside its operators), so threads
+  inpaint in parallel with each other and with the forward passes, without the pickling of a process
+  pool and without ``fork``: a forked worker of a process that had already run OpenCV or held torch's
+  locks could hang for good.
+- :func:`damage_mask` — scratches and text to damage a picture with, for a demonstration of Telea
+  (thesis Figure 2.7).
 
 Two properties of OpenCV's Telea matter here and are checked by the tests: pixels outside the mask
 are returned unchanged, and a mask that covers the whole image is a no-op (there is nothing to
@@ -28,15 +34,14 @@ Tools 9(1):23-34 (2004).
 from __future__ import annotations
 
 import atexit
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 import cv2
 import numpy as np
 
-__all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chain_thesis", "Inpainter",
+__all__ = ["telea", "patch_mask_to_pixels", "inpaint_patch_masks", "inpaint_chain_thesis", "Inpainter", "damage_mask",
            "shutdown_pool"]
 
 #: Value written into the masked pixels before inpainting (see module docstring).
@@ -148,33 +153,20 @@ def inpaint_chain_thesis(start: np.ndarray, patch_masks: np.ndarray, patch_size:
     return out
 
 
-def _worker_init() -> None:
-    cv2.setNumThreads(1)
-
-
 _POOLS: dict = {}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """A persistent pool of ``workers`` processes, created on first use and kept for the session."""
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``workers`` threads, created on first use and kept for the session."""
     pool = _POOLS.get(workers)
-    if pool is not None and getattr(pool, "_broken", False):  # a worker died (e.g. killed): start afresh
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = None
     if pool is None:
-        # fork where available: a worker starts at once and needs neither a re-import of the caller's
-        # main module nor an ``if __name__ == "__main__"`` guard there. Workers only run OpenCV
-        # (single-threaded) and NumPy, never torch, so the parent's torch threads do not matter
-        # (the same arrangement as torch's own DataLoader workers).
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lrpkit-inpainting")
         _POOLS[workers] = pool
     return pool
 
 
 def shutdown_pool() -> None:
-    """Stop the worker processes started by :class:`Inpainter` (also done at interpreter exit)."""
+    """Stop the worker threads started by :class:`Inpainter` (also done at interpreter exit)."""
     while _POOLS:
         _, pool = _POOLS.popitem()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -184,7 +176,7 @@ atexit.register(shutdown_pool)
 
 
 def default_workers(accelerated: bool) -> int:
-    """Number of inpainting worker processes to use by default.
+    """Number of inpainting worker threads to use by default.
 
     With the model on an accelerator the CPU has nothing else to do, so every core but one (which
     feeds the accelerator) inpaints. On a CPU the forward passes need the cores and inpainting is a
@@ -200,12 +192,12 @@ def default_workers(accelerated: bool) -> int:
 
 
 class Inpainter:
-    """Run inpainting jobs inline or in a persistent pool of worker processes.
+    """Run inpainting jobs inline or in a persistent pool of worker threads.
 
     Parameters
     ----------
     workers : int
-        0 runs every job at once in this process; ``n >= 1`` uses a pool of n processes that
+        0 runs every job at once in the calling thread; ``n >= 1`` uses a pool of n threads that
         lives until :func:`shutdown_pool` or the end of the interpreter.
     """
 
@@ -213,7 +205,7 @@ class Inpainter:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ValueError(f"workers must be an int >= 0, got {workers!r}")
         self.workers = workers
-        self._executor: Optional[ProcessPoolExecutor] = _pool(workers) if workers > 0 else None
+        self._executor: Optional[ThreadPoolExecutor] = _pool(workers) if workers > 0 else None
 
     def submit(self, function, *args) -> Future:
         """Run ``function(*args)`` (one of this module's functions) and return a future of its result."""
@@ -225,3 +217,46 @@ class Inpainter:
         except BaseException as error:  # pragma: no cover - surfaced by future.result()
             future.set_exception(error)
         return future
+
+
+def damage_mask(height: int, width: int, *, strokes: int = 8, thickness: int = 3, text: Optional[str] = None,
+                seed: int = 0) -> np.ndarray:
+    """A mask of scratches (and, optionally, a line of text) to damage a picture for an inpainting demo.
+
+    Thesis Figure 2.7 shows a damaged picture and its Telea inpainting; this draws the damage: random
+    straight strokes from ``numpy.random.default_rng(seed)`` and ``text`` written across the middle.
+
+    Parameters
+    ----------
+    height, width : int
+        Size of the mask.
+    strokes : int
+        Number of straight strokes, each between two random points of the image.
+    thickness : int
+        Line width of strokes and text, in pixels.
+    text : str, optional
+        Written in OpenCV's plain Hershey font, scaled to about 80 % of the width.
+    seed : int
+        Seed of the strokes' end points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8 [height, width]``, 255 where damaged and 0 elsewhere (the mask :func:`telea` takes).
+    """
+    for name, value, low in (("height", height, 1), ("width", width, 1), ("strokes", strokes, 0),
+                             ("thickness", thickness, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"damage_mask: {name} must be an int >= {low}, got {value!r}")
+    mask = np.zeros((height, width), dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    for _ in range(strokes):
+        (x0, x1), (y0, y1) = rng.integers(0, width, 2), rng.integers(0, height, 2)
+        cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), 255, int(thickness), lineType=cv2.LINE_8)
+    if text:
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        (text_width, text_height), _ = cv2.getTextSize(text, font, 1.0, int(thickness))
+        scale = 0.8 * width / max(text_width, 1)
+        origin = (int(0.1 * width), int(height / 2 + scale * text_height / 2))
+        cv2.putText(mask, text, origin, font, scale, 255, int(thickness), lineType=cv2.LINE_8)
+    return mask

@@ -11,7 +11,7 @@ the AOPC of Samek et al.
 
 Because step ``k`` is a function of the original image and the cumulative mask of step ``k`` alone,
 all steps — of one heatmap and of many — are independent: they are built from the original,
-inpainted in worker processes (:mod:`lrpkit.inpainting`) and scored in batched forward passes
+inpainted in worker threads (:mod:`lrpkit.inpainting`) and scored in batched forward passes
 without autograd, while the workers go on inpainting. Identical images are scored once: the
 unperturbed image and the gray image are shared by all heatmaps of an image, and so is every step
 whose mask two heatmaps share (all of them for the random order, which ignores the heatmap).
@@ -413,7 +413,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         Images per forward pass (bounds memory). Default: 2 on a CPU, where larger batches of VGG-16
         run slower per image (its activations leave the caches), 64 on an accelerator.
     workers : int, optional
-        Inpainting worker processes; 0 inpaints in this process. Default: one per eight cores on a
+        Inpainting worker threads; 0 inpaints in the calling thread. Default: one per eight cores on a
         CPU model, all cores but one on an accelerator.
     device : str or torch.device, optional
         Where the model runs; default the device of its parameters.
@@ -583,7 +583,7 @@ def _check_options(given: PixelFlippingOptions, x: torch.Tensor,
         raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {list(keep_steps)}")
     batch_size = None if given.batch_size is None else _checks.integer("batch_size", given.batch_size, 1)
     workers = None if given.workers is None else _checks.integer("workers", given.workers, 0,
-                                                                  hint="0: inpaint in this process")
+                                                                  hint="0: inpaint in the calling thread")
     device = given.device
     if model is not None:
         where = torch.device(device) if device is not None else _model_device(model, x)

@@ -15,6 +15,24 @@ def randomize_biases(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     return model
 
 
+def vgg16_without_biases() -> torch.nn.Module:
+    """A random VGG-16 (seed 3) in float64 with every bias zero: without biases the conserving rules
+    must keep the relevance sum exactly, layer by layer."""
+    torch.manual_seed(3)
+    model = torchvision.models.vgg16().double().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+    return model
+
+
+def assert_conserved(explanation) -> None:
+    """Every layer's relevance sum equals the explained logit (float64 rounding)."""
+    logits = explanation.logits.gather(1, explanation.target[:, None])[:, 0]
+    assert torch.allclose(explanation.layer_sums, logits.expand_as(explanation.layer_sums), rtol=1e-9, atol=0)
+
+
 @pytest.fixture(scope="session")
 def vgg16_f64():
     """A random VGG-16 in float64 with non-zero random biases, in eval mode."""

@@ -30,6 +30,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # Console messages of type "error" that are known and harmless: none so far. (Chromium's own
 # request for /favicon.ico on the redirect page is not a page error: the book has a favicon.)
 KNOWN_CONSOLE_ERRORS: tuple[str, ...] = ()
+# The first test here builds the whole book (the smoke profile) in its module fixture, and
+# pytest-timeout counts fixture set-up in the test: it gets longer than the suite's 900 s per test.
+pytestmark = pytest.mark.timeout(3000)
 
 
 def copy_book(root: Path) -> Path:
@@ -40,6 +43,8 @@ def copy_book(root: Path) -> Path:
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copytree(REPO / "book", root / "book",
                     ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints"))
+    shutil.copytree(REPO / "experiments", root / "experiments",     # the configs experiments: names
+                    ignore=shutil.ignore_patterns("*-results"))
     return root
 
 
@@ -295,6 +300,7 @@ def test_second_build_reexecutes_nothing(smoke_book):
     before = {p: p.stat().st_mtime_ns for p in generated}
     summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False)
     assert summary["executed"] == []
+    assert {e["status"] for e in summary["experiments"]} == {"reused"}      # no experiment reran
     assert sorted(summary["cached"]) == sorted(first["executed"])
     assert summary["html_full_rebuild"] is False
     assert {p: p.stat().st_mtime_ns for p in generated} == before
@@ -364,3 +370,138 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
             assert "Hide the solution" in first.locator("summary").inner_text()
             page.screenshot(path=str(screenshots / f"{fid}-unfolded.png"), full_page=True)
         browser.close()
+
+
+def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
+    """The chapter 'When LRP breaks': its five figures and its tables rendered, the random-weights
+    banner first, no error output, every glued number filled in, and the detector's verdicts both
+    in the prose and under the heatmaps (the figures hold them as pixels: here their text)."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    page_file = html / "book" / "when-lrp-breaks.html"
+    assert page_file.is_file()
+    text = page_file.read_text(encoding="utf-8")
+    assert "fig-2-5: glued" not in text                     # the MyST comment stays out of the page
+    generated = root / "book" / "_generated" / "when-lrp-breaks"
+    for fid in ("fig-2-3", "fig-2-4", "breaks-mechanism", "breaks-heuristics"):
+        keys = book.glue_keys(generated / f"{fid}.ipynb")
+        assert {"provenance", "banner"} <= set(keys), fid
+    verdict = book.glue_keys(generated / "fig-2-4.ipynb")["verdict"]["data"]["text/plain"]
+    verdict = "".join(verdict) if isinstance(verdict, list) else verdict
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/book/when-lrp-breaks.html", wait_until="load")
+        assert page.evaluate(FIRST_AFTER_TITLE) == "banner"
+        body = page.inner_text("article")
+        assert page.locator("article img").count() >= 5      # Figs 2.3, 2.4, culprits, conservation, heuristics
+        assert page.locator("article table").count() >= 6    # composite, culprits, settings, thresholds, detector, 2.5
+        for heading in ("Figure 2.3", "Figure 2.4", "Figure 2.5", "Why the patches appear",
+                        "A detector for broken heatmaps", "Table 2.5"):
+            assert heading in body, heading
+        assert "Traceback" not in body and "Error" not in body
+        assert "random" in body.lower() and "Montavon et al." in body
+        assert verdict.strip("'") in body                     # the detector's verdict, glued as text
+        assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
+        page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
+        browser.close()
+
+
+def test_pixel_flipping_page_shows_its_figures_and_numbers(site):
+    """The chapter 'Grading a heatmap: Pixel-Flipping': every glued figure is an image on the page,
+    the random-weights banner comes first, every glued number is printed as the notebook computed
+    it, and no cell error or traceback reached the page."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    page_md = root / "book" / "pixel-flipping.md"
+    refs = book.glue_references(page_md)
+    figures = {key for _, _, key in refs if key.startswith("fig-")}
+    assert figures >= {"fig-2-7", "fig-2-8", "fig-3-4", "fig-3-5a", "fig-3-5b", "fig-3-6a", "fig-3-6b",
+                       "fig-3-7a", "fig-3-7", "fig-3-8", "fig-3-9", "fig-defects", "fig-grays"}
+    schedule = book.glue_keys(root / "book" / "_generated" / "pixel-flipping" / "fig-2-7.ipynb")
+    total = "".join(schedule["total-flips"]["data"]["text/plain"])
+    castle = book.glue_keys(root / "book" / "_generated" / "pixel-flipping" / "fig-3-5.ipynb")
+    auc_morf = float("".join(castle["auc-morf"]["data"]["text/plain"]))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/book/pixel-flipping.html", wait_until="load")
+        page.wait_for_load_state("networkidle")
+        assert page.locator("article h1").first.inner_text().startswith("Grading a heatmap: Pixel-Flipping")
+        assert page.evaluate(FIRST_AFTER_TITLE) == "banner"
+        images = page.eval_on_selector_all("article img", "els => els.map(e => e.naturalWidth)")
+        assert len(images) >= len(figures) and all(w > 0 for w in images)
+        text = page.inner_text("article")
+        assert total == "1568" and "1568 flips in all" in text.replace("\n", " ")
+        assert f"{auc_morf:.3g}" in text                       # the glued AUC, as the page formats it
+        assert "defect" in text and page.locator("article table").count() >= 2
+        for bad in ("Traceback", "Error:", "could not find", "glue"):
+            assert bad not in text, bad
+        browser.close()
+
+#: The grid pages (lrpkit.sweeps): page -> (figure id, glued grid figures, sentences built from glued numbers).
+GRID_PAGES = {
+    "book/looking-at-the-grid": ("fig-3-3", 6, ["The detector flags {flagged} of the {tiles} heatmaps"]),
+    "book/appendix-castle2-grid": ("fig-b-1", 12, [
+        "the detector flags {flagged-shift} of the {tiles} heatmaps",
+        "under the zennit stabilizer it flags {flagged-zennit}"]),
+    "book/when-lrp-breaks": ("fig-2-5", 1, []),       # its other figures: test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers
+}
+
+
+def test_grid_pages_show_every_sweep_with_verdicts(site):
+    """The grid chapters: every glued grid is an image on the page, with the verdict legend, the
+    random-weights banner and the numbers the prose states (taken from the executed notebook's glue)."""
+    root, html, base = site
+    from playwright.sync_api import sync_playwright
+
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for docname, (fid, n_figures, sentences) in GRID_PAGES.items():
+            assert registry[fid]["chapter"] == docname
+            chapter = docname.split("/")[1]
+            glued = book.glue_keys(root / "book" / "_generated" / chapter / f"{fid}.ipynb")
+            grids = [k for k in glued if (k == fid or k.startswith(f"{fid}-"))
+                     and any(mime.endswith("image/png") for mime in glued[k]["data"])]
+            assert len(grids) == n_figures, (fid, sorted(glued))
+            page.goto(f"{base}/{docname}.html", wait_until="load")
+            images = page.eval_on_selector_all("article img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert len(images) >= n_figures and all(w > 300 and h > 100 for w, h in images), (docname, images)
+            text = " ".join(page.inner_text("article").split())
+            assert "random weights" in text.lower(), docname
+            assert page.locator(".lrpkit-random-weights").count() >= 1, docname
+            assert "Traceback" not in text and "Error" not in text, docname
+            values = {k: "".join(v["data"]["text/plain"]).strip("'") for k, v in glued.items()
+                      if "text/plain" in v["data"]}
+            for sentence in sentences:
+                assert sentence.format(**values) in text, (docname, sentence.format(**values))
+        browser.close()
+
+
+def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
+    """Chapter 4 (searching-the-grid) and appendix B.2: the experiments ran in the first build, every
+    figure and table is on its page, the glued numbers are there, and the provenance says smoke."""
+    root, summary = smoke_book
+    registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())
+    assert sorted(e["experiment"] for e in summary["experiments"]) == sorted(registry["experiments"])
+    assert {e["status"] for e in summary["experiments"]} == {"ran"}
+    for eid in registry["experiments"]:
+        results = root / "book" / "_generated" / "_experiments" / eid / "smoke"
+        assert (results / "results.parquet").is_file() and (results / "book-inputs.json").is_file()
+    html = root / "_build" / "html" / "book"
+    page = (html / "searching-the-grid.html").read_text(encoding="utf-8")
+    text = re.sub(r"<[^>]+>", "", page)
+    assert page.count("<img") >= 6                                   # Figures 4.1-4.6 and 3.2
+    assert text.count("Table 4.") >= 3 and "lrpkit-random-weights" in page
+    assert page.count("lrpkit-provenance-record") == 2
+    assert "2 × 2" in text                                           # the smoke grid, glued
+    assert re.search(r"\b(inside|outside)\b the thesis", text)        # the comparison, glued
+    assert "Traceback" not in text and "Error" not in text
+    appendix = (html / "appendix-more-classes.html").read_text(encoding="utf-8")
+    assert appendix.count("<img") >= 2 and "lrpkit-provenance-record" in appendix
+    assert "dalmatian" in appendix and "Traceback" not in appendix
+

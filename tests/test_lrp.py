@@ -7,7 +7,7 @@ from torch import nn
 from lrpkit import canonical, composites, lrp
 from lrpkit.rules import Epsilon, Gamma, ZBox, Zero
 
-from conftest import randomize_biases
+from conftest import assert_conserved, randomize_biases, vgg16_without_biases
 from oracles.zennit_lrp import gamma_oracle, tutorial_oracle, zennit_rules_oracle
 
 
@@ -81,15 +81,9 @@ def test_composites_equal_zennit_at_other_sizes(vgg16_f64):
 def test_conservation_at_other_sizes(comp, size):
     """Without biases, relevance is conserved through the adaptive pool too (it has no bias)."""
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
-    torch.manual_seed(3)
-    model = torchvision.models.vgg16().double().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if getattr(m, "bias", None) is not None:
-                m.bias.zero_()
+    model = vgg16_without_biases()
     e = lrp.explain(model, x, None, comp)
-    logits = e.logits.gather(1, e.target[:, None])[:, 0]
-    assert torch.allclose(e.layer_sums, logits.expand_as(e.layer_sums), rtol=1e-9, atol=0)
+    assert_conserved(e)
 
 
 @pytest.mark.parametrize("size, pooled", [((8, 8), (7, 7)), ((1, 1), (7, 7)), ((13, 9), (3, 4)), ((7, 7), (7, 7))])
@@ -188,15 +182,9 @@ def test_grid_over_different_images_and_decreasing_gamma(vgg16_f64, images_f64, 
 ], ids=["lrp0-zbox-avgpool", "gamma-zbox-maxpool", "decreasing-gamma"])
 def test_conservation_layer_by_layer(comp, images_f64):
     """Without biases, LRP-0, LRP-γ, z^B and both pool treatments conserve relevance exactly."""
-    torch.manual_seed(3)
-    model = torchvision.models.vgg16().double().eval()  # torchvision initializes biases to zero
-    with torch.no_grad():
-        for m in model.modules():
-            if getattr(m, "bias", None) is not None:
-                m.bias.zero_()
+    model = vgg16_without_biases()
     e = lrp.explain(model, images_f64, None, comp)
-    logits = e.logits.gather(1, e.target[:, None])[:, 0]
-    assert torch.allclose(e.layer_sums, logits.expand_as(e.layer_sums), rtol=1e-9, atol=0)
+    assert_conserved(e)
     report = e.conservation(sample=1)
     assert (report["ratio"] - 1).abs().max() < 1e-9
 

@@ -5,6 +5,8 @@ removing a region is known exactly; the agreement with the thesis code (``lrp-pf
 ``test_pf_thesis.py``.
 """
 import math
+import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -213,6 +215,10 @@ def test_worker_pool_gives_the_same_numbers(scene):
     x, model, relevance = scene
     inline = pf.pixel_flipping(model, x, relevance, 0, workers=0, keep_steps=[3])
     pooled = pf.pixel_flipping(model, x, relevance, 0, workers=2, batch_size=3, keep_steps=[3])
+    # the workers are threads of this process: nothing is forked from a process that has run OpenCV
+    # and torch (a forked worker of such a process hung for an hour in CI)
+    assert multiprocessing.active_children() == []
+    assert any(t.name.startswith("lrpkit-inpainting") for t in threading.enumerate())
     assert torch.equal(inline.images[3], pooled.images[3])
     torch.testing.assert_close(inline.scores, pooled.scores, rtol=1e-6, atol=1e-6)
     again = pf.pixel_flipping(model, x, relevance, 0, workers=2, batch_size=3)

@@ -13,10 +13,8 @@ import torchvision
 from lrpkit import composites, lrp
 from lrpkit.rules import Gradient, Zero
 
-from conftest import randomize_biases
-
-pytest.importorskip("lrp.core", reason="lrp-pf-auc (the thesis code) is not installed")
-from oracles.thesis_code import thesis_code_relevance  # noqa: E402
+from conftest import assert_conserved, randomize_biases, vgg16_without_biases
+from oracles.thesis_code import thesis_code_relevance
 
 IMAGES = ("castle", "common newt", "indigo bunting")
 FACTORIES = {"tutorial": composites.thesis_code_tutorial, "decreasing_gamma": composites.thesis_code_decreasing_gamma}
@@ -97,15 +95,9 @@ def test_unmodified_layers_and_conservation(vgg16_f64, images_f64):
     comp = composites.thesis_code_decreasing_gamma(0.1, 0.3)
     assert isinstance(comp.rule(31), Gradient) and isinstance(comp.rule(37), Gradient)
     assert isinstance(composites.thesis_code_tutorial().rule(37), Zero)
-    torch.manual_seed(3)
-    model = torchvision.models.vgg16().double().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if getattr(m, "bias", None) is not None:
-                m.bias.zero_()
+    model = vgg16_without_biases()
     e = lrp.explain(model, images_f64, None, comp)
-    logits = e.logits.gather(1, e.target[:, None])[:, 0]
-    assert torch.allclose(e.layer_sums, logits.expand_as(e.layer_sums), rtol=1e-9, atol=0)
+    assert_conserved(e)
 
 
 def test_gradient_rule_is_exact_lrp0():

@@ -6,7 +6,9 @@ build`` (:mod:`~lrpkit.book.command`, :func:`~lrpkit.book.pipeline.build`) execu
 papermill (:mod:`~lrpkit.book.execution`: one progress bar over the figures, one log per notebook
 under ``_build/logs/``), skipping a notebook whose inputs -- the notebook file, its parameters,
 lrpkit's version and source, the pinned packages, the data and weights checksums -- are those of a
-run already in the cache (:mod:`~lrpkit.book.cache`, ``_build/cache/``). The executed notebooks are
+run already in the cache (:mod:`~lrpkit.book.cache`, ``_build/cache/``). Figures that read an
+experiment's results get them from the build's experiment step (:mod:`~lrpkit.book.experiments`),
+which runs first and reuses results whose inputs are unchanged. The executed notebooks are
 written to ``book/_generated/<chapter>/<figure id>.ipynb`` and never edited by hand. Then
 ``jupyter-book build . -W -n --keep-going`` renders the site with ``execute_notebooks: "off"``; the
 prose pages paste figures and numbers from the executed notebooks with myst-nb ``glue``, every key
@@ -32,7 +34,8 @@ from .command import main, parser
 from .errors import BuildError
 from .execution import FigureResult, kernel_environment, present, run_figures
 from .pages import check_glue, glue_keys, glue_references, jupyter_book, toc_pages, weights_by_figure, weights_note
-from .registry import GENERATED, PROFILES, REGISTRY, Figure, load_registry, notebook_parameters, select
+from .registry import (EXPERIMENTS, GENERATED, PROFILES, REGISTRY, Experiment, Figure, load_experiments, load_registry,
+                       notebook_parameters, results_dir, select)
 
 __all__ = [
     "provenance", "Provenance", "Banner", "provenance_record", "source_hash", "lrpkit_version", "git_commit",
@@ -43,4 +46,5 @@ __all__ = [
     "FigureResult", "kernel_environment", "present", "run_figures",
     "check_glue", "glue_keys", "glue_references", "jupyter_book", "toc_pages", "weights_by_figure", "weights_note",
     "GENERATED", "PROFILES", "REGISTRY", "Figure", "load_registry", "notebook_parameters", "select",
+    "EXPERIMENTS", "Experiment", "load_experiments", "results_dir",
 ]

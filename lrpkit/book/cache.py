@@ -1,7 +1,7 @@
 """The build's cache: every step's outputs kept under the fingerprint of everything they depend on.
 
-A *step* of the build makes files from inputs: a figure notebook now (:func:`figure_inputs`), an
-experiment next. Its *inputs* are a JSON-able mapping: the files it reads by checksum, its
+A *step* of the build makes files from inputs: a figure notebook (:func:`figure_inputs`) or an
+experiment (:mod:`lrpkit.book.experiments`, which keys its results by the same ingredients). Its *inputs* are a JSON-able mapping: the files it reads by checksum, its
 parameters, lrpkit's version with a hash of its source (:func:`code_inputs`), the versions of the
 packages that change numbers or pictures, the checksums of its images (:func:`data_checksums`) and
 of its weights (:func:`weights_inputs`). :func:`fingerprint` hashes the inputs; a :class:`Cache`
@@ -86,9 +86,10 @@ class Cache:
 # Inputs
 
 
-def code_inputs() -> dict[str, Any]:
-    """What every step depends on: lrpkit (version and source hash) and the pinned packages."""
-    return {"lrpkit_version": lrpkit_version(), "packages": package_versions(PINNED_PACKAGES)}
+def code_inputs(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
+    """What every step depends on: lrpkit (version and source hash) and the pinned packages, with
+    ``extra_packages`` that this step also depends on."""
+    return {"lrpkit_version": lrpkit_version(), "packages": package_versions(PINNED_PACKAGES + tuple(extra_packages))}
 
 
 def data_checksums(sets: Sequence[str], owner: str = "step") -> dict[str, str]:
@@ -140,8 +141,12 @@ def weights_inputs(weights: str) -> dict[str, Any]:
 
 
 def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything a figure notebook's result depends on: its cache key is their :func:`fingerprint`."""
+    """Everything a figure notebook's result depends on: its cache key is their :func:`fingerprint`.
+    For a figure that reads experiments, their fingerprints too
+    (:func:`lrpkit.book.experiments.inputs_of_figure`)."""
     from ..models import sha256_file
+    from .experiments import inputs_of_figure
+    from .registry import load_experiments
 
     return {
         "figure": figure.id,
@@ -150,4 +155,6 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> 
         **code_inputs(),
         "data_sha256": data_checksums(figure.data, f"figure {figure.id!r}"),
         **weights_inputs(parameters["weights"]),
+        **(inputs_of_figure(root, figure.experiment, load_experiments(root), parameters)
+           if figure.experiment else {}),
     }

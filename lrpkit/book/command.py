@@ -58,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"profile {summary['profile']} on {summary['device']}, weights={summary['weights']}: "
           f"{len(summary['executed'])} notebook(s) executed, {len(summary['cached'])} unchanged; "
           f"{summary['total_seconds']:.1f} s")
+    if summary["experiments"]:
+        ran = [e["experiment"] for e in summary["experiments"] if e["status"] == "ran"]
+        print(f"experiments: {len(ran)} run ({', '.join(ran) or 'none'}), "
+              f"{len(summary['experiments']) - len(ran)} reused")
     note = weights_note(summary["network_figures"], summary["random_weights"])
     if note:
         print(note)

@@ -3,7 +3,8 @@
 ``python -m lrpkit.book build`` (:mod:`lrpkit.book.command`) calls :func:`build`. Before any
 notebook runs, the build checks once that the device exists on this machine and that the weights
 asked for load (``imagenet``, a state-dict path); either failing is a one-line error. It then runs
-the figures (:func:`lrpkit.book.execution.run_figures`), checks every glue key of the prose pages
+the experiments those figures read (:func:`lrpkit.book.experiments.prepare`: run, or reused when
+their inputs are unchanged), then the figures (:func:`lrpkit.book.execution.run_figures`), checks every glue key of the prose pages
 (:func:`lrpkit.book.pages.check_glue`) and renders the HTML with Jupyter Book. The summary, also
 written to ``_build/book-build.json``, says which figures, or whether all of them, used random
 weights.
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .execution import run_figures
+from .experiments import prepare
 from .pages import check_glue, jupyter_book, toc_pages, weights_by_figure
-from .registry import GENERATED, PROFILES, load_registry, select
+from .registry import GENERATED, PROFILES, load_experiments, load_registry, select
 
 __all__ = ["build", "resolve_device", "resolve_profile", "check_weights"]
 
@@ -47,6 +49,8 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
         if slow:
             print(f"warning: profile 'full' on {device}: {', '.join(slow)} need a GPU to be "
                   "practical (hours on a CPU)", file=sys.stderr)
+    ran = prepare(root, [e for f in chosen for e in f.experiment], load_experiments(root), profile, common,
+                  force=force, progress=progress)
     # Executed notebooks of figures no longer in the registry would be stale pages.
     expected = {(root / f.output).resolve() for f in registry}
     for stale in (root / GENERATED).rglob("*.ipynb") if (root / GENERATED).is_dir() else []:
@@ -64,6 +68,7 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
                "figures": [vars(r) for r in results],
                "executed": [r.figure for r in results if r.status == "executed"],
                "cached": [r.figure for r in results if r.status == "cached"],
+               "experiments": [vars(r) for r in ran],
                "network_figures": network, "random_weights": random,
                "notebook_seconds": round(t_notebooks, 2)}
     if html:

@@ -6,12 +6,19 @@ minutes; ``quick``: a CPU laptop, under half an hour; ``full``: the thesis's sca
 parameters common to all notebooks are :data:`lrpkit.provenance.COMMON_PARAMETERS`. Every notebook
 is checked when the registry is read: clean (no committed outputs), with one ``parameters`` cell
 that defines every parameter the registry sets.
+
+Some figures read the results of an :mod:`lrpkit.experiment` run (thesis chapter 4). The registry
+names those runs in a top-level ``experiments:`` map (:class:`Experiment`: a config file, the
+image sets it reads, config changes per profile); a figure that says ``experiment: <id>`` (or a list
+of ids) gets the notebook parameter ``results``, the results directory (:func:`results_dir`; for a
+list, a mapping id -> directory). Running them is the build's experiment step
+(:mod:`lrpkit.book.experiments`).
 """
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,12 +26,19 @@ import yaml
 
 from ..provenance import COMMON_PARAMETERS
 
-__all__ = ["PROFILES", "REGISTRY", "GENERATED", "Figure", "load_registry", "notebook_parameters", "select"]
+__all__ = ["PROFILES", "REGISTRY", "GENERATED", "EXPERIMENTS", "Figure", "Experiment", "load_registry",
+           "load_experiments", "results_dir", "notebook_parameters", "select"]
 
 PROFILES = ("smoke", "quick", "full")
 REGISTRY = Path("notebooks") / "figures.yml"
 #: Where the executed notebooks go (relative to the book root); never edited by hand.
 GENERATED = Path("book") / "_generated"
+#: Where the book keeps experiment results (relative to the book root): ``<id>/<profile>/``.
+EXPERIMENTS = GENERATED / "_experiments"
+_FIGURE_FIELDS = {"title", "notebook", "chapter", "gpu", "data", "parameters", "experiment"}
+_EXPERIMENT_FIELDS = {"title", "config", "data", "gpu", "parameters"}
+#: Config changes an experiment entry may not make: the build command sets them.
+_EXPERIMENT_COMMON = {"device", "seed", "model.weights"}
 
 
 @dataclass
@@ -38,6 +52,7 @@ class Figure:
     gpu: bool               # whether the `full` profile needs a GPU to be practical
     data: list[str]         # image sets of data/sets.tsv that the notebook reads
     parameters: dict[str, dict[str, Any]]   # "all" and one entry per profile
+    experiment: list[str] = field(default_factory=list)   # ids of the experiments it reads
 
     @property
     def output(self) -> Path:
@@ -51,7 +66,39 @@ class Figure:
         params["profile"] = profile
         params.update(self.parameters.get("all", {}))
         params.update(self.parameters.get(profile, {}))
+        if self.experiment:
+            folders = {eid: results_dir(eid, profile).as_posix() for eid in self.experiment}
+            params["results"] = folders[self.experiment[0]] if len(folders) == 1 else folders
         return params
+
+
+@dataclass
+class Experiment:
+    """One entry of the registry's ``experiments:`` map: an experiment config the book runs."""
+
+    id: str
+    title: str
+    config: Path                 # relative to the book root
+    data: list[str]              # image sets it reads (their checksums are part of its inputs)
+    gpu: bool                    # whether the `full` profile needs a GPU to be practical
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)   # config changes per profile
+
+    def changes(self, profile: str, common: Mapping[str, Any], factory: bool = False) -> dict[str, Any]:
+        """The config changes of ``profile`` (:func:`lrpkit.experiment.config.apply_changes`), then
+        the build's device, weights (unless the config builds its model with a ``model.factory``)
+        and seed."""
+        out = dict(self.parameters.get("all", {}))
+        out.update(self.parameters.get(profile, {}))
+        out["device"] = common["device"]
+        if not factory:
+            out["model.weights"] = common["weights"]
+        out["seed"] = int(common["seed"])
+        return out
+
+
+def results_dir(experiment_id: str, profile: str) -> Path:
+    """``book/_generated/_experiments/<id>/<profile>``, relative to the book root."""
+    return EXPERIMENTS / experiment_id / profile
 
 
 def load_registry(root: Path | str = ".") -> list[Figure]:
@@ -70,6 +117,7 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
     if not path.is_file():
         raise FileNotFoundError(f"figure registry not found: {path}")
     doc = yaml.safe_load(path.read_text()) or {}
+    experiments = _experiments(root, doc, path)
     entries = doc.get("figures")
     if not isinstance(entries, Mapping) or not entries:
         raise ValueError(f"{path}: expected a non-empty mapping 'figures: {{id: entry}}'")
@@ -80,7 +128,7 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
             raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
         if not isinstance(entry, Mapping):
             raise ValueError(f"{where}: expected a mapping")
-        unknown = set(entry) - {"title", "notebook", "chapter", "gpu", "data", "parameters"}
+        unknown = set(entry) - _FIGURE_FIELDS
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
         for required in ("title", "notebook", "chapter"):
@@ -102,8 +150,12 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
         figure = Figure(id=str(fid), title=str(entry["title"]), notebook=notebook,
                         chapter=str(entry["chapter"]), gpu=bool(entry.get("gpu", False)),
                         data=[str(d) for d in entry.get("data") or []],
-                        parameters={k: dict(v or {}) for k, v in params.items()})
+                        parameters={k: dict(v or {}) for k, v in params.items()},
+                        experiment=_figure_experiments(entry.get("experiment"), where, experiments))
         names = notebook_parameters(root / notebook)
+        if figure.experiment and "results" not in names:
+            raise ValueError(f"{notebook}: reads experiment(s) {figure.experiment} but its 'parameters' cell "
+                             "does not define results (the results directory the build passes)")
         missing = [k for k in COMMON_PARAMETERS if k not in names]
         if missing:
             raise ValueError(f"{notebook}: its 'parameters' cell does not define "
@@ -118,6 +170,67 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
             raise FileNotFoundError(f"{where}: chapter page {chapter_file} not found")
         figures.append(figure)
     return figures
+
+
+def load_experiments(root: Path | str = ".") -> dict[str, Experiment]:
+    """The registry's ``experiments:`` map under ``root``, checked (empty if there is none)."""
+    path = Path(root) / REGISTRY
+    return _experiments(Path(root), yaml.safe_load(path.read_text()) or {}, path)
+
+
+def _experiments(root: Path, doc: Mapping[str, Any], path: Path) -> dict[str, Experiment]:
+    entries = doc.get("experiments") or {}
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"{path}: 'experiments' must map ids to entries, got {entries!r}")
+    out = {}
+    for eid, entry in entries.items():
+        where = f"{path}: experiment {eid!r}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(eid)):
+            raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where}: expected a mapping with {', '.join(sorted(_EXPERIMENT_FIELDS))}")
+        unknown = set(entry) - _EXPERIMENT_FIELDS
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: "
+                             f"{', '.join(sorted(_EXPERIMENT_FIELDS))}")
+        if "config" not in entry:
+            raise ValueError(f"{where}: missing field 'config' (an experiment config, e.g. experiments/x.yaml)")
+        config = Path(str(entry["config"]))
+        if not (root / config).is_file():
+            raise FileNotFoundError(f"{where}: config file {root / config} not found")
+        params = entry.get("parameters") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{where}: parameters must map 'all' and profiles to config changes")
+        bad = set(params) - {"all", *PROFILES}
+        if bad:
+            raise ValueError(f"{where}: parameters has {sorted(bad)}; use 'all' and the profiles {', '.join(PROFILES)}")
+        for group, values in params.items():
+            if not isinstance(values or {}, Mapping):
+                raise ValueError(f"{where}: parameters.{group} must be a mapping of config changes")
+            clash = _EXPERIMENT_COMMON & set(values or {})
+            if clash:
+                raise ValueError(f"{where}: parameters.{group} sets {sorted(clash)}; these come from the build command")
+        data = entry.get("data") or []
+        if not isinstance(data, list):
+            raise ValueError(f"{where}: data must list image sets, got {data!r}")
+        out[str(eid)] = Experiment(id=str(eid), title=str(entry.get("title", eid)), config=config,
+                                   data=[str(d) for d in data], gpu=bool(entry.get("gpu", False)),
+                                   parameters={k: dict(v or {}) for k, v in params.items()})
+    return out
+
+
+def _figure_experiments(value: Any, where: str, experiments: Mapping[str, Experiment]) -> list[str]:
+    """The ``experiment:`` field of a figure entry as a list of known ids."""
+    if value is None:
+        return []
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{where}: experiment must be an experiment id or a list of them, got {value!r}")
+    for eid in ids:
+        if eid not in experiments:
+            known = ", ".join(sorted(experiments)) or "none"
+            raise ValueError(f"{where}: experiment {eid!r} is not in the registry's 'experiments:' (known: {known})")
+    return list(ids)
 
 
 def notebook_parameters(path: Path) -> set[str]:

@@ -107,7 +107,7 @@ def add_parser(subparsers, parser_class) -> argparse.ArgumentParser:
                     "<config name>-results beside the config)")
     ru.add_argument("--shard", type=_shard, metavar="K/N", help="run only the K-th of N shares of the units "
                     "(every N-th image; e.g. one SLURM array task each), then merge")
-    ru.add_argument("--workers", type=_workers, metavar="N", help="inpainting processes (default: lrpkit's; "
+    ru.add_argument("--workers", type=_workers, metavar="N", help="inpainting threads (default: lrpkit's; "
                     "the numbers do not depend on it)")
     ru.add_argument("--dry-run", action="store_true", help="check and estimate only; write nothing")
     ru.add_argument("--no-estimate", action="store_true", help="skip the time estimate (and its calibration)")

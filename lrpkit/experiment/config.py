@@ -68,7 +68,7 @@ from ..models import VGG_ARCHS, WEIGHTS_CHOICES
 from ..rules import POOLING
 from .grid import FAMILIES, default_axis, logspace_axis
 
-__all__ = ["Config", "ConfigError", "load_config", "TARGETS", "first_difference"]
+__all__ = ["Config", "ConfigError", "load_config", "apply_changes", "TARGETS", "first_difference"]
 
 TARGETS = ("label", "predicted")
 
@@ -158,7 +158,8 @@ class Config:
         return None if out is None else (self.root / out)
 
 
-def load_config(source: Union[str, os.PathLike, Mapping[str, Any]], *, resolve: bool = True) -> Config:
+def load_config(source: Union[str, os.PathLike, Mapping[str, Any]], *, resolve: bool = True,
+                changes: Optional[Mapping[str, Any]] = None) -> Config:
     """Read and check a config: a YAML file, or a mapping with the same keys.
 
     Parameters
@@ -167,6 +168,11 @@ def load_config(source: Union[str, os.PathLike, Mapping[str, Any]], *, resolve: 
     resolve : bool
         Resolve ``device: auto`` (``weights: auto`` is resolved when the model
         is built). False keeps them as written (for reading a results directory's own config).
+    changes : mapping, optional
+        Keys that replace the source's before it is checked (:func:`apply_changes`): ``grid`` or
+        ``images`` replace a whole section, a dotted key such as ``pf.patch_size`` one key of a
+        section. Relative paths stay relative to the config file. The book's profiles use this to
+        run one config at several scales.
 
     Raises
     ------
@@ -195,7 +201,41 @@ def load_config(source: Union[str, os.PathLike, Mapping[str, Any]], *, resolve: 
                               f"got {type(raw).__name__}")
         if raw.get("name") is None:
             raw = {**raw, "name": path.stem}
+    if changes:
+        raw = apply_changes(raw, changes, name)
     return Config(_check(raw, name, resolve, root), source=name, root=root)
+
+
+def apply_changes(raw: Mapping[str, Any], changes: Mapping[str, Any], source: str = "config") -> Dict[str, Any]:
+    """A copy of the config mapping ``raw`` with ``changes`` applied (before any check).
+
+    A plain key (``grid``, ``images``, ``seed``) replaces the whole value; a dotted key
+    ``section.key`` (``pf.patch_size``, ``model.weights``) replaces one key inside a section, which
+    is created if the source lacks it. Whether the result is a valid config is checked afterwards,
+    as for any config.
+
+    Raises
+    ------
+    ConfigError
+        A change whose key is not a string, or is dotted deeper than ``section.key``, or reaches into
+        a key that is not a section.
+    """
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
+    for key, value in changes.items():
+        if not isinstance(key, str) or key.count(".") > 1 or "" in key.split("."):
+            raise ConfigError(f"{source}: change {key!r} must be a key (grid) or section.key (pf.patch_size)")
+        section, _, sub = key.partition(".")
+        if not sub:
+            out[key] = value
+            continue
+        current = out.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, Mapping):
+            raise ConfigError(f"{source}: change {key!r} reaches into {section!r}, which is {current!r}, not a "
+                              f"section; change {section!r} as a whole")
+        out[section] = {**current, sub: value}
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ Thesis §4.1 searches a 2-D grid for each of two composites (Tables 4.2 and 4.3)
 
 A setting is a pair ``(i, j)`` of grid indices; settings are numbered ``n2 * i + j`` (``n2`` values
 on the second axis), which for the thesis's 16 × 16 grid is its experiment id (``16 i + j``,
-in the thesis code's Chapter 4 grid experiment).
+the number in the thesis code's result files).
 
 The default axis is the thesis's ``{0} ∪ logspace(-4, 0, 15)`` (16 values).
 """

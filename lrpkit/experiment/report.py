@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-__all__ = ["mean_auc", "best_settings", "BEST", "report_lines"]
+__all__ = ["mean_auc", "best_settings", "BEST", "report_lines", "axes_of", "auc_grid", "log_position", "nearest_setting",
+           "relevance_extremes", "experiments_table"]
 
 #: How each order's best setting is chosen: ``"min"``, ``"max"`` or None (no best).
 BEST = {"morf": "min", "lrf": "max", "random": None}
@@ -92,3 +93,137 @@ def report_lines(results, metadata: Optional[dict] = None) -> List[str]:
             line += "; no best setting (the random order ignores the heatmap)"
         out.append(line)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# tables for figures (thesis Figures 3.2, 4.1-4.6, Table 4.1)
+
+
+def axes_of(results) -> List[str]:
+    """The names of the two axis columns of a results table (e.g. ``["gamma", "epsilon"]``)."""
+    return _axes(results)
+
+
+def auc_grid(results, order: str):
+    """Mean AUC of ``order`` over the grid, as the matrix a contour plot draws.
+
+    Returns
+    -------
+    first, second : numpy.ndarray
+        The values of the first and second axis (sorted as in the experiment).
+    z : numpy.ndarray
+        ``z[i, j]``: mean AUC over the images at ``first[i]``, ``second[j]``.
+
+    Raises
+    ------
+    ValueError
+        The table has no rows of ``order``, or not every setting of the grid.
+    """
+    import numpy as np
+
+    means = mean_auc(results)
+    part = means[means["order"] == order]
+    if part.empty:
+        raise ValueError(f"the results hold no rows of order {order!r} (they have "
+                         f"{sorted(results['order'].unique())})")
+    a, b = _axes(results)
+    first = np.array(sorted(part[a].unique()))
+    second = np.array(sorted(part[b].unique()))
+    z = np.full((len(first), len(second)), np.nan)
+    z[np.searchsorted(first, part[a]), np.searchsorted(second, part[b])] = part["auc"].to_numpy()
+    if np.isnan(z).any():
+        raise ValueError(f"order {order!r}: {int(np.isnan(z).sum())} of {z.size} settings of the grid have no rows")
+    return first, second, z
+
+
+def log_position(values, zero_gap: float = 1.0):
+    """Positions of axis values on a log axis that also shows 0: ``log10(v)`` for ``v > 0``, and 0
+    ``zero_gap`` decades below the smallest positive value.
+
+    The thesis's grids are ``{0} ∪`` log-spaced values; a plain log axis cannot show 0 and a linear
+    one crowds 11 of its 16 values into the first 4 % of the axis (as the thesis's Figures 4.1 and 4.2 do).
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if (values < 0).any():
+        raise ValueError(f"log_position: values must be >= 0, got {values[values < 0].tolist()}")
+    positive = values[values > 0]
+    low = np.log10(positive.min()) if positive.size else 0.0
+    with np.errstate(divide="ignore"):
+        return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), low - zero_gap)
+
+
+def nearest_setting(results, first: float, second: float) -> dict:
+    """The setting of the table nearest to ``(first, second)`` on the log axes (0 is its own point).
+
+    Used to show the thesis's setting 140 (γ = 0.01, 0.13895 on its 16 × 16 grid) on a coarser grid.
+
+    Returns
+    -------
+    dict
+        ``setting``, ``i``, ``j``, the two axis values and ``exact`` (whether both values are on the grid).
+    """
+    import numpy as np
+
+    a, b = _axes(results)
+    grid = results[["setting", "i", "j", a, b]].drop_duplicates("setting").reset_index(drop=True)
+    fa, fb = sorted(grid[a].unique()), sorted(grid[b].unique())
+    pa = log_position(np.r_[fa, first])
+    pb = log_position(np.r_[fb, second])
+    ia = int(np.argmin(np.abs(pa[:-1] - pa[-1])))
+    ib = int(np.argmin(np.abs(pb[:-1] - pb[-1])))
+    row = grid[(grid[a] == fa[ia]) & (grid[b] == fb[ib])].iloc[0]
+    return {"setting": int(row["setting"]), "i": int(row["i"]), "j": int(row["j"]), a: float(row[a]),
+            b: float(row[b]), "exact": bool(np.isclose(fa[ia], first, rtol=1e-4) and np.isclose(fb[ib], second, rtol=1e-4))}
+
+
+def relevance_extremes(results):
+    """Minimum and maximum relevance of every heatmap of an experiment (thesis Figure 3.2).
+
+    One row per image and setting (the relevance does not depend on the order): ``composite``,
+    ``setting``, ``image``, the axis values, ``relevance_min`` and ``relevance_max``.
+    """
+    a, b = _axes(results)
+    columns = ["composite", "setting", "image", a, b, "relevance_min", "relevance_max"]
+    return results[columns].drop_duplicates(["setting", "image"]).sort_values(["setting", "image"], ignore_index=True)
+
+
+def experiments_table(configs):
+    """Thesis Table 4.1 from experiment configs: one row per composite and Pixel-Flipping order.
+
+    Parameters
+    ----------
+    configs : sequence of Config
+        E.g. the configs of the results directories (:func:`lrpkit.experiment.load_config`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``LRP composite``, ``PF order``, ``Grid`` (the two axes and their number of values), ``Images``
+        (the image set or validation class, and how many), ``Pixel-Flipping`` (patch size, mode, schedule).
+    """
+    import pandas as pd
+
+    from .grid import FAMILIES
+
+    names = {"morf": "MoRF", "lrf": "LRF", "random": "Random"}
+    rows = []
+    for config in configs:
+        family = FAMILIES[config.family]
+        first, second = config.grid
+        axes = config.axes
+        images = config.data["images"]
+        source = (f"image set {images['set']}" if images["set"] is not None
+                  else f"ILSVRC-2012 val, class {images['class']}")
+        count = f", first {images['count']}" if images["count"] is not None else ""
+        p = config.data["pf"]
+        for order in config.orders:
+            rows.append({
+                "LRP composite": family.name + (" (thesis code)" if config.variant == "thesis-code" else ""),
+                "PF order": names.get(order, order),
+                "Grid": f"{axes[0].label()}: {len(first)} values × {axes[1].label()}: {len(second)} values",
+                "Images": f"{source}{count}, {images['size']} px",
+                "Pixel-Flipping": f"{p['mode']}, {p['patch_size']}×{p['patch_size']} patches, schedule {p['schedule']}",
+            })
+    return pd.DataFrame(rows)

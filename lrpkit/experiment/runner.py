@@ -364,7 +364,7 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     shard : "K/N" or (K, N), optional
         Run only the K-th of N shares of the units (:func:`~lrpkit.experiment.plan.shard_units`).
     workers : int, optional
-        Inpainting processes (:func:`lrpkit.pf.pixel_flipping`); they do not change the numbers.
+        Inpainting threads (:func:`lrpkit.pf.pixel_flipping`); they do not change the numbers.
     estimate : bool
         Print a time estimate before starting: from the finished units' times if there are any,
         otherwise from a short calibration on the first image.

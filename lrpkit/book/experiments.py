@@ -1,0 +1,277 @@
+"""The build's experiment step: run an experiment config when its inputs changed, reuse it otherwise.
+
+Figures of thesis chapter 4 read the results of an :mod:`lrpkit.experiment` run (a grid of LRP
+hyperparameters graded by Pixel-Flipping). The registry names those runs in its ``experiments:``
+map (:class:`lrpkit.book.registry.Experiment`)::
+
+    experiments:
+      grid-tutorial:
+        title: "LRP-Tutorial on the (γ, ε) grid"
+        config: experiments/thesis-tutorial.yaml      # relative to the book root
+        data: [axolotl]                                # image sets it reads (their checksums)
+        gpu: true                                      # `full` needs a GPU to be practical
+        parameters:                                    # changes of the config per profile
+          all: {}
+          smoke: {grid: {gamma: [0, 0.25], epsilon: [0, 0.25]}, images: {set: axolotl, size: 64}}
+          full: {}                                     # the config as written: the thesis
+
+The changes follow :func:`lrpkit.experiment.config.apply_changes`; the build sets ``device``,
+``model.weights`` and ``seed`` from its command line, like the notebooks' common parameters.
+
+An experiment is a step of the build like a figure notebook, keyed by the same ingredients
+(:mod:`lrpkit.book.cache`: :func:`~lrpkit.book.cache.fingerprint` over the resolved config, the
+images' checksums, the weights, lrpkit's version and source hash and the pinned packages). A
+figure's inputs include the fingerprints of the experiments it reads, so that new results
+re-execute the notebooks that read them. Where it differs from a figure's cache entry: its results
+are kept where the notebooks read them, ``book/_generated/_experiments/<id>/<profile>/``
+(:func:`~lrpkit.book.registry.results_dir`), with the inputs they were made from in
+:data:`RECORD_FILE`; and an interrupted run is not thrown away but continued -- the experiment is
+resumable unit by unit -- from ``.<profile>.<fingerprint>.partial`` beside it, which replaces the
+results directory when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from .cache import code_inputs, data_checksums, fingerprint, weights_inputs
+from .errors import BuildError
+from .registry import Experiment, results_dir
+
+__all__ = ["ExperimentResult", "resolve_config", "experiment_inputs", "experiment_fingerprint", "inputs_of_figure",
+           "prepare", "RECORD_FILE"]
+
+#: The file in a results directory that records the inputs it was made from.
+RECORD_FILE = "book-inputs.json"
+#: Parts of the config that only say where things are on this machine (the units' checksums say
+#: what was read): left out of the fingerprint.
+_LOCAL_PATHS = ("imagenet_val", "labels", "devkit", "wnids")
+
+
+@dataclass
+class ExperimentResult:
+    """What the build did with one experiment."""
+
+    experiment: str
+    status: str              # "ran" | "reused"
+    seconds: float
+    fingerprint: str
+    results: str             # the results directory, relative to the book root
+
+
+# --------------------------------------------------------------------------------------------
+# Config and fingerprint
+# --------------------------------------------------------------------------------------------
+
+def resolve_config(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]):
+    """The experiment's :class:`~lrpkit.experiment.Config` for ``profile`` and the build's device,
+    weights and seed.
+
+    Raises
+    ------
+    ValueError
+        One line naming the experiment, the profile and the problem; for a config that reads an
+        ILSVRC-2012 validation folder that is not there, also what to set (``full`` profile).
+    """
+    import yaml
+
+    from ..experiment.config import ConfigError, apply_changes, load_config
+
+    path = root / experiment.config
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        changed = apply_changes(raw if isinstance(raw, Mapping) else {}, experiment.changes(profile, common))
+        factory = isinstance(changed.get("model"), Mapping) and changed["model"].get("factory") is not None
+        return load_config(path, changes=experiment.changes(profile, common, factory=factory))
+    except yaml.YAMLError:
+        raise ValueError(f"experiment {experiment.id!r}: config {experiment.config.as_posix()} is not valid YAML") from None
+    except ConfigError as err:
+        message = str(err)
+        hint = ""
+        if "imagenet_val" in message:
+            hint = ("; this profile reads the ILSVRC-2012 validation images: download the validation set "
+                    "(image-net.org), point the variable the config names (e.g. IMAGENET_VAL) at its folder, "
+                    "and build again, or build with --profile quick")
+        raise ValueError(f"experiment {experiment.id!r} (profile {profile!r}, config {experiment.config.as_posix()}) "
+                         f"cannot run: {message}{hint}") from None
+
+
+def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, Any]:
+    """Everything the experiment's results depend on (its hash is the fingerprint).
+
+    The resolved config (device, weights and seed included; folders of this machine left out),
+    every image's file, label and sha256, the weights file's checksum, lrpkit's version with source
+    hash and the pinned packages (and pyarrow, which writes the results): the ingredients of
+    :func:`lrpkit.book.cache.figure_inputs`.
+    """
+    from ..experiment import plan
+
+    compared = json.loads(json.dumps(config.compared(), default=str))
+    images = compared.get("images", {})
+    for key in _LOCAL_PATHS:
+        if images.get(key) is not None:
+            images[key] = "(local folder)"
+    try:
+        units = [u.record() for u in plan.units(config)]
+    except Exception as err:  # noqa: BLE001 -- any failure to list the images is one line
+        raise ValueError(f"experiment {experiment.id!r}: cannot list its images: {err}") from None
+    weights = config.data["model"]["weights"] if config.data["model"]["factory"] is None else "random"
+    return {
+        "experiment": experiment.id,
+        "config": compared,
+        "images": units,
+        "data_sha256": data_checksums(experiment.data, f"experiment {experiment.id!r}"),
+        **code_inputs(extra_packages=("pyarrow",)),
+        **weights_inputs(weights),
+    }
+
+
+#: Fingerprints computed by the running build: (root, id, profile, device, weights, seed) -> fingerprint.
+_FINGERPRINTS: Dict[tuple, str] = {}
+
+
+def _memo_key(root: Path, experiment_id: str, profile: str, common: Mapping[str, Any]) -> tuple:
+    return (str(Path(root).resolve()), experiment_id, profile, str(common["device"]), str(common["weights"]),
+            int(common["seed"]))
+
+
+def experiment_fingerprint(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]) -> str:
+    """The fingerprint of the experiment's inputs (remembered for the rest of a build by :func:`prepare`)."""
+    key = _memo_key(root, experiment.id, profile, common)
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    config = resolve_config(root, experiment, profile, common)
+    return fingerprint(experiment_inputs(root, experiment, config))
+
+
+def inputs_of_figure(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment],
+                     parameters: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a figure's cache key adds for the experiments it reads: ``{"experiments": {id: fingerprint}}``."""
+    if not ids:
+        return {}
+    common = {k: parameters[k] for k in ("device", "weights", "seed")}
+    return {"experiments": {eid: experiment_fingerprint(root, experiments[eid], parameters["profile"], common)
+                            for eid in ids}}
+
+
+# --------------------------------------------------------------------------------------------
+# Running or reusing
+# --------------------------------------------------------------------------------------------
+
+def _record(folder: Path) -> Optional[Dict[str, Any]]:
+    path = folder / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _complete(folder: Path, fingerprint: str) -> bool:
+    record = _record(folder)
+    return (record is not None and record.get("fingerprint") == fingerprint
+            and (folder / "results.parquet").is_file())
+
+
+def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment], profile: str,
+            common: Mapping[str, Any], *, force: bool = False, progress: bool = True,
+            echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> List[ExperimentResult]:
+    """Make sure the results of the experiments ``ids`` exist for ``profile``: reuse or run each.
+
+    Every config is resolved and fingerprinted first, so that one that cannot run stops the build
+    before anything runs. An experiment whose results directory was made from the same inputs is
+    reused; otherwise it runs into ``.<profile>.<fingerprint>.partial`` beside it (continued if an
+    earlier build was interrupted there), which replaces the results directory when complete.
+
+    Parameters
+    ----------
+    root : path
+        The book root.
+    ids : sequence of str
+        The experiments the figures to build read.
+    profile : str
+    common : mapping
+        The build's ``device``, ``weights`` and ``seed``.
+    force : bool
+        Run even when the inputs are unchanged.
+    progress : bool
+        The experiment's progress bar over images.
+
+    Returns
+    -------
+    list of ExperimentResult
+    """
+    from ..experiment import runner
+
+    root = Path(root)
+    _FINGERPRINTS.clear()
+    ids = list(dict.fromkeys(ids))
+    resolved = {}
+    for eid in ids:
+        experiment = experiments[eid]
+        config = resolve_config(root, experiment, profile, common)
+        inputs = experiment_inputs(root, experiment, config)
+        fp = fingerprint(inputs)
+        _FINGERPRINTS[_memo_key(root, eid, profile, common)] = fp
+        resolved[eid] = (config, inputs, fp)
+        if profile == "full" and experiment.gpu and not str(common["device"]).startswith("cuda"):
+            echo(f"warning: experiment {eid!r} in profile 'full' on {common['device']}: it needs a GPU to be "
+                 f"practical (hours on a CPU)")
+
+    results = []
+    for eid in ids:
+        config, inputs, fp = resolved[eid]
+        target = root / results_dir(eid, profile)
+        start = time.perf_counter()
+        if not force and _complete(target, fp):
+            results.append(ExperimentResult(eid, "reused", time.perf_counter() - start, fp,
+                                            results_dir(eid, profile).as_posix()))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{profile}.{fp[:20]}.partial"
+        for stale in target.parent.glob(f".{profile}.*.partial"):   # of other inputs: never continued
+            if stale != partial:
+                shutil.rmtree(stale, ignore_errors=True)
+        if force and partial.exists():
+            shutil.rmtree(partial)
+        echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: running into {partial.name} "
+             f"(inputs {fp[:12]})")
+        try:
+            # the time estimate's calibration would take longer than the smoke profile's whole run
+            outcome = runner.run(config, partial, progress=progress, estimate=profile != "smoke",
+                                 echo=lambda line: echo(f"  {line}"))
+        except Exception as err:  # noqa: BLE001 -- one line naming the experiment; the folder stays to continue
+            raise BuildError(f"experiment {eid!r} (config {experiments[eid].config.as_posix()}, profile "
+                                  f"{profile}) failed: {type(err).__name__}: {err}") from err
+        if outcome.results is None:
+            raise BuildError(f"experiment {eid!r}: the run ended without results.parquet in {partial}")
+        seconds = time.perf_counter() - start
+        from ..experiment.store import write_atomic
+
+        record = {"experiment": eid, "profile": profile, "fingerprint": fp, "inputs": inputs,
+                  "seconds": round(seconds, 2)}
+        write_atomic(partial / RECORD_FILE,
+                     lambda p: p.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8"))
+        _replace(partial, target)
+        results.append(ExperimentResult(eid, "ran", seconds, fp, results_dir(eid, profile).as_posix()))
+    return results
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` at ``target``; the old one is removed only after the swap."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

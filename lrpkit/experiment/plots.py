@@ -1,0 +1,245 @@
+"""Figures of an experiment's results: contour plots over the grid, AUC distributions, relevance
+extremes and score curves (thesis Figures 3.2, 4.1, 4.2, 4.6, B.2).
+
+The thesis drew its contour plots with ``tricontourf`` on linear axes, default levels, and no
+mark at the optimum (its Figures 4.1 and 4.2). Here both axes are logarithmic with the value 0
+shown one decade below the smallest positive value (the grids are ``{0} ∪`` log-spaced values), the
+measured settings are dotted, the best setting is starred, and the title says which way is better.
+
+Every function draws into matplotlib axes it is given (or a new figure) and returns what it marked,
+so that a notebook can state and check the numbers it shows.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .grid import FAMILIES
+from .report import BEST, auc_grid, axes_of, best_settings, log_position, mean_auc, relevance_extremes
+
+__all__ = ["contour", "auc_distributions", "relevance_extremes_plot", "score_curves", "axis_label", "ORDER_NAMES"]
+
+#: How the figures name the orders.
+ORDER_NAMES = {"morf": "MoRF", "lrf": "LRF", "random": "Random"}
+_DIRECTION = {"min": "lower is better", "max": "higher is better", None: "no best: the order ignores the heatmap"}
+
+
+def axis_label(results, which: int) -> str:
+    """``"γ (layers 1-16)"`` etc. for axis 0 or 1 of a results table, from its family and variant."""
+    family = FAMILIES[results["composite"].iloc[0]]
+    return family.axes[results["variant"].iloc[0]][which].label()
+
+
+def _log_ticks(values: np.ndarray, positions: np.ndarray) -> Tuple[list, list]:
+    ticks, labels = [], []
+    if (values == 0).any():
+        ticks.append(float(positions[values == 0][0]))
+        labels.append("0")
+    positive = positions[values > 0]
+    if positive.size:
+        for k in range(int(np.ceil(positive.min() - 1e-9)), int(np.floor(positive.max() + 1e-9)) + 1):
+            ticks.append(float(k))
+            labels.append("1" if k == 0 else f"$10^{{{k}}}$")
+        if len(ticks) - (values == 0).any() < 2:      # a narrow range: label its ends
+            for p in (positive.min(), positive.max()):
+                if not any(abs(p - t) < 0.05 for t in ticks):
+                    ticks.append(float(p))
+                    labels.append(f"{10 ** p:.2g}")
+    return ticks, labels
+
+
+def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels: int = 12, cmap: str = "viridis",
+            region: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = None,
+            region_label: str = "thesis's optimum", zero_gap: float = 1.0) -> Dict[str, Any]:
+    """Filled contours of the mean AUC of ``order`` over the grid (thesis Figures 4.1, 4.2).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        A results table (:func:`~lrpkit.experiment.store.read_results`).
+    order : str
+        ``"morf"``, ``"lrf"`` or ``"random"``.
+    ax : matplotlib axes, optional
+    title : str, optional
+        Default: the order's name and which way is better.
+    levels : int
+        Number of contour levels.
+    region : ((x0, x1), (y0, y1)), optional
+        A rectangle to outline (dashed), e.g. the optimum the thesis reports.
+    zero_gap : float
+        Decades between the position of 0 and the smallest positive value on each axis.
+
+    Returns
+    -------
+    dict
+        ``best`` (the starred setting's row of :func:`~lrpkit.experiment.report.best_settings`, or
+        None for the random order), ``constant`` (whether the grid's mean AUC is the same
+        everywhere), ``min`` and ``max`` of the mean AUC, and ``ax``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.2))
+    first, second, z = auc_grid(results, order)
+    px, py = log_position(first, zero_gap), log_position(second, zero_gap)
+    zmin, zmax = float(z.min()), float(z.max())
+    constant = bool(zmax - zmin <= 1e-9 * max(abs(zmax), 1.0))
+    if constant:   # one band (contourf finds no level inside a constant field)
+        half = max(abs(zmax) * 1e-6, 1e-9)
+        filled = ax.contourf(px, py, z.T, levels=[zmin - half, zmax + half], cmap=cmap)
+    else:
+        filled = ax.contourf(px, py, z.T, levels=levels, cmap=cmap)
+    colorbar = ax.figure.colorbar(filled, ax=ax)
+    colorbar.set_label("mean AUC (logit × step)")
+    if constant:
+        colorbar.set_ticks([zmin])
+        colorbar.set_ticklabels([f"{zmin:.4g}"])
+    gx, gy = np.meshgrid(px, py, indexing="ij")
+    ax.plot(gx.ravel(), gy.ravel(), ".", color="white", markeredgecolor="0.3", markeredgewidth=0.4, markersize=4,
+            label="settings measured")
+    best = None
+    direction = BEST.get(order)
+    if direction is not None and not constant:
+        rows = best_settings(results)
+        best = rows[rows["order"] == order].iloc[0].to_dict()
+        a, b = axes_of(results)
+        bx = log_position(np.r_[first, best[a]], zero_gap)[-1]
+        by = log_position(np.r_[second, best[b]], zero_gap)[-1]
+        ax.plot([bx], [by], marker="*", markersize=16, color="white", markeredgecolor="black",
+                linestyle="none", label=f"best: {best[a]:.3g}, {best[b]:.3g}")
+    if region is not None:
+        (x0, x1), (y0, y1) = region
+        rx = log_position(np.r_[first, x0, x1], zero_gap)[-2:]
+        ry = log_position(np.r_[second, y0, y1], zero_gap)[-2:]
+        ax.add_patch(Rectangle((rx[0], ry[0]), rx[1] - rx[0], ry[1] - ry[0], fill=False, linestyle="--",
+                               edgecolor="red", linewidth=1.5, label=region_label))
+    pad = 0.25   # decades around the grid, so that a star on its edge is whole
+    xs, ys = [px.min(), px.max()], [py.min(), py.max()]
+    if region is not None:
+        xs += list(rx)
+        ys += list(ry)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    xt, xl = _log_ticks(first, px)
+    yt, yl = _log_ticks(second, py)
+    ax.set_xticks(xt, xl)
+    ax.set_yticks(yt, yl)
+    ax.set_xlabel(axis_label(results, 0))
+    ax.set_ylabel(axis_label(results, 1))
+    name = ORDER_NAMES.get(order, order)
+    ax.set_title(title if title is not None else f"{name}: {_DIRECTION[direction]}"
+                 + (" (constant)" if constant and direction is None else ""), fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+    return {"best": best, "constant": constant, "min": zmin, "max": zmax, "ax": ax}
+
+
+def auc_distributions(tables: Mapping[str, Any], *, orders: Sequence[str] = ("morf", "lrf", "random")):
+    """Distribution of the mean AUC over the grid's settings, per composite and order (Figure 4.6).
+
+    Parameters
+    ----------
+    tables : mapping
+        Composite name -> results table.
+
+    Returns
+    -------
+    (figure, pandas.DataFrame)
+        The figure (one panel per order: each panel has its own AUC scale) and the plotted data
+        (``composite``, ``order``, ``setting``, ``auc``).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frames = []
+    for name, results in tables.items():
+        means = mean_auc(results)
+        frames.append(means.assign(composite=name)[["composite", "order", "setting", "auc"]])
+    data = pd.concat(frames, ignore_index=True)
+    orders = [o for o in orders if o in set(data["order"])]
+    fig, axes = plt.subplots(1, len(orders), figsize=(3.6 * len(orders), 3.6), squeeze=False)
+    for ax, order in zip(axes[0], orders):
+        part = data[data["order"] == order]
+        sns.boxplot(data=part, x="composite", y="auc", ax=ax, color="0.9", fliersize=0)
+        sns.stripplot(data=part, x="composite", y="auc", hue="composite", ax=ax, size=3, jitter=0.25,
+                      legend=False)
+        direction = BEST.get(order)
+        ax.set_title(f"{ORDER_NAMES.get(order, order)}: {_DIRECTION[direction].split(':')[0]}", fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("mean AUC of a setting (logit × step)")
+    fig.tight_layout()
+    return fig, data
+
+
+def relevance_extremes_plot(tables: Mapping[str, Any]):
+    """Minimum and maximum relevance of every heatmap against the setting number (Figure 3.2).
+
+    One panel per composite; each dot is one heatmap (one image at one setting); the y axis is
+    symmetric-logarithmic (linear near 0, within the decade below the 5th percentile of the magnitudes).
+
+    Returns
+    -------
+    (figure, pandas.DataFrame)
+        The figure and the plotted rows (:func:`~lrpkit.experiment.report.relevance_extremes`).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frames = []
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.0 * len(tables), 3.6), squeeze=False)
+    for ax, (name, results) in zip(axes[0], tables.items()):
+        rows = relevance_extremes(results).assign(name=name)
+        frames.append(rows)
+        ax.plot(rows["setting"], rows["relevance_max"], ".", color="tab:red", markersize=4, label="maximum")
+        ax.plot(rows["setting"], rows["relevance_min"], ".", color="tab:blue", markersize=4, label="minimum")
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        magnitudes = np.abs(rows[["relevance_min", "relevance_max"]].to_numpy()).ravel()
+        magnitudes = magnitudes[magnitudes > 0]
+        linthresh = 10.0 ** np.floor(np.log10(np.percentile(magnitudes, 5))) if magnitudes.size else 1.0
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("setting (n₂·i + j)")
+        ax.set_ylabel("relevance of one pixel")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, pd.concat(frames, ignore_index=True)
+
+
+def score_curves(scores, *, ax=None, auc: Optional[float] = None, title: Optional[str] = None):
+    """Score curves of several images and their mean, with the AUC of the mean (thesis Figure B.2c).
+
+    Parameters
+    ----------
+    scores : array-like
+        ``[images, steps]``: the target's score after every step (first unperturbed, last gray).
+    auc : float, optional
+        Shown in the legend; default the trapezoid area under the mean curve with x in steps.
+
+    Returns
+    -------
+    float
+        The AUC shown.
+    """
+    import matplotlib.pyplot as plt
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"scores must be [images, steps] with at least 2 steps, got shape {list(scores.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.6))
+    steps = np.arange(scores.shape[1])
+    mean = scores.mean(axis=0)
+    if auc is None:
+        auc = float(np.sum((mean[1:] + mean[:-1]) / 2))
+    for curve in scores:
+        ax.plot(steps, curve, color="lightgrey", linewidth=1)
+    ax.plot(steps, mean, color="black", linewidth=3, alpha=0.9, label="mean")
+    ax.fill_between(steps, mean, color="wheat", alpha=0.4, label=f"AUC = {auc:.4g}")
+    ax.set_xlabel("perturbation step (0: unperturbed, last: gray)")
+    ax.set_ylabel("score of the explained class (logit)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    return auc

@@ -1,0 +1,205 @@
+"""The book's experiment step (lrpkit/book/experiments.py): run an experiment config when its inputs
+changed, reuse its results otherwise, and re-execute the notebooks that read it.
+
+A tiny book whose one figure reads one experiment: a 2 x 2 LRP-Tutorial grid of the small
+VGG-16-shaped network of tests/experiment_models.py on two synthetic images in a validation folder.
+Runs are counted by wrapping :func:`lrpkit.experiment.runner.run`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lrpkit import book
+from lrpkit.book import experiments as book_experiments
+from lrpkit.experiment import runner
+from test_book_pipeline import CHAPTER, make_notebook
+from test_experiment import config_dict, write_val
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = ('device = "cpu"\nweights = "auto"\nprofile = "quick"\nseed = 0\n'
+          'results = "book/_generated/_experiments/grid/quick"')
+CELLS = (
+    "from myst_nb import glue\nimport pandas as pd\nfrom lrpkit.book import provenance",
+    """
+    table = pd.read_parquet(results + "/results.parquet")
+    glue("line", len(table))
+    glue("slope", float(table["auc"].mean()))
+    """,
+    """
+    p = provenance(dict(device=device, weights=weights, profile=profile, seed=seed, results=results))
+    glue("provenance", p)
+    glue("banner", p.banner())
+    """,
+)
+
+
+@pytest.fixture
+def experiment_book(tmp_path, monkeypatch):
+    """A one-chapter book with one figure reading one experiment, and a counter of experiment runs."""
+    root = tmp_path / "book-root"
+    root.mkdir()
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    shutil.copytree(REPO / "book" / "_ext", root / "book" / "_ext")
+    shutil.copy(REPO / "book" / "references.bib", root / "book" / "references.bib")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/index\nchapters:\n  - file: book/chap\n")
+    (root / "book" / "index.md").write_text("# Tiny book\n")
+    (root / "book" / "chap.md").write_text(CHAPTER.format(fid="fig-a", key="line"))
+    make_notebook(root / "notebooks" / "a.ipynb", PARAMS, *CELLS)
+    val = write_val(root / "experiments" / "val", n=2, other=0)
+    config = config_dict(Path("val"), pf={"patch_size": 8, "batch_size": 4, "orders": ["morf", "random"]})
+    config["images"]["labels"] = "val/labels.txt"
+    (root / "experiments" / "grid.yaml").write_text(yaml.safe_dump(config))
+    (root / "notebooks" / "figures.yml").write_text(textwrap.dedent("""\
+        experiments:
+          grid:
+            title: a tiny grid
+            config: experiments/grid.yaml
+            parameters:
+              smoke: {"pf.orders": [morf]}
+        figures:
+          fig-a:
+            title: A table
+            notebook: a.ipynb
+            chapter: book/chap
+            experiment: grid
+        """))
+    runs = []
+    real_run = runner.run
+
+    def counting_run(*args, **kwargs):
+        runs.append(args[1])
+        kwargs["workers"] = 0
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run", counting_run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield root, val, runs
+    torch.set_num_threads(threads)
+
+
+def build(root: Path, **kw):
+    return book.build(root, profile="quick", device="cpu", weights="auto", progress=False, html=False, **kw)
+
+
+def test_experiment_runs_once_then_is_reused_and_reruns_when_its_inputs_change(experiment_book):
+    root, val, runs = experiment_book
+    results = root / "book" / "_generated" / "_experiments" / "grid" / "quick"
+
+    summary = build(root)                                      # first build: the experiment runs
+    assert len(runs) == 1 and summary["executed"] == ["fig-a"]
+    assert [e["status"] for e in summary["experiments"]] == ["ran"]
+    assert (results / "results.parquet").is_file() and not list(results.parent.glob(".*partial"))
+    record = json.loads((results / book_experiments.RECORD_FILE).read_text())
+    assert record["fingerprint"] == summary["experiments"][0]["fingerprint"]
+    glued = book.glue_keys(root / "book" / "_generated" / "chap" / "fig-a.ipynb")
+    assert glued["line"]["data"]["text/plain"] == "16"          # 2 images x 4 settings x 2 orders
+
+    summary = build(root)                                      # nothing changed: reused, no notebook
+    assert len(runs) == 1 and summary["executed"] == []
+    assert [e["status"] for e in summary["experiments"]] == ["reused"]
+
+    config = root / "experiments" / "grid.yaml"                # the config changed: rerun, re-execute
+    data = yaml.safe_load(config.read_text())
+    data["grid"]["gamma"] = [0.0, 0.5]
+    config.write_text(yaml.safe_dump(data))
+    summary = build(root)
+    assert len(runs) == 2 and summary["executed"] == ["fig-a"]
+    assert yaml.safe_load((results / "config.yaml").read_text())["grid"]["gamma"] == [0.0, 0.5]
+
+    image = sorted(val.glob("*.png"))[0]                       # an image's checksum changed: rerun
+    image.write_bytes(image.read_bytes() + b"\0")
+    summary = build(root)
+    assert len(runs) == 3 and summary["executed"] == ["fig-a"]
+
+    summary = build(root)                                      # and reused again
+    assert len(runs) == 3 and summary["executed"] == []
+
+    summary = book.build(root, profile="smoke", device="cpu", weights="auto", progress=False, html=False)
+    assert len(runs) == 4                                      # another profile: its own results
+    assert (root / "book" / "_generated" / "_experiments" / "grid" / "smoke" / "results.parquet").is_file()
+    assert (results / "results.parquet").is_file()
+    summary = build(root, seed=1)                              # the seed is part of the inputs
+    assert len(runs) == 5
+
+
+def test_figure_cache_key_includes_the_experiments_fingerprint(experiment_book):
+    root, _, _ = experiment_book
+    (figure,) = book.load_registry(root)
+    assert figure.experiment == ["grid"]
+    params = figure.resolved_parameters("quick", {"device": "cpu", "weights": "auto", "seed": 0})
+    assert params["results"] == "book/_generated/_experiments/grid/quick"
+    inputs = book.figure_inputs(root, figure, params)
+    experiments = book.load_experiments(root)
+    config = book_experiments.resolve_config(root, experiments["grid"], "quick", params)
+    expected = book.fingerprint(book_experiments.experiment_inputs(root, experiments["grid"], config))
+    assert inputs["experiments"] == {"grid": expected}
+    smoke = figure.resolved_parameters("smoke", {"device": "cpu", "weights": "auto", "seed": 0})
+    assert book.figure_inputs(root, figure, smoke)["experiments"]["grid"] != expected
+
+
+def test_interrupted_experiment_is_continued_by_the_next_build(experiment_book, monkeypatch):
+    """A build stopped after the first image keeps the partial folder; the next one runs only the rest."""
+    root, _, runs = experiment_book
+    from lrpkit.experiment import store
+
+    real_write = store.ResultsDir.write_unit
+    calls = []
+
+    def write_then_stop(self, unit_id, table):
+        path = real_write(self, unit_id, table)
+        calls.append(unit_id)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(store.ResultsDir, "write_unit", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build(root)
+    (partial,) = (root / "book" / "_generated" / "_experiments" / "grid").glob(".quick.*.partial")
+    assert len(list((partial / "units").glob("*.parquet"))) == 1
+    assert not (root / "book" / "_generated" / "_experiments" / "grid" / "quick").exists()
+    summary = build(root)
+    assert calls == ["0000", "0001"] and len(runs) == 2 and summary["executed"] == ["fig-a"]
+    assert not partial.exists()
+
+
+def test_full_profile_without_the_validation_folder_says_what_is_missing(experiment_book, monkeypatch, capsys):
+    root, _, runs = experiment_book
+    registry = root / "notebooks" / "figures.yml"
+    registry.write_text(registry.read_text().replace(
+        'smoke: {"pf.orders": [morf]}',
+        'smoke: {"pf.orders": [morf]}\n      full: {images: {imagenet_val: $IMAGENET_VAL, class: axolotl}}'))
+    monkeypatch.delenv("IMAGENET_VAL", raising=False)
+    code = book.main(["build", "--root", str(root), "--profile", "full", "--device", "cpu", "--no-html"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and runs == []
+    (line,) = [l for l in err if l.startswith("book build failed")]
+    assert "experiment 'grid' (profile 'full'" in line and "IMAGENET_VAL" in line
+    assert "ILSVRC-2012 validation images" in line and "--profile quick" in line
+    assert not (root / "book" / "_generated" / "chap").exists()     # no notebook ran
+
+
+@pytest.mark.parametrize("edit, message", [
+    ("config: experiments/grid.yaml", "config: experiments/nope.yaml", ),
+    ("experiment: grid", "experiment: gird"),
+    ("smoke: {\"pf.orders\": [morf]}", "smoke: {seed: 3}"),
+    ("title: a tiny grid", "title: a tiny grid\n    runs: 3"),
+])
+def test_registry_errors_of_experiments_name_the_problem(experiment_book, edit, message):
+    root, _, _ = experiment_book
+    registry = root / "notebooks" / "figures.yml"
+    registry.write_text(registry.read_text().replace(edit, message))
+    expected = {"config: experiments/nope.yaml": "config file .*nope.yaml not found",
+                "experiment: gird": "experiment 'gird' is not in the registry's 'experiments:' \\(known: grid\\)",
+                "smoke: {seed: 3}": r"sets \['seed'\]; these come from the build command",
+                "title: a tiny grid\n    runs: 3": r"unknown field\(s\) \['runs'\]"}[message]
+    with pytest.raises((ValueError, FileNotFoundError), match=expected):
+        book.load_registry(root)
