@@ -124,13 +124,7 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
     figures = []
     for fid, entry in entries.items():
         where = f"{path}: figure {fid!r}"
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(fid)):
-            raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}: expected a mapping")
-        unknown = set(entry) - _FIGURE_FIELDS
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _check_entry(where, fid, entry, _FIGURE_FIELDS)
         for required in ("title", "notebook", "chapter"):
             if required not in entry:
                 raise ValueError(f"{where}: missing field {required!r}")
@@ -172,6 +166,17 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
     return figures
 
 
+def _check_entry(where: str, key: Any, entry: Any, fields: set[str]) -> None:
+    """A registry entry's id and fields: ValueError naming ``where`` and what is wrong."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(key)):
+        raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: expected a mapping with {', '.join(sorted(fields))}")
+    unknown = set(entry) - fields
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: {', '.join(sorted(fields))}")
+
+
 def load_experiments(root: Path | str = ".") -> dict[str, Experiment]:
     """The registry's ``experiments:`` map under ``root``, checked (empty if there is none)."""
     path = Path(root) / REGISTRY
@@ -185,14 +190,7 @@ def _experiments(root: Path, doc: Mapping[str, Any], path: Path) -> dict[str, Ex
     out = {}
     for eid, entry in entries.items():
         where = f"{path}: experiment {eid!r}"
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(eid)):
-            raise ValueError(f"{where}: ids are lower-case letters, digits and dashes")
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}: expected a mapping with {', '.join(sorted(_EXPERIMENT_FIELDS))}")
-        unknown = set(entry) - _EXPERIMENT_FIELDS
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: "
-                             f"{', '.join(sorted(_EXPERIMENT_FIELDS))}")
+        _check_entry(where, eid, entry, _EXPERIMENT_FIELDS)
         if "config" not in entry:
             raise ValueError(f"{where}: missing field 'config' (an experiment config, e.g. experiments/x.yaml)")
         config = Path(str(entry["config"]))
