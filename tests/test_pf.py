@@ -490,3 +490,47 @@ def test_small_batches_give_the_same_scores(scene):
     small = pf.pixel_flipping(model, xs, rel, None, workers=0, batch_size=1)
     assert torch.equal(big.targets, small.targets)
     torch.testing.assert_close(big.scores, small.scores, rtol=1e-6, atol=1e-4)
+
+
+class ViewedLinear(Linear):
+    """:class:`Linear` that flattens its input with ``view``, which a channels-last input refuses."""
+
+    def __init__(self, w: torch.Tensor, bias: float = 0.25):
+        super().__init__(w, bias)
+        self.layouts = []
+
+    def forward(self, x):
+        self.layouts.append(x.is_contiguous())
+        return (x.double().view(x.shape[0], -1) @ self.w.T + self.b).float()
+
+
+def test_a_model_that_refuses_the_channels_last_layout_is_scored_in_the_standard_one():
+    """On the CPU the perturbed images go in channels-last (faster convolutions); a model whose
+    ``view`` refuses that layout gets every batch of the run in the standard layout instead, with
+    the scores of the plain model."""
+    x, w, relevance = objects_scene()
+    viewed, plain = ViewedLinear(w).eval(), Linear(w).eval()
+    a = pf.pixel_flipping(viewed, x, relevance, 0, patch_size=8, mode="random", seed=0, batch_size=4,
+                          device="cpu")
+    b = pf.pixel_flipping(plain, x, relevance, 0, patch_size=8, mode="random", seed=0, batch_size=4,
+                          device="cpu")
+    assert viewed.layouts[0] is False and all(viewed.layouts[1:]) and len(viewed.layouts) > 3
+    torch.testing.assert_close(a.scores, b.scores, rtol=0, atol=0)
+
+
+def test_channels_last_scores_agree_with_the_standard_layout():
+    """A convolutional network scored by pixel_flipping (channels-last on the CPU) gives the scores
+    of its forward pass on the same perturbed images in the standard layout, up to float rounding."""
+    from experiment_models import tiny_vgg
+
+    torch.manual_seed(0)
+    model = tiny_vgg().eval()
+    x = torch.randn(2, 3, 32, 32)
+    relevance = torch.randn(2, 3, 32, 32)
+    steps = list(range(len(pf.flip_schedule(16)) + 2))          # the input, the schedule, the gray image
+    res = pf.pixel_flipping(model, x, relevance, 1, patch_size=8, mode="gray", keep_steps=steps, device="cpu")
+    assert res.scores.shape[1] == len(steps)
+    with torch.inference_mode():
+        images = torch.stack([res.images[s] for s in steps], dim=1)               # [B, steps, 3, H, W]
+        expected = model(images.flatten(0, 1).contiguous())[:, 1].view(images.shape[:2]).double()
+    torch.testing.assert_close(res.scores, expected, rtol=1e-5, atol=1e-6)

@@ -29,7 +29,7 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       score: logit                    # logit | softmax
       auc_x: step                     # step | fraction
       thesis_compat: false            # true, or names from lrpkit.pf.THESIS_COMPAT
-      batch_size: null                # images per forward pass (default: 2 on a CPU, 64 on a GPU)
+      batch_size: null                # images per forward pass (default: 8 on a CPU, 64 on a GPU)
     lrp:
       chunk_size: 16                  # heatmaps per LRP backward pass (bounds memory)
     model:
