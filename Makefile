@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed-stamp
 # Local mirror of the image files (checked by sha256). CI and this machine keep one beside the checkout.
 export LRPKIT_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 
-# The book: `make book profile=full device=cuda`, one chapter with `chapter=what-lrp-sees`.
+# The book: `make book profile=full device=cuda`, one chapter with `chapter=what-lrp-sees`,
+# an experiment's results made on a cluster with `results="grid-tutorial=results/tutorial"`.
 # auto: device cuda if present, else cpu; profile full on cuda, else quick.
 profile ?= auto
 device ?= auto
 weights ?= auto
 chapter ?=
+results ?=
 
 .PHONY: setup system book test bench clean
 
@@ -29,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: setup
-	$(PY) -m lrpkit.book build --profile $(profile) --device $(device) --weights $(weights) $(if $(chapter),--chapter $(chapter))
+	$(PY) -m lrpkit.book build --profile $(profile) --device $(device) --weights $(weights) $(if $(chapter),--chapter $(chapter)) $(foreach r,$(results),--results $(r))
 
 test: setup
 	$(PY) -m pytest

@@ -7,11 +7,14 @@ Runs are counted by wrapping :func:`lrpkit.experiment.runner.run`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -185,6 +188,80 @@ def test_full_profile_without_the_validation_folder_says_what_is_missing(experim
     assert "experiment 'grid' (profile 'full'" in line and "IMAGENET_VAL" in line
     assert "ILSVRC-2012 validation images" in line and "--profile quick" in line
     assert not (root / "book" / "_generated" / "chap").exists()     # no notebook ran
+
+
+def cluster_run(root: Path, folder: Path, runs: list, **changes) -> Path:
+    """The book's quick experiment run elsewhere as a cluster would: two shards, merged, and its
+    config as that machine wrote it (another device and validation folder). ``changes`` edit the
+    config before the run."""
+    from lrpkit.experiment import store
+
+    common = {"device": "cpu", "weights": "auto", "seed": 0}
+    config = book_experiments.resolve_config(root, book.load_experiments(root)["grid"], "quick", common)
+    if changes:
+        config = dataclasses.replace(config, data={**config.data, **changes})
+    for shard in ("1/2", "2/2"):
+        runner.run(config, folder, shard=shard, estimate=False, progress=False, echo=lambda line: None)
+    store.merge([folder], progress=False)
+    runs.clear()
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    saved["device"] = "cuda:0"
+    saved["images"] = {**saved["images"], "imagenet_val": "/cluster/imagenet/val", "labels": "/cluster/labels.txt"}
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    return folder
+
+
+def test_results_made_elsewhere_are_checked_taken_and_then_reused(experiment_book, tmp_path):
+    root, _, runs = experiment_book
+    results = root / "book" / "_generated" / "_experiments" / "grid" / "quick"
+    elsewhere = cluster_run(root, tmp_path / "cluster" / "grid", runs)
+    before = {p.relative_to(elsewhere): p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+
+    summary = build(root)                                      # the build's own run first
+    assert len(runs) == 1 and summary["executed"] == ["fig-a"]
+    own = pd.read_parquet(results / "results.parquet")
+
+    summary = build(root, results={"grid": elsewhere})          # taken, not run; the figure re-executes
+    assert len(runs) == 1 and [e["status"] for e in summary["experiments"]] == ["imported"]
+    assert summary["executed"] == ["fig-a"]
+    record = json.loads((results / book_experiments.RECORD_FILE).read_text())
+    assert record["imported"]["from"] == str(elsewhere.resolve())
+    assert record["fingerprint"] == summary["experiments"][0]["fingerprint"] != record["figure_key"]
+    assert yaml.safe_load((results / "config.yaml").read_text())["device"] == "cpu"     # this machine's
+    taken = pd.read_parquet(results / "results.parquet")
+    assert taken["auc"].tolist() == own["auc"].tolist()        # the same experiment, the same numbers
+    glued = book.glue_keys(root / "book" / "_generated" / "chap" / "fig-a.ipynb")
+    assert glued["line"]["data"]["text/plain"] == "16"
+    after = {p.relative_to(elsewhere): p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
+    assert after == before                                     # the directory given is only read
+
+    for again in ({}, {"results": {"grid": elsewhere}}):       # later builds reuse the taken results
+        summary = build(root, **again)
+        assert len(runs) == 1 and summary["executed"] == []
+        assert [e["status"] for e in summary["experiments"]] == ["reused"]
+
+
+def test_results_made_elsewhere_that_differ_are_refused_in_one_line(experiment_book, tmp_path, capsys):
+    root, _, runs = experiment_book
+    other_seed = cluster_run(root, tmp_path / "seed", runs, seed=5)
+    unmerged = tmp_path / "unmerged"
+    shutil.copytree(other_seed, unmerged)
+    (unmerged / "results.parquet").unlink()
+    cases = {
+        f"grid={other_seed}": r"made with other config than this build's experiment 'grid': 'seed' is 5 there but 0 here",
+        f"grid={unmerged}": r"no results.parquet yet \(2 of 2 images done\); finish the run, then `lrpkit experiment merge",
+        f"grid={tmp_path}": "not an experiment results directory",
+        f"gird={other_seed}": r"no figure of this build reads experiment 'gird' \(they read: grid\)",
+        "grid": r"use EXPERIMENT=DIR",
+    }
+    for value, message in cases.items():
+        code = book.main(["build", "--root", str(root), "--profile", "quick", "--device", "cpu", "--no-html",
+                          "--results", value])
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and line.startswith("book build failed: "), line
+        assert re.search(message, line), line
+    assert runs == [] and not (root / "book" / "_generated" / "_experiments" / "grid" / "quick").exists()
+    assert not (root / "book" / "_generated" / "chap").exists()          # nothing ran, nothing written
 
 
 @pytest.mark.parametrize("edit, message", [

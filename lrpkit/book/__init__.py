@@ -8,7 +8,8 @@ under ``_build/logs/``), skipping a notebook whose inputs -- the notebook file, 
 lrpkit's version and source, the pinned packages, the data and weights checksums -- are those of a
 run already in the cache (:mod:`~lrpkit.book.cache`, ``_build/cache/``). Figures that read an
 experiment's results get them from the build's experiment step (:mod:`~lrpkit.book.experiments`),
-which runs first and reuses results whose inputs are unchanged. The executed notebooks are
+which runs first and reuses results whose inputs are unchanged, or takes results made elsewhere
+(a cluster run, :mod:`~lrpkit.book.imports`). The executed notebooks are
 written to ``book/_generated/<chapter>/<figure id>.ipynb`` and never edited by hand. Then
 ``jupyter-book build . -W -n --keep-going`` renders the site with ``execute_notebooks: "off"``; the
 prose pages paste figures and numbers from the executed notebooks with myst-nb ``glue``, every key

@@ -35,8 +35,25 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, default=None, help="seconds per notebook cell")
     b.add_argument("--root", default=".", help="book root (holds _config.yml); default: .")
     b.add_argument("--no-html", action="store_true", help="run the notebooks only")
+    b.add_argument("--results", action="append", default=[], metavar="EXPERIMENT=DIR",
+                   help="take the results directory DIR, made elsewhere with `lrpkit experiment run` and "
+                   "`merge` (e.g. on a cluster), for experiment EXPERIMENT instead of running it; it must match "
+                   "the experiment this build would run; repeatable")
     sub.add_parser("list", help="list the registry's figures").add_argument("--root", default=".")
     return command
+
+
+def _results(values: Sequence[str]) -> dict[str, str]:
+    """``--results EXPERIMENT=DIR`` options as a mapping; ValueError naming a malformed one."""
+    results: dict[str, str] = {}
+    for value in values:
+        experiment, sep, folder = value.partition("=")
+        if not sep or not experiment or not folder:
+            raise ValueError(f"--results {value!r}: use EXPERIMENT=DIR (e.g. grid-tutorial=results/tutorial)")
+        if experiment in results:
+            raise ValueError(f"--results: experiment {experiment!r} given twice")
+        results[experiment] = folder
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = build(args.root, profile=args.profile, device=args.device,
                         weights=args.weights, seed=args.seed, chapters=args.chapter,
                         figures=args.figure, force=args.force, timeout=args.timeout,
-                        html=not args.no_html)
+                        html=not args.no_html, results=_results(args.results))
     except (BuildError, ValueError, FileNotFoundError) as exc:
         print(f"book build failed: {exc}", file=sys.stderr)
         return 1
@@ -60,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{summary['total_seconds']:.1f} s")
     if summary["experiments"]:
         ran = [e["experiment"] for e in summary["experiments"] if e["status"] == "ran"]
+        taken = [e["experiment"] for e in summary["experiments"] if e["status"] == "imported"]
         print(f"experiments: {len(ran)} run ({', '.join(ran) or 'none'}), "
-              f"{len(summary['experiments']) - len(ran)} reused")
+              + (f"{len(taken)} imported ({', '.join(taken)}), " if taken else "")
+              + f"{len(summary['experiments']) - len(ran) - len(taken)} reused")
     note = weights_note(summary["network_figures"], summary["random_weights"])
     if note:
         print(note)

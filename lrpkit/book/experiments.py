@@ -28,6 +28,12 @@ are kept where the notebooks read them, ``book/_generated/_experiments/<id>/<pro
 :data:`RECORD_FILE`; and an interrupted run is not thrown away but continued -- the experiment is
 resumable unit by unit -- from ``.<profile>.<fingerprint>.partial`` beside it, which replaces the
 results directory when complete.
+
+Results made elsewhere (a cluster run, merged) are taken instead of a run with ``--results
+ID=DIR`` (:mod:`lrpkit.book.imports`): checked against the experiment the build would run, then
+copied into the results folder, and reused by later builds like results the build made. The
+figures that read them are keyed by the imported table's checksum as well (``figure_key`` in
+:data:`RECORD_FILE`), so that importing other results re-executes them.
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from . import imports
 from .cache import code_inputs, data_checksums, fingerprint, weights_inputs
 from .errors import BuildError
 from .registry import Experiment, results_dir
@@ -59,7 +66,7 @@ class ExperimentResult:
     """What the build did with one experiment."""
 
     experiment: str
-    status: str              # "ran" | "reused"
+    status: str              # "ran" | "reused" | "imported"
     seconds: float
     fingerprint: str
     results: str             # the results directory, relative to the book root
@@ -174,21 +181,34 @@ def _record(folder: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def _complete(folder: Path, fingerprint: str) -> bool:
+def _complete(folder: Path, fp: str, imported_sha256: Optional[str] = None) -> bool:
+    """Whether ``folder`` holds results of the inputs ``fp`` (and, if given, the imported table with that checksum)."""
     record = _record(folder)
-    return (record is not None and record.get("fingerprint") == fingerprint
-            and (folder / "results.parquet").is_file())
+    if record is None or record.get("fingerprint") != fp or not (folder / "results.parquet").is_file():
+        return False
+    return imported_sha256 is None or (record.get("imported") or {}).get("results_sha256") == imported_sha256
+
+
+def _figure_key(fp: str, imported: Optional[Mapping[str, Any]]) -> str:
+    """What the figures reading the results are keyed by: the inputs' fingerprint ``fp``, and for
+    results made elsewhere also their table's checksum."""
+    if imported is None:
+        return fp
+    return fingerprint({"inputs": fp, "imported_results_sha256": imported["results_sha256"]})
 
 
 def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment], profile: str,
             common: Mapping[str, Any], *, force: bool = False, progress: bool = True,
+            imported: Optional[Mapping[str, Path]] = None,
             echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> List[ExperimentResult]:
-    """Make sure the results of the experiments ``ids`` exist for ``profile``: reuse or run each.
+    """Make sure the results of the experiments ``ids`` exist for ``profile``: reuse, import or run each.
 
-    Every config is resolved and fingerprinted first, so that one that cannot run stops the build
-    before anything runs. An experiment whose results directory was made from the same inputs is
-    reused; otherwise it runs into ``.<profile>.<fingerprint>.partial`` beside it (continued if an
-    earlier build was interrupted there), which replaces the results directory when complete.
+    Every config is resolved and fingerprinted, and every results directory to import is checked,
+    first, so that one that cannot run or be taken stops the build before anything runs or is
+    written. An experiment whose results folder was made from the same inputs is reused; one with
+    a results directory in ``imported`` is copied from there (:mod:`lrpkit.book.imports`); otherwise
+    it runs into ``.<profile>.<fingerprint>.partial`` beside its folder (continued if an earlier build
+    was interrupted there), which replaces the folder when complete.
 
     Parameters
     ----------
@@ -200,9 +220,11 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
     common : mapping
         The build's ``device``, ``weights`` and ``seed``.
     force : bool
-        Run even when the inputs are unchanged.
+        Run (or import) even when the inputs are unchanged.
     progress : bool
         The experiment's progress bar over images.
+    imported : mapping of str to path, optional
+        Results directories made elsewhere (``lrpkit experiment run`` and ``merge``), by experiment id.
 
     Returns
     -------
@@ -213,6 +235,11 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
     root = Path(root)
     _FINGERPRINTS.clear()
     ids = list(dict.fromkeys(ids))
+    imported = dict(imported or {})
+    unread = sorted(set(imported) - set(ids))
+    if unread:
+        raise ValueError(f"--results {unread[0]}=...: no figure of this build reads experiment {unread[0]!r} "
+                         f"(they read: {', '.join(ids) or 'none'})")
     resolved = {}
     for eid in ids:
         experiment = experiments[eid]
@@ -220,17 +247,20 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
         inputs = experiment_inputs(root, experiment, config)
         fp = fingerprint(inputs)
         _FINGERPRINTS[_memo_key(root, eid, profile, common)] = fp
-        resolved[eid] = (config, inputs, fp)
-        if profile == "full" and experiment.gpu and not str(common["device"]).startswith("cuda"):
+        checked = imports.check(eid, Path(imported[eid]), config, echo) if eid in imported else None
+        resolved[eid] = (config, inputs, fp, checked)
+        if profile == "full" and experiment.gpu and checked is None and not str(common["device"]).startswith("cuda"):
             echo(f"warning: experiment {eid!r} in profile 'full' on {common['device']}: it needs a GPU to be "
                  f"practical (hours on a CPU)")
 
     results = []
     for eid in ids:
-        config, inputs, fp = resolved[eid]
+        config, inputs, fp, checked = resolved[eid]
         target = root / results_dir(eid, profile)
         start = time.perf_counter()
-        if not force and _complete(target, fp):
+        memo = _memo_key(root, eid, profile, common)
+        if not force and _complete(target, fp, checked and checked.results_sha256):
+            _FINGERPRINTS[memo] = (_record(target) or {}).get("figure_key", fp)
             results.append(ExperimentResult(eid, "reused", time.perf_counter() - start, fp,
                                             results_dir(eid, profile).as_posix()))
             continue
@@ -239,29 +269,43 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
         for stale in target.parent.glob(f".{profile}.*.partial"):   # of other inputs: never continued
             if stale != partial:
                 shutil.rmtree(stale, ignore_errors=True)
-        if force and partial.exists():
+        if (force or checked is not None) and partial.exists():
             shutil.rmtree(partial)
-        echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: running into {partial.name} "
-             f"(inputs {fp[:12]})")
-        try:
-            # the time estimate's calibration would take longer than the smoke profile's whole run
-            outcome = runner.run(config, partial, progress=progress, estimate=profile != "smoke",
-                                 echo=lambda line: echo(f"  {line}"))
-        except Exception as err:  # noqa: BLE001 -- one line naming the experiment; the folder stays to continue
-            raise BuildError(f"experiment {eid!r} (config {experiments[eid].config.as_posix()}, profile "
-                                  f"{profile}) failed: {type(err).__name__}: {err}") from err
-        if outcome.results is None:
-            raise BuildError(f"experiment {eid!r}: the run ended without results.parquet in {partial}")
+        if checked is not None:
+            echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: taking the results of "
+                 f"{checked.source}")
+            imports.copy(checked, partial)
+        else:
+            _run(runner, eid, experiments[eid], config, partial, profile, fp, progress, echo)
         seconds = time.perf_counter() - start
         from ..experiment.store import write_atomic
 
-        record = {"experiment": eid, "profile": profile, "fingerprint": fp, "inputs": inputs,
-                  "seconds": round(seconds, 2)}
+        made = checked.record() if checked is not None else None
+        record = {"experiment": eid, "profile": profile, "fingerprint": fp, "figure_key": _figure_key(fp, made),
+                  "inputs": inputs, "imported": made, "seconds": round(seconds, 2)}
         write_atomic(partial / RECORD_FILE,
                      lambda p: p.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8"))
         _replace(partial, target)
-        results.append(ExperimentResult(eid, "ran", seconds, fp, results_dir(eid, profile).as_posix()))
+        _FINGERPRINTS[memo] = record["figure_key"]
+        results.append(ExperimentResult(eid, "ran" if checked is None else "imported", seconds, fp,
+                                        results_dir(eid, profile).as_posix()))
     return results
+
+
+def _run(runner, eid: str, experiment: Experiment, config, partial: Path, profile: str, fp: str, progress: bool,
+         echo: Callable[[str], None]) -> None:
+    """Run (or continue) the experiment into ``partial``; one line naming it if it fails."""
+    echo(f"experiment {eid!r} ({experiment.title}), profile {profile}: running into {partial.name} "
+         f"(inputs {fp[:12]})")
+    try:
+        # the time estimate's calibration would take longer than the smoke profile's whole run
+        outcome = runner.run(config, partial, progress=progress, estimate=profile != "smoke",
+                             echo=lambda line: echo(f"  {line}"))
+    except Exception as err:  # noqa: BLE001 -- one line naming the experiment; the folder stays to continue
+        raise BuildError(f"experiment {eid!r} (config {experiment.config.as_posix()}, profile "
+                         f"{profile}) failed: {type(err).__name__}: {err}") from err
+    if outcome.results is None:
+        raise BuildError(f"experiment {eid!r}: the run ended without results.parquet in {partial}")
 
 
 def _replace(new: Path, target: Path) -> None:

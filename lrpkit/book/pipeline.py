@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .execution import run_figures
 from .experiments import prepare
@@ -29,11 +29,13 @@ __all__ = ["build", "resolve_device", "resolve_profile", "check_weights"]
 def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
           weights: str = "auto", seed: int = 0, chapters: Sequence[str] = (),
           figures: Sequence[str] = (), force: bool = False, timeout: float | None = None,
-          progress: bool = True, html: bool = True) -> dict[str, Any]:
+          progress: bool = True, html: bool = True,
+          results: Mapping[str, str | Path] | None = None) -> dict[str, Any]:
     """Execute the registry and build the HTML book under ``root/_build/html``.
 
     The device and the weights are checked before any notebook runs (:func:`resolve_device`,
-    :func:`check_weights`). Returns the build summary (also written to
+    :func:`check_weights`). ``results`` maps experiment ids to results directories made elsewhere
+    (a cluster run), taken instead of running those experiments (:mod:`lrpkit.book.imports`). Returns the build summary (also written to
     ``_build/book-build.json``), with ``network_figures`` and ``random_weights`` (figure ids).
     """
     root = Path(root).resolve()
@@ -50,7 +52,7 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
             print(f"warning: profile 'full' on {device}: {', '.join(slow)} need a GPU to be "
                   "practical (hours on a CPU)", file=sys.stderr)
     ran = prepare(root, [e for f in chosen for e in f.experiment], load_experiments(root), profile, common,
-                  force=force, progress=progress)
+                  force=force, progress=progress, imported={k: Path(v) for k, v in (results or {}).items()})
     # Executed notebooks of figures no longer in the registry would be stale pages.
     expected = {(root / f.output).resolve() for f in registry}
     for stale in (root / GENERATED).rglob("*.ipynb") if (root / GENERATED).is_dir() else []:

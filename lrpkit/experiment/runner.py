@@ -25,7 +25,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from . import store
 from .config import Config, ConfigError, factory, load_config
 from .grid import build_composite, grid_tensors, settings
 
-__all__ = ["run", "RunResult", "status", "Status", "build_model", "compute_unit", "calibrate", "resolve"]
+__all__ = ["run", "RunResult", "status", "Status", "build_model", "planned", "compute_unit", "calibrate", "resolve"]
 
 #: Packages whose versions go into the metadata (they change the numbers).
 PACKAGES = ("torch", "torchvision", "numpy", "opencv-contrib-python-headless", "pillow", "pandas", "pyarrow",
@@ -68,6 +68,14 @@ def resolve(source: Union[str, os.PathLike, Mapping[str, Any], Config], out=None
         stem = Path(config.source).stem if config.source != "config" else (config.data.get("name") or "experiment")
         out = config.root / f"{stem}-results"
     return config, store.ResultsDir(out)
+
+
+def planned(all_units: Sequence[planning.Unit], weights: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a results directory records of its plan (``plan.json``), and what a run, another shard
+    or an import into the book must agree on: every unit (image file, label, sha256) and the
+    weights' source and state checksum (from :func:`build_model`)."""
+    return {"units": [u.record() for u in all_units],
+            "weights": {"source": weights["source"], "state_sha256": weights["state_sha256"]}}
 
 
 def build_model(config: Config, echo: Callable[[str], None] = print) -> Tuple[torch.nn.Module, Dict[str, Any], Config]:
@@ -391,8 +399,7 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     config, folder = resolve(source, out)
     all_units = planning.units(config)
     model, weights, config = build_model(config, echo)
-    plan_record = {"units": [u.record() for u in all_units],
-                   "weights": {"source": weights["source"], "state_sha256": weights["state_sha256"]}}
+    plan_record = planned(all_units, weights)
     folder.check(config.data, plan_record, config.source)
     selected = planning.shard_units(all_units, shard)
     done = set(folder.done()) if folder.exists() else set()
