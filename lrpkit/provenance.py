@@ -30,7 +30,8 @@ from typing import Any, Mapping, Sequence
 from . import __version__
 
 __all__ = ["COMMON_PARAMETERS", "provenance", "Provenance", "Banner", "provenance_record", "source_hash",
-           "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions"]
+           "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions",
+           "experiment_record"]
 
 #: The parameters of every notebook of the book (its ``parameters`` cell), recorded by :func:`provenance`.
 COMMON_PARAMETERS = ("device", "weights", "profile", "seed")
@@ -130,6 +131,7 @@ class Provenance:
     git_commit: str
     date: str
     packages: dict[str, str] = field(default_factory=dict)
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def random_weights(self) -> bool:
@@ -145,7 +147,7 @@ class Provenance:
     def as_dict(self) -> dict[str, Any]:
         return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
                 "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
-                "date": self.date, "packages": self.packages,
+                "date": self.date, "packages": self.packages, "experiments": self.experiments,
                 "random_weights": self.random_weights}
 
     def record(self) -> str:
@@ -181,6 +183,9 @@ class Provenance:
             ("Date (UTC)", self.date),
             ("Packages", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
         ]
+        if self.experiments:
+            rows.insert(3, ("Experiment results", "; ".join(
+                f"{name}: {_experiment_text(r)}" for name, r in self.experiments.items())))
         body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code>"
                        f"</td></tr>" for k, v in rows)
         record = self.record().replace("</", "<\\/")
@@ -233,7 +238,55 @@ class Banner:
         return "Random weights" if self.provenance.random_weights else "Trained weights"
 
 
-def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
+def experiment_record(folder: Path | str) -> dict[str, Any]:
+    """Where and with what an experiment's results were made, from the results directory ``folder``.
+
+    Reads the run's ``metadata.json`` (:mod:`lrpkit.experiment`) and, when the book build made or
+    took the results, its ``book-inputs.json`` (:mod:`lrpkit.book.experiments`): whether this build
+    ran the experiment or imported results made elsewhere (a cluster run), on which device(s), with
+    which lrpkit and commit, when, and the rows of the merged table. A folder without a metadata
+    file gives ``{"made": "unknown"}``.
+    """
+    folder = Path(folder)
+
+    def read(name: str) -> dict[str, Any]:
+        try:
+            return json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    meta, book = read("metadata.json"), read("book-inputs.json")
+    if not meta:
+        return {"made": "unknown"}
+    merged = meta.get("merged") or {}
+    device = meta.get("device") or {}
+    devices = merged.get("devices_of_units") or [
+        f"{device.get('device', '?')} ({device['name']})" if device.get("name") else device.get("device", "?")]
+    imported = book.get("imported")
+    record = {"made": "imported" if imported else ("by this build" if book else "outside the book build"),
+              "devices": devices, "lrpkit": (meta.get("lrpkit") or {}).get("version"),
+              "git_commit": (meta.get("lrpkit") or {}).get("git_commit"), "created": meta.get("created"),
+              "rows": merged.get("rows")}
+    if imported:
+        record["from"] = public_value(imported.get("from"))
+        record["results_sha256"] = imported.get("results_sha256")
+    return record
+
+
+def _experiment_text(record: Mapping[str, Any]) -> str:
+    """One experiment's :func:`experiment_record` as the provenance table shows it."""
+    if record.get("made") == "unknown":
+        return "no record of the run"
+    how = {"imported": f"imported from {record.get('from')} (table sha256 {str(record.get('results_sha256'))[:12]}…),"
+                       " made",
+           "by this build": "made by this build"}.get(record["made"], "made outside the book build")
+    return (f"{how} on {', '.join(record.get('devices') or ['?'])}, {record.get('created')}, lrpkit "
+            f"{record.get('lrpkit')}, git {str(record.get('git_commit'))[:12]}"
+            + (f", {record['rows']} rows" if record.get("rows") else ""))
+
+
+def provenance(parameters: Mapping[str, Any], model: Any = None,
+               experiments: Mapping[str, Path | str] | None = None) -> Provenance:
     """Record how a figure was made, for the ``provenance`` and ``banner`` glue keys.
 
     Parameters
@@ -244,6 +297,9 @@ def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
         The network the figure was computed with, as returned by ``lrpkit.models``; its record
         of the weights loaded (source, checksum, random or not) goes into the provenance. None
         for figures that involve no network.
+    experiments : mapping of str to path, optional
+        The experiment results directories the figure reads, by name: where, when and with what
+        each was made (:func:`experiment_record`) -- by this build, or imported from a cluster run.
 
     Absolute paths (a weights file's) are shown by their file name only (:func:`public_value`).
 
@@ -276,6 +332,7 @@ def provenance(parameters: Mapping[str, Any], model: Any = None) -> Provenance:
         git_commit=git_commit(),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         packages=package_versions(("torch", "torchvision")),
+        experiments={name: experiment_record(folder) for name, folder in (experiments or {}).items()},
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from lrpkit import book
+from lrpkit import book, provenance
 from lrpkit.book import experiments as book_experiments
 from lrpkit.experiment import runner
 from test_book_pipeline import CHAPTER, make_notebook
@@ -220,6 +220,7 @@ def test_results_made_elsewhere_are_checked_taken_and_then_reused(experiment_boo
     summary = build(root)                                      # the build's own run first
     assert len(runs) == 1 and summary["executed"] == ["fig-a"]
     own = pd.read_parquet(results / "results.parquet")
+    assert provenance.experiment_record(results)["made"] == "by this build"
 
     summary = build(root, results={"grid": elsewhere})          # taken, not run; the figure re-executes
     assert len(runs) == 1 and [e["status"] for e in summary["experiments"]] == ["imported"]
@@ -234,6 +235,14 @@ def test_results_made_elsewhere_are_checked_taken_and_then_reused(experiment_boo
     assert glued["line"]["data"]["text/plain"] == "16"
     after = {p.relative_to(elsewhere): p.read_bytes() for p in elsewhere.rglob("*") if p.is_file()}
     assert after == before                                     # the directory given is only read
+
+    # a figure drawn from them says where they were made: imported, on the devices its units record
+    made = provenance.experiment_record(results)
+    assert made["made"] == "imported" and made["from"] == "grid" and made["devices"] == ["cpu"]
+    assert made["results_sha256"] == record["imported"]["results_sha256"] and made["rows"] == len(taken)
+    shown = provenance.provenance(dict(device="cpu", weights="auto", profile="quick", seed=0),
+                                  experiments={"grid": results})._repr_html_()
+    assert f"grid: imported from grid (table sha256 {made['results_sha256'][:12]}…), made on cpu" in shown
 
     for again in ({}, {"results": {"grid": elsewhere}}):       # later builds reuse the taken results
         summary = build(root, **again)

@@ -5,7 +5,7 @@ Layout::
     DIR/config.yaml       the resolved config (grid values explicit, auto settings resolved)
     DIR/plan.json         the units (image file, label, sha256) and the weights' checksum
     DIR/metadata.json     provenance: config, weights, lrpkit version and source hash, git commit,
-                          packages, device, host, date; after a merge also which lrpkit made the units
+                          packages, device, host, date; after a merge also which lrpkit versions and devices made the units
     DIR/units/<id>.parquet  the rows of one finished unit (one image)
     DIR/results.parquet   all rows, in unit order: written when every unit is there (run or merge)
 
@@ -427,11 +427,13 @@ def merge(sources: Sequence, out=None, *, progress: Optional[bool] = None) -> Pa
                          f"({len(twice)} units twice); keep each unit in one directory and merge again")
 
     rows = _expected_rows(config)
-    tables, versions = [], set()
+    tables, versions, devices = [], set(), set()
     for unit_id in tqdm(ids, desc="merge", unit="unit", disable=None if progress is None else not progress):
         d = where[unit_id][0]
         tables.append(d.read_unit(unit_id, rows))
-        versions.add(d.unit_provenance(unit_id).get("lrpkit_version", "unknown"))
+        made = d.unit_provenance(unit_id)
+        versions.add(made.get("lrpkit_version", "unknown"))
+        devices.add(made.get("device", "unknown"))
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     if target is not first and not target.exists():
         target.create(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120), plan,
@@ -439,7 +441,8 @@ def merge(sources: Sequence, out=None, *, progress: Optional[bool] = None) -> Pa
     path = target.write_results(table)
     target.update_metadata({"merged": {"units": len(ids), "rows": table.num_rows,
                                        "sources": [str(d.path) for d in dirs],
-                                       "lrpkit_versions_of_units": sorted(versions)}})
+                                       "lrpkit_versions_of_units": sorted(versions),
+                                       "devices_of_units": sorted(devices)}})
     return path
 
 
