@@ -184,10 +184,12 @@ class Provenance:
             ("Packages", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
         ]
         if self.experiments:
-            rows.insert(3, ("Experiment results", "; ".join(
-                f"{name}: {_experiment_text(r)}" for name, r in self.experiments.items())))
-        body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code>"
-                       f"</td></tr>" for k, v in rows)
+            rows.insert(3, ("Experiment results", [f"{name}: {_experiment_text(r)}"
+                                                   for name, r in self.experiments.items()]))
+        body = "".join(f"<tr><th>{html.escape(k)}</th><td>"
+                       + "<br>".join(f"<code>{html.escape(str(line))}</code>" for line in
+                                     (v if isinstance(v, list) else [v]))
+                       + "</td></tr>" for k, v in rows)
         record = self.record().replace("</", "<\\/")
         return ('<details class="lrpkit-provenance" open><summary>How this figure was made'
                 f'</summary><table class="table">{body}</table>'
