@@ -174,6 +174,22 @@ def test_interrupted_experiment_is_continued_by_the_next_build(experiment_book, 
     assert not partial.exists()
 
 
+def test_ctrl_c_ends_the_build_command_with_one_line(experiment_book, monkeypatch, capsys):
+    """Ctrl-C during an experiment: exit 130, one line on stderr (no traceback), the partial folder kept."""
+    root, _, _ = experiment_book
+    from lrpkit.experiment import store
+
+    def interrupted(self, unit_id, table):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.ResultsDir, "write_unit", interrupted)
+    code = book.main(["build", "--root", str(root), "--profile", "quick", "--device", "cpu", "--no-html"])
+    lines = [l for l in capsys.readouterr().err.strip().splitlines() if "Traceback" in l or "interrupted" in l]
+    assert code == 130 and lines == ["book build interrupted: finished notebooks and experiment results are kept; "
+                                     "the next build continues an interrupted experiment"]
+    assert list((root / "book" / "_generated" / "_experiments" / "grid").glob(".quick.*.partial"))
+
+
 def test_full_profile_without_the_validation_folder_says_what_is_missing(experiment_book, monkeypatch, capsys):
     root, _, runs = experiment_book
     registry = root / "notebooks" / "figures.yml"

@@ -72,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BuildError, ValueError, FileNotFoundError) as exc:
         print(f"book build failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("book build interrupted: finished notebooks and experiment results are kept; the next build "
+              "continues an interrupted experiment", file=sys.stderr)
+        return 130
     print(f"profile {summary['profile']} on {summary['device']}, weights={summary['weights']}: "
           f"{len(summary['executed'])} notebook(s) executed, {len(summary['cached'])} unchanged; "
           f"{summary['total_seconds']:.1f} s")
