@@ -16,13 +16,16 @@ folders of the machine that built it.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import html
 import importlib.metadata
 import json
 import os
+import platform
 import re
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,7 +34,7 @@ from . import __version__
 
 __all__ = ["COMMON_PARAMETERS", "provenance", "Provenance", "Banner", "provenance_record", "source_hash",
            "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions",
-           "experiment_record"]
+           "experiment_record", "machine", "machine_text"]
 
 #: The parameters of every notebook of the book (its ``parameters`` cell), recorded by :func:`provenance`.
 COMMON_PARAMETERS = ("device", "weights", "profile", "seed")
@@ -72,6 +75,85 @@ def git_commit(path: Path | str | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
+
+
+# One convolution of VGG-16's size with oneDNN's verbose log on, in a fresh interpreter: its first
+# lines name the instruction set oneDNN dispatches to (capped by ONEDNN_MAX_CPU_ISA), the last the
+# convolution kernel it picked. A fresh process because oneDNN logs them once, when it starts.
+_PROBE = """
+import torch
+print("torch-cpu-capability:" + torch.backends.cpu.get_cpu_capability())
+x, w = torch.ones(1, 64, 56, 56), torch.ones(64, 64, 3, 3)
+with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+    torch.nn.functional.conv2d(x, w, padding=1)
+"""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(cap: str | None, aten_cap: str | None) -> tuple:
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+    env.update({k: v for k, v in (("ONEDNN_MAX_CPU_ISA", cap), ("ATEN_CPU_CAPABILITY", aten_cap)) if v})
+    try:
+        out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                             timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    isa = re.search(r"onednn_verbose,.*?info,cpu,isa:(.*)", out)
+    conv = re.search(r"onednn_verbose,.*?,exec,cpu,convolution,([^,]+),", out)
+    capability = re.search(r"torch-cpu-capability:(\S+)", out)
+    return (isa[1].strip() if isa else "unknown", conv[1] if conv else "unknown",
+            capability[1] if capability else "unknown")
+
+
+def machine(device: str = "cpu", env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The machine a figure's numbers were computed on, as far as it changes float32 results.
+
+    On a CPU, which instruction set oneDNN's convolutions use (AVX2, AVX-512, ...) changes their
+    rounding, and with it which pre-activations fall into a window as narrow as the thesis code's
+    10⁻⁶ below −ε: the same seed and image break at another layer on another CPU. Recorded: the CPU's
+    model name, torch's CPU capability (its own vectorized kernels), the instruction set oneDNN
+    reports and the convolution kernel it picks for a VGG-16 layer, and the ``ONEDNN_MAX_CPU_ISA``
+    cap if one is set. On CUDA, the GPU's name and the CUDA and cuDNN versions as well.
+
+    ``env`` (default: this process's environment) is the environment whose caps are probed; the
+    probe runs one convolution in a fresh Python process (a second or two, cached per caps).
+    """
+    env = os.environ if env is None else env
+    cap, aten_cap = env.get("ONEDNN_MAX_CPU_ISA"), env.get("ATEN_CPU_CAPABILITY")
+    isa, conv, capability = _probe(cap, aten_cap)
+    record: dict[str, Any] = {"cpu": _cpu_model(), "torch_cpu_capability": capability, "onednn_isa": isa,
+                              "onednn_convolution": conv, "onednn_max_cpu_isa": cap}
+    if str(device).startswith("cuda"):
+        try:
+            import torch
+            record.update(gpu=torch.cuda.get_device_name(torch.device(device)), cuda=torch.version.cuda,
+                          cudnn=str(torch.backends.cudnn.version()))
+        except Exception:  # noqa: BLE001 -- the record is only informative
+            record["gpu"] = "unknown"
+    return record
+
+
+def machine_text(record: Mapping[str, Any]) -> str:
+    """:func:`machine`'s record in words, for a page: "a CPU (AMD EPYC) on which oneDNN ran the
+    float32 convolutions with its jit:avx512_core kernels (instruction set: Intel AVX-512 ...)"."""
+    if not record:
+        return "an unrecorded machine"
+    if record.get("gpu"):
+        return f"an {record['gpu']} GPU (CUDA {record.get('cuda')}, cuDNN {record.get('cudnn')})"
+    cap = record.get("onednn_max_cpu_isa")
+    return (f"a CPU ({record.get('cpu', 'unknown')}) on which oneDNN ran the float32 convolutions with its "
+            f"{record.get('onednn_convolution', 'unknown')} kernels (instruction set: {record.get('onednn_isa', 'unknown')}"
+            + (f", capped by ONEDNN_MAX_CPU_ISA={cap}" if cap else "") + ")")
 
 
 def _weights_record(model: Any) -> dict[str, Any] | None:
@@ -132,6 +214,7 @@ class Provenance:
     date: str
     packages: dict[str, str] = field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def random_weights(self) -> bool:
@@ -148,7 +231,7 @@ class Provenance:
         return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
                 "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
                 "date": self.date, "packages": self.packages, "experiments": self.experiments,
-                "random_weights": self.random_weights}
+                "machine": self.machine, "random_weights": self.random_weights}
 
     def record(self) -> str:
         """The provenance as JSON (also embedded in the HTML, for the build and the tests)."""
@@ -172,11 +255,25 @@ class Provenance:
             text += f", parameters sha256 {w['state_sha256'][:16]}…"
         return text
 
+    def machine_text(self) -> str:
+        """Where the figure's numbers were computed, in words (:func:`machine_text`)."""
+        return machine_text(self.machine)
+
+    def _machine_lines(self) -> list:
+        m = self.machine
+        if not m:
+            return ["not recorded"]
+        lines = [f"GPU {m['gpu']}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}"] if m.get("gpu") else []
+        return lines + [f"CPU {m.get('cpu')}; torch CPU capability {m.get('torch_cpu_capability')}",
+                        f"oneDNN: {m.get('onednn_isa')}, convolutions {m.get('onednn_convolution')}"
+                        + (f" (ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']})" if m.get("onednn_max_cpu_isa") else "")]
+
     def _repr_html_(self) -> str:
         rows = [
             ("Weights", self._weights_text()),
             ("Profile", self.parameters.get("profile", "?")),
             ("Device", self.device),
+            ("Machine", self._machine_lines()),
             ("Parameters", ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())),
             ("lrpkit", self.lrpkit_version),
             ("Git commit", self.git_commit),
@@ -335,6 +432,7 @@ def provenance(parameters: Mapping[str, Any], model: Any = None,
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         packages=package_versions(("torch", "torchvision")),
         experiments={name: experiment_record(folder) for name, folder in (experiments or {}).items()},
+        machine=machine(device),
     )
 
 

@@ -10,14 +10,21 @@ import torchvision
 from lrpkit import canonical, composites, diagnostics, lrp, models
 from lrpkit.rules import Zero
 
-# sample images whose heatmap the thesis code's early vanilla breaks with random weights (seed 0),
-# and the layer whose division breaks it (scripts/measure_instability.py)
-BROKEN = {"common newt": 19, "castle": 19, "indigo bunting": 17}
+# Sample images whose heatmap the thesis code's early vanilla breaks with random weights (seed 0).
+# Whether a heatmap breaks turns on pre-activations within 1e-6 below -ε; in float32 the convolution
+# kernels that oneDNN picks for the CPU round differently, and that moves neurons into or out of the
+# window (the common newt breaks at layer 19 under AVX2, at 21 under AVX-512 or SSE4.1). So the
+# exact outcome is asserted in float64, where no CPU's rounding reaches across the window's edges
+# (asserted below: every culprit lies far from them), and float32 gets only what holds under any
+# rounding.
+BROKEN_F64 = {"common newt": 28, "castle": 21, "indigo bunting": 26}
+WINDOW = 1e-6      # the code's unsigned shift: z in (-1e-6, 0) makes z / (z + 1e-6) negative
 STABILIZED = {
     "thesis code zennit, Fig. 2.3": composites.thesis_code_tutorial(0.0, 0.25, "zennit"),
     **{f"{h}, {name}": composites.tutorial(g, 0.25, heuristic=h)
        for h in ("vanilla", "zennit", "tutorial") for name, g in (("LRP-Tutorial", 0.25), ("Fig. 2.3", 0.0))},
 }
+SHIFT = composites.thesis_code_tutorial(0.0, 0.25, "shift")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +34,7 @@ def vgg16():
 
 @pytest.fixture(scope="module")
 def broken_images(sample_image):
-    return torch.cat([sample_image(name) for name in BROKEN])
+    return torch.cat([sample_image(name) for name in BROKEN_F64])
 
 
 def test_random_weights_are_those_of_the_thesis_code_measurement(vgg16):
@@ -37,27 +44,82 @@ def test_random_weights_are_those_of_the_thesis_code_measurement(vgg16):
     assert all(torch.equal(v, reference[k]) for k, v in vgg16.state_dict().items())
 
 
-def test_thesis_code_vanilla_patches_are_flagged_with_their_layer(vgg16, broken_images):
-    """The code's early vanilla (Fig. 2.3's map, z + 1e-6) breaks these heatmaps: each is flagged,
-    conservation fails at the known layer, and that layer holds the neuron that explains the patch:
-    a pre-activation within 1e-6 below -ε whose forward factor z / (z + 1e-6) is negative, with the
-    patch inside its receptive field."""
-    composite = composites.thesis_code_tutorial(0.0, 0.25, "shift")
-    report = diagnostics.instability(lrp.explain(vgg16, broken_images, None, composite))
-    assert report.unstable.tolist() == [True] * len(BROKEN)
-    assert report.first_layer == list(BROKEN.values())
-    for b, (name, layer) in enumerate(BROKEN.items()):
-        assert f"at layer {layer} (features.{layer}, LRP-ε)" in report.reasons[b]
-        assert report.ratios[layer, b] > diagnostics.CONSERVATION_BAND[1] or report.ratios[layer, b] <= 0
-        culprit = diagnostics.culprits(vgg16, broken_images[b:b + 1], composite, count=1)[0]
-        assert (culprit.layer, culprit.rule) == (layer, "LRP-ε")
-        assert -1e-6 < culprit.z < 0 and culprit.factor < 0 and culprit.gain > 100
-        assert culprit.z == pytest.approx(culprit.preactivation + 0.25, abs=1e-7)
-        patch = report.patches[b][0]
-        top, left, bottom, right = culprit.box
-        gap = diagnostics.PATCH_GAP
-        assert patch.box[0] >= top - gap and patch.box[1] >= left - gap
-        assert patch.box[2] <= bottom + gap and patch.box[3] <= right + gap
+def broken(found):
+    """The culprits whose denominator lies in the window of the unsigned shift."""
+    return [c for c in found if -WINDOW < c.z < 0]
+
+
+def share_in_broken_fields(box, heat, found):
+    """The share of a patch's |R| (heat: [H, W] |R| summed over channels) that lies in the receptive
+    fields of the broken culprits."""
+    fields = torch.zeros_like(heat, dtype=torch.bool)
+    for t, l, b, r in (c.box for c in broken(found)):
+        fields[t:b + 1, l:r + 1] = True
+    t, l, b, r = box
+    patch = torch.zeros_like(fields)
+    patch[t:b + 1, l:r + 1] = True
+    return float(heat[patch & fields].sum() / heat[patch].sum())
+
+
+def assert_the_report_is_explained(model, x, report, b, heat):
+    """What holds for a heatmap of the code's vanilla under any rounding: the layer named for
+    conservation is the topmost out of the band and holds a neuron whose denominator lies in the
+    window, with a negative forward factor; a heatmap whose neurons all stay out of the window is not
+    flagged by conservation; the relevance of every patch lies in broken neurons' receptive fields.
+    Not the whole box: a thin fringe can reach past the field (measured: 0.03 % of the common newt's
+    patch |R| in 5 rows below it under ONEDNN_MAX_CPU_ISA=SSE41), since the broken neuron's forward
+    value changes the layers above it too."""
+    low, high = diagnostics.CONSERVATION_BAND
+    ratios = report.ratios[:, b]
+    out = (ratios > high) | (ratios <= low)
+    found = diagnostics.culprits(model, x[b:b + 1], SHIFT, count=5)
+    layer = report.first_layer[b]
+    if out.any():
+        assert layer == int(out.nonzero().max()) and f"at layer {layer} (features.{layer}, " in report.reasons[b]
+        assert any(c.layer == layer and c.factor < 0 and c.gain > 100 for c in broken(found)), (layer, found)
+    else:
+        assert layer is None
+    if not broken(found):
+        assert layer is None and not report.patches[b]
+    for patch in report.patches[b]:
+        assert share_in_broken_fields(patch.box, heat[b], found) > 0.99, (patch.box, [c.box for c in found])
+    for c in broken(found):   # an ε layer's z is ε + the pre-activation: a hair below -ε
+        assert c.rule != "LRP-ε" or c.z == pytest.approx(c.preactivation + 0.25, abs=1e-7)
+
+
+@pytest.mark.rounding
+def test_thesis_code_vanilla_breaks_as_its_culprits_say_under_any_rounding(vgg16, broken_images):
+    """float32, as the book runs it: which neurons fall into the window depends on the CPU's
+    convolution kernels, so no image or layer is expected; every verdict must be explained by the
+    neurons in the window (assert_the_report_is_explained)."""
+    explanation = lrp.explain(vgg16, broken_images, None, SHIFT)
+    report, heat = diagnostics.instability(explanation), explanation.relevance.sum(1).abs()
+    for b in range(len(BROKEN_F64)):
+        assert_the_report_is_explained(vgg16, broken_images, report, b, heat)
+
+
+@pytest.mark.rounding
+def test_thesis_code_vanilla_patches_are_flagged_with_their_layer_in_float64(vgg16, broken_images):
+    """The code's early vanilla (Fig. 2.3's map, z + 1e-6) in float64 breaks these heatmaps: each is
+    flagged, conservation fails at the known layer, and that layer holds a neuron whose
+    pre-activation lies within 1e-6 below -ε, so that its forward factor z / (z + 1e-6) is negative. The
+    culprits lie more than 1e-9 from the window's edges: float64's rounding (about 1e-16 here) on
+    another CPU cannot move them, so the expected layers hold on every machine."""
+    model, x = vgg16.double(), broken_images.double()
+    try:
+        explanation = lrp.explain(model, x, None, SHIFT)
+        report, heat = diagnostics.instability(explanation), explanation.relevance.sum(1).abs()
+        assert report.unstable.tolist() == [True] * len(BROKEN_F64)
+        assert report.first_layer == list(BROKEN_F64.values())
+        for b, layer in enumerate(BROKEN_F64.values()):
+            assert_the_report_is_explained(model, x, report, b, heat)
+            found = diagnostics.culprits(model, x[b:b + 1], SHIFT, count=5)
+            assert any((c.layer, c.rule) == (layer, "LRP-ε") for c in broken(found))
+            assert f"at layer {layer} (features.{layer}, LRP-ε)" in report.reasons[b]
+            for c in found:   # nothing lies near an edge of the window
+                assert min(abs(c.z), abs(c.z + WINDOW)) > 1e-9, c
+    finally:
+        vgg16.float()
 
 
 @pytest.mark.parametrize("label", STABILIZED)
