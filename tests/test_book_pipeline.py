@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lrpkit import book, data
+from lrpkit import book, data, provenance
 from lrpkit.book import cache as book_cache, pipeline as book_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,6 +243,9 @@ def test_provenance_names_random_weights_and_identifies_them():
     record = book.provenance_record({"data": {"text/html": pa._repr_html_()}})
     assert record["weights"]["source"] == "random" and record["parameters"] == params
     assert not book.provenance(params).random_weights                # no network involved
+    assert record["machine"] == provenance.machine() and record["machine"]["onednn_isa"] != "unknown"
+    row = pa._repr_html_().split("<th>Machine</th>")[1].split("</tr>")[0]
+    assert record["machine"]["cpu"] in row and record["machine"]["onednn_convolution"] in row
     with pytest.raises(ValueError, match="missing weights"):
         book.provenance({"device": "cpu", "profile": "smoke", "seed": 0})
 

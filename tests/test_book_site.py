@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lrpkit import book
+from lrpkit import book, provenance
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LRPKIT_CHROMIUM", "/usr/bin/chromium")
@@ -141,6 +141,7 @@ def test_site_in_headless_chromium(site):
     external: list[str] = []
     links: dict[str, set[str]] = {}   # internal link target path -> fragments wanted
     figure_pages = 0
+    this_machine = provenance.machine()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -209,9 +210,11 @@ def test_site_in_headless_chromium(site):
             for record in records:
                 figure_pages += 1
                 for key in ("weights", "device", "parameters", "lrpkit_version", "git_commit",
-                            "date"):
+                            "date", "machine"):
                     if key not in record:
                         problems.append(f"{docname}: provenance lacks {key}")
+                if record.get("machine", {}).get("onednn_isa") != this_machine["onednn_isa"]:
+                    problems.append(f"{docname}: provenance machine {record.get('machine')}")
                 if record["parameters"].get("profile") != "smoke":
                     problems.append(f"{docname}: provenance profile {record['parameters']}")
                 if record["random_weights"]:
@@ -404,6 +407,9 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
         assert "random" in body.lower() and "Montavon et al." in body
         assert verdict.strip("'") in body                     # the detector's verdict, glued as text
         assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
+        machine = provenance.machine_text(provenance.machine())
+        assert f"This build ran on {machine}" in " ".join(body.split())   # which images break depends on it
+        assert "Machine" in body and provenance.machine()["onednn_convolution"] in body
         page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
         browser.close()
 

@@ -143,8 +143,11 @@ def weights_inputs(weights: str) -> dict[str, Any]:
 def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Everything a figure notebook's result depends on: its cache key is their :func:`fingerprint`.
     For a figure that reads experiments, their fingerprints too
-    (:func:`lrpkit.book.experiments.inputs_of_figure`)."""
+    (:func:`lrpkit.book.experiments.inputs_of_figure`). The machine's kernels are an input too
+    (:func:`lrpkit.provenance.machine`): float32 rounding decides which heatmaps the thesis code
+    breaks, so a build with ``ONEDNN_MAX_CPU_ISA`` set, or on another CPU or GPU, runs again."""
     from ..models import sha256_file
+    from ..provenance import machine
     from .experiments import inputs_of_figure
     from .registry import load_experiments
 
@@ -155,6 +158,7 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> 
         **code_inputs(),
         "data_sha256": data_checksums(figure.data, f"figure {figure.id!r}"),
         **weights_inputs(parameters["weights"]),
+        "machine": machine(str(parameters.get("device", "cpu"))),
         **(inputs_of_figure(root, figure.experiment, load_experiments(root), parameters)
            if figure.experiment else {}),
     }
