@@ -14,6 +14,12 @@ __all__ = ["composite_table", "html_table", "MAXPOOL_NAMES"]
 MAXPOOL_NAMES = {"max": "winner takes all", "avg": "as 2×2 average"}
 
 
+#: A thesis-code composite's denominator by its stabilizer (lrpkit's own heuristics keep their names):
+#: "vanilla" names lrpkit's plain division only, never the code's unsigned z + 1e-6.
+DENOMINATOR_NAMES = {"shift": "thesis code's shift, z + 1e-6 (unsigned)",
+                     "zennit": "thesis code's zennit stabilizer, z ± 1e-6 (signed)"}
+
+
 def composite_table(composites: Sequence[Any]):
     """The rules of one or more composites as one table, with the options that also decide
     their heatmaps.
@@ -40,7 +46,7 @@ def composite_table(composites: Sequence[Any]):
         frame = c.table()
         if len(composites) > 1:
             frame.insert(0, "Composite", c.name)
-        frame["Denominator"] = c.heuristic
+        frame["Denominator"] = DENOMINATOR_NAMES[c.forward] if c.forward else c.heuristic
         frame["Max-pooling"] = MAXPOOL_NAMES.get(c.maxpool, c.maxpool)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

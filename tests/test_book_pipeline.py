@@ -489,6 +489,9 @@ def test_composite_table_shows_the_options_of_each_composite():
     assert both[["Layer index", "Rule", "Hyperparameters"]].values.tolist() == (
         uniform.table().values.tolist() + tutorial.table().values.tolist())
     assert both["Denominator"].tolist() == ["vanilla"] + ["tutorial"] * 4
+    code = book.composite_table([composites.thesis_code_tutorial(0.0, 0.25, h) for h in ("shift", "zennit")])
+    assert set(code["Denominator"]) == {"thesis code's shift, z + 1e-6 (unsigned)",
+                                        "thesis code's zennit stabilizer, z ± 1e-6 (signed)"}   # never "vanilla"
     assert both["Max-pooling"].tolist() == ["winner takes all"] + ["as 2×2 average"] * 4
     alone = book.composite_table([tutorial])
     assert "Composite" not in alone.columns and len(alone) == 4

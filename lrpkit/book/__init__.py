@@ -35,6 +35,7 @@ from .command import main, parser
 from .errors import BuildError
 from .execution import FigureResult, kernel_environment, present, run_figures
 from .pages import check_glue, glue_keys, glue_references, jupyter_book, toc_pages, weights_by_figure, weights_note
+from . import wording
 from .registry import (EXPERIMENTS, GENERATED, PROFILES, REGISTRY, Experiment, Figure, load_experiments, load_registry,
                        notebook_parameters, results_dir, select)
 

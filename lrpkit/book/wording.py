@@ -1,6 +1,6 @@
 """Sentences that a page glues, worded from what its notebook measured.
 
-Which heatmap the thesis code's early vanilla breaks, and where, depends on the weights and on the
+Which heatmap the thesis code's shift (its early z + 1e-6) breaks, and where, depends on the weights and on the
 float32 rounding of the machine (see :func:`lrpkit.provenance.machine`). A notebook therefore does
 not assert such an outcome; it measures it, and these functions turn the measurement into the words
 the page shows, so that a page stays true on any machine and with any weights. Each function
@@ -29,23 +29,23 @@ def listing(items: Sequence[str], empty: str = "none") -> str:
 def broken_heatmap(report, b: int = 0, pixels: int | None = None) -> dict[str, str]:
     """Sentences about heatmap ``b`` of an :class:`~lrpkit.diagnostics.InstabilityReport`.
 
-    ``breaks``: whether the detector flags it, on this build. ``conservation``: Σ R at the pixels
+    ``breaks``: whether the code's shift breaks it and the detector flags it. ``conservation``: Σ R at the pixels
     over the logit and, where Σ R left the detector's band on the way down, the largest ratio and
     its layer (relevance created by a division and partly cancelled below it). ``patches``: the
     largest patch's share of |R| and (given the heatmap's ``pixels``) its area, or that there is none.
     """
     flagged = bool(report.unstable[b])
-    out = {"breaks": ("the code's vanilla breaks this heatmap on this build, and the detector flags it"
-                      if flagged else "the code's vanilla leaves this heatmap whole on this build, and "
-                      "the detector does not flag it")}
+    out = {"breaks": ("the code's shift breaks this heatmap, and the detector flags it"
+                      if flagged else "the code's shift leaves this heatmap whole, and the detector does not flag it")}
     ratios = report.ratios[:, b]
     pixel = float(ratios[0])
-    top = int(ratios.abs().argmax())
+    largest = ratios.abs()
+    top = int((largest == largest.max()).nonzero().max())   # the topmost layer where |Σ R| is largest
     text = f"The relevance that arrives at the pixels adds up to {pixel:.3g} times the logit it started from"
     if report.first_layer[b] is not None:
         name = report.layer_names[top] if report.layer_names else str(top)
-        text += (f"; on the way down it reached {float(ratios[top]):.3g} times the logit at layer {top} "
-                 f"({name}): a division created relevance there, and the layers below cancelled part of it")
+        text += (f"; on the way down it reached {float(ratios[top]):.3g} times the logit at layer {name}: a "
+                 "division created relevance there, and the layers below cancelled part of it")
     out["conservation"] = text + "."
     patches = report.patches[b]
     if patches:
