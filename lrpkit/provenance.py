@@ -34,7 +34,7 @@ from . import __version__
 
 __all__ = ["COMMON_PARAMETERS", "provenance", "Provenance", "Banner", "provenance_record", "source_hash",
            "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions",
-           "experiment_record", "machine", "machine_text"]
+           "experiment_record", "machine", "machine_text", "computation"]
 
 #: The parameters of every notebook of the book (its ``parameters`` cell), recorded by :func:`provenance`.
 COMMON_PARAMETERS = ("device", "weights", "profile", "seed")
@@ -156,6 +156,40 @@ def machine_text(record: Mapping[str, Any]) -> str:
             + (f", capped by ONEDNN_MAX_CPU_ISA={cap}" if cap else "") + ")")
 
 
+def computation(*composites: Any, pixel_flipping: Any = None, gradient: bool = False) -> str:
+    """Which computation made a figure, in words: the visible tag on its provenance box.
+
+    "LRP-Tutorial" or "Decreasing-γ" name different computations in different figures: the thesis
+    code's (constant ε, winner-takes-all max-pooling, its rule-modified forward pass with the
+    unsigned shift ``z + 1e-6`` or the zennit stabilizer) or the tutorial's mathematics as lrpkit
+    computes it (its denominator heuristic and max-pool treatment). ``composites`` are the
+    :class:`lrpkit.composites.Composite` objects the figure computes with; ``pixel_flipping`` the
+    ``thesis_compat`` of its Pixel-Flipping (False, True or a set of defect names), None for none;
+    ``gradient`` adds Gradient × Input.
+    """
+    parts: list[str] = []
+    for c in composites:
+        if getattr(c, "forward", None) == "shift":
+            text = "thesis code (constant ε, winner-takes-all pooling, z + 1e-6 shift)"
+        elif getattr(c, "forward", None) == "zennit":
+            text = "thesis code (constant ε, winner-takes-all pooling, zennit stabilizer)"
+        else:
+            pooling = "2×2 average pooling" if getattr(c, "maxpool", "avg") == "avg" else "winner-takes-all pooling"
+            text = f"tutorial mathematics ({getattr(c, 'heuristic', '?')} denominator, {pooling})"
+        if text not in parts:
+            parts.append(text)
+    if gradient:
+        parts.append("Gradient × Input (autograd)")
+    if pixel_flipping is not None:
+        if pixel_flipping is True:
+            parts.append("Pixel-Flipping with thesis_compat on (the thesis code's procedure)")
+        elif pixel_flipping:
+            parts.append(f"Pixel-Flipping with thesis_compat on for {', '.join(sorted(pixel_flipping))}")
+        else:
+            parts.append("Pixel-Flipping with thesis_compat off")
+    return "; ".join(parts) or "no LRP computation"
+
+
 def _weights_record(model: Any) -> dict[str, Any] | None:
     """What ``lrpkit.models`` recorded about the weights it loaded into ``model``, as a dict."""
     if model is None:
@@ -215,6 +249,7 @@ class Provenance:
     packages: dict[str, str] = field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    computation: str = ""
 
     @property
     def random_weights(self) -> bool:
@@ -231,7 +266,8 @@ class Provenance:
         return {"parameters": self.parameters, "weights": self.weights, "device": self.device,
                 "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
                 "date": self.date, "packages": self.packages, "experiments": self.experiments,
-                "machine": self.machine, "random_weights": self.random_weights}
+                "machine": self.machine, "computation": self.computation,
+                "random_weights": self.random_weights}
 
     def record(self) -> str:
         """The provenance as JSON (also embedded in the HTML, for the build and the tests)."""
@@ -270,6 +306,7 @@ class Provenance:
 
     def _repr_html_(self) -> str:
         rows = [
+            ("Computation", self.computation or "not stated"),
             ("Weights", self._weights_text()),
             ("Profile", self.parameters.get("profile", "?")),
             ("Device", self.device),
@@ -281,15 +318,16 @@ class Provenance:
             ("Packages", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
         ]
         if self.experiments:
-            rows.insert(3, ("Experiment results", [f"{name}: {_experiment_text(r)}"
+            rows.insert(4, ("Experiment results", [f"{name}: {_experiment_text(r)}"
                                                    for name, r in self.experiments.items()]))
         body = "".join(f"<tr><th>{html.escape(k)}</th><td>"
                        + "<br>".join(f"<code>{html.escape(str(line))}</code>" for line in
                                      (v if isinstance(v, list) else [v]))
                        + "</td></tr>" for k, v in rows)
         record = self.record().replace("</", "<\\/")
-        return ('<details class="lrpkit-provenance" open><summary>How this figure was made'
-                f'</summary><table class="table">{body}</table>'
+        tag = html.escape(self.computation or "computation not stated")
+        return ('<details class="lrpkit-provenance"><summary>How this figure was made: '
+                f'<span class="lrpkit-computation">{tag}</span></summary><table class="table">{body}</table>'
                 f'<script type="application/json" class="lrpkit-provenance-record">{record}'
                 '</script></details>')
 
@@ -307,14 +345,18 @@ class Banner:
     def _repr_html_(self) -> str:
         p = self.provenance
         if p.random_weights:
-            return ('<div class="admonition warning lrpkit-random-weights">'
-                    '<p class="admonition-title">Random weights</p>'
-                    '<p>The figures on this page were computed with a <strong>randomly '
-                    'initialized</strong> VGG-16 (' + html.escape(p._weights_text()) + '), '
-                    'because no pretrained ImageNet weights were reachable when the book was '
-                    'built. They show how the methods behave on this network, not what a trained '
-                    'network attends to. Rebuild with pretrained weights to reproduce the '
-                    "thesis's pictures.</p></div>")
+            # One line with a link to the Reproducing page (its address is relative to the page that shows
+            # the banner: the script reads the site's root from Sphinx's data-content_root), the rest folded.
+            return ('<div class="admonition warning lrpkit-random-weights"><p><strong>Random weights:</strong> '
+                    'these figures come from an untrained VGG-16, not the trained network of the thesis; '
+                    '<a class="lrpkit-reproducing" href="reproducing.html">how to rebuild them with pretrained '
+                    'weights</a>.</p><details><summary>What that means</summary><p>No pretrained ImageNet '
+                    'weights were reachable when the book was built, so the network was initialized at random ('
+                    + html.escape(p._weights_text()) + '). The figures show how the methods behave on this '
+                    'network, not what a trained network attends to.</p></details><script>'
+                    'document.currentScript.parentElement.querySelector("a.lrpkit-reproducing").href = '
+                    '(document.documentElement.dataset.content_root || "") + "book/reproducing.html";'
+                    '</script></div>')
         if p.unverified_weights:
             return ('<div class="admonition warning lrpkit-unverified-weights">'
                     '<p class="admonition-title">Unverified weights</p>'
@@ -385,7 +427,7 @@ def _experiment_text(record: Mapping[str, Any]) -> str:
 
 
 def provenance(parameters: Mapping[str, Any], model: Any = None,
-               experiments: Mapping[str, Path | str] | None = None) -> Provenance:
+               experiments: Mapping[str, Path | str] | None = None, computation: str = "") -> Provenance:
     """Record how a figure was made, for the ``provenance`` and ``banner`` glue keys.
 
     Parameters
@@ -399,6 +441,9 @@ def provenance(parameters: Mapping[str, Any], model: Any = None,
     experiments : mapping of str to path, optional
         The experiment results directories the figure reads, by name: where, when and with what
         each was made (:func:`experiment_record`) -- by this build, or imported from a cluster run.
+    computation : str
+        Which computation made the figure (:func:`computation`): shown on the folded box's visible
+        line, so that "LRP-Tutorial" says whether the thesis code's or the tutorial's mathematics.
 
     Absolute paths (a weights file's) are shown by their file name only (:func:`public_value`).
 
@@ -433,6 +478,7 @@ def provenance(parameters: Mapping[str, Any], model: Any = None,
         packages=package_versions(("torch", "torchvision")),
         experiments={name: experiment_record(folder) for name, folder in (experiments or {}).items()},
         machine=machine(device),
+        computation=computation,
     )
 
 

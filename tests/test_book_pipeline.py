@@ -497,3 +497,26 @@ def test_composite_table_shows_the_options_of_each_composite():
     assert "Composite" not in alone.columns and len(alone) == 4
     html = book.html_table(alone).data
     assert html.startswith('<table border="1" class="dataframe table">') and "γ = 0.5" in html
+
+
+def test_the_sidebar_lists_each_chapter_s_figures_in_the_order_its_prose_shows_them():
+    """A chapter's executed notebooks follow it in _toc.yml in the order its page shows their figures
+    (glue keys ``fig-…``; tables and the banner do not count), so that the sidebar and "Next" follow
+    the reading order. The toc lists every figure the registry gives the chapter."""
+    import re
+
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
+    registry = yaml.safe_load((REPO / "notebooks" / "figures.yml").read_text(encoding="utf-8"))["figures"]
+    chapters = [c for part in toc["parts"] for c in part["chapters"] if c.get("sections")]
+    assert chapters
+    for chapter in chapters:
+        name = Path(chapter["file"]).name
+        listed = [Path(s["file"]).name for s in chapter["sections"]]
+        assert sorted(listed) == sorted(k for k, v in registry.items() if v["chapter"] == chapter["file"]), name
+        prose = (REPO / f"{chapter['file']}.md").read_text(encoding="utf-8")
+        shown = re.findall(r"```\{glue\} fig-[\w-]+\n:doc: _generated/" + re.escape(name) + r"/([\w-]+)\.ipynb",
+                           prose)
+        first = list(dict.fromkeys(shown))
+        assert [f for f in listed if f in first] == first, (name, listed, first)

@@ -215,6 +215,12 @@ def test_site_in_headless_chromium(site):
                         problems.append(f"{docname}: provenance lacks {key}")
                 if record.get("machine", {}).get("onednn_isa") != this_machine["onednn_isa"]:
                     problems.append(f"{docname}: provenance machine {record.get('machine')}")
+                if not record.get("computation"):
+                    problems.append(f"{docname}: a figure does not say which computation made it")
+            if records:   # the computation is on the folded box's visible line
+                tags = page.locator("details.lrpkit-provenance > summary .lrpkit-computation")
+                if tags.count() != len(records) or not all(tags.nth(i).is_visible() for i in range(tags.count())):
+                    problems.append(f"{docname}: {tags.count()} visible computation tags for {len(records)} figures")
                 if record["parameters"].get("profile") != "smoke":
                     problems.append(f"{docname}: provenance profile {record['parameters']}")
                 if record["random_weights"]:
@@ -409,7 +415,9 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
         assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
         machine = provenance.machine_text(provenance.machine())
         assert f"This build ran on {machine}" in " ".join(body.split())   # which images break depends on it
-        assert "Machine" in body and provenance.machine()["onednn_convolution"] in body
+        boxes = page.locator("details.lrpkit-provenance").first.text_content()    # folded: read its text
+        assert "Machine" in boxes and provenance.machine()["onednn_convolution"] in boxes
+        assert "thesis code (constant ε, winner-takes-all pooling, z + 1e-6 shift)" in body   # Fig. 2.3's visible tag
         page.screenshot(path=str(root / "_build" / "screenshots" / "when-lrp-breaks.png"), full_page=True)
         browser.close()
 

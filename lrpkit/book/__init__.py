@@ -26,7 +26,7 @@ References
 R. Bermúdez Schettino, *In-Depth Hyperparameter Selection for Layer-Wise Relevance Propagation*,
 Master's thesis, TU Berlin, 2022.
 """
-from ..provenance import (Banner, Provenance, git_commit, lrpkit_version, provenance, provenance_record,
+from ..provenance import (Banner, Provenance, computation, git_commit, lrpkit_version, provenance, provenance_record,
                           public_value, source_hash, state_sha256)
 from ..tables import composite_table, html_table
 from .pipeline import build, check_weights, resolve_device, resolve_profile
@@ -40,7 +40,7 @@ from .registry import (EXPERIMENTS, GENERATED, PROFILES, REGISTRY, Experiment, F
                        notebook_parameters, results_dir, select)
 
 __all__ = [
-    "provenance", "Provenance", "Banner", "provenance_record", "source_hash", "lrpkit_version", "git_commit",
+    "provenance", "computation", "Provenance", "Banner", "provenance_record", "source_hash", "lrpkit_version", "git_commit",
     "public_value", "state_sha256", "composite_table", "html_table",
     "build", "check_weights", "resolve_device", "resolve_profile",
     "Cache", "Entry", "code_inputs", "data_checksums", "figure_inputs", "fingerprint", "weights_inputs",

@@ -227,3 +227,23 @@ def experiments_table(configs):
                 "Pixel-Flipping": f"{p['mode']}, {p['patch_size']}×{p['patch_size']} patches, schedule {p['schedule']}",
             })
     return pd.DataFrame(rows)
+
+
+def computation(configs) -> str:
+    """Which computation the experiments of ``configs`` ran, in words (the figures' visible tag,
+    :func:`lrpkit.provenance.computation`): their composites' mathematics and Pixel-Flipping's
+    ``thesis_compat``."""
+    from ..provenance import computation as words
+    from .grid import build_composite
+
+    configs = list(configs)
+    found = []
+    for config in configs:
+        comp, (first, second) = config.data["composite"], config.grid
+        found.append(build_composite(comp["family"], comp["variant"], float(first[0]), float(second[0]),
+                                     heuristic=comp["heuristic"], maxpool=comp["maxpool"]))
+    compat = {str(config.data["pf"]["thesis_compat"]) for config in configs}
+    text = words(*found)
+    if compat == {"False"}:
+        return text + "; Pixel-Flipping with thesis_compat off"
+    return text + f"; Pixel-Flipping with thesis_compat {', '.join(sorted(compat))}"
