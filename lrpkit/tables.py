@@ -68,9 +68,11 @@ def html_table(frame: Any, float_format: str | None = None, *, index: bool = Fal
     Returns
     -------
     IPython.display.HTML
-        For ``glue``.
+        For ``glue``. A table wider than the page scrolls inside its own box instead of widening
+        the page.
     """
     from IPython.display import HTML
 
     formatter = None if float_format is None else ("{:" + float_format + "}").format
-    return HTML(frame.to_html(index=index, escape=escape, classes="table", justify="left", float_format=formatter))
+    table = frame.to_html(index=index, escape=escape, classes="table", justify="left", float_format=formatter)
+    return HTML(f'<div class="lrpkit-table" style="overflow-x: auto; max-width: 100%">{table}</div>')

@@ -201,8 +201,8 @@ def test_full_profile_without_the_validation_folder_says_what_is_missing(experim
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and runs == []
     (line,) = [l for l in err if l.startswith("book build failed")]
-    assert "experiment 'grid' (profile 'full'" in line and "IMAGENET_VAL" in line
-    assert "ILSVRC-2012 validation images" in line and "--profile quick" in line
+    assert "profile 'full' needs the ILSVRC-2012 validation images: set IMAGENET_VAL to their folder" in line
+    assert "experiment grid" in line and "--profile quick" in line
     assert not (root / "book" / "_generated" / "chap").exists()     # no notebook ran
 
 

@@ -193,6 +193,11 @@ def test_site_in_headless_chromium(site):
                 if "://" in src:
                     problems.append(f"{docname}: MathJax loaded from {src}")
 
+            # Nothing widens the page: a wide table scrolls in its own box (lrpkit.tables.html_table).
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > page.viewport_size["width"]:
+                problems.append(f"{docname}: the page is {width} px wide in a {page.viewport_size['width']} px window")
+
             # Images: every one decoded with a non-zero natural size.
             sizes = page.eval_on_selector_all(
                 "article img", "els => els.map(e => [e.currentSrc || e.src, e.complete, "

@@ -240,16 +240,28 @@ def present(nb: Any) -> Any:
       ``remove-input`` right after the title (a first markdown cell that starts with a ``# ``
       heading is split after that line). The glued original stays, no longer displayed, for the
       chapter pages that paste it.
+    - One parameters cell: papermill's ``injected-parameters`` cell holds the values this build
+      used, so the notebook's own ``parameters`` cell (its defaults) is hidden when one was injected.
+    - A cell that glues a table does not show the same table again as its DataFrame result.
     """
     import nbformat
     from myst_nb.ext.glue import GLUE_PREFIX
 
+    def tags(cell):
+        return cell.get("metadata", {}).get("tags", [])
+
+    if any("injected-parameters" in tags(c) for c in nb.cells):
+        for cell in nb.cells:
+            if "parameters" in tags(cell) and "remove-cell" not in tags(cell):
+                cell.metadata["tags"] = tags(cell) + ["remove-cell"]
     banner = None
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in cell.get("outputs", [])
                         if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        if any(o.get("metadata", {}).get("scrapbook") for o in cell.outputs):
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "execute_result"]
         for output in cell.outputs:
             if output.get("metadata", {}).get("scrapbook", {}).get("name") == "banner":
                 banner = output

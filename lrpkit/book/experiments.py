@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -100,6 +101,11 @@ def resolve_config(root: Path, experiment: Experiment, profile: str, common: Map
         raise ValueError(f"experiment {experiment.id!r}: config {experiment.config.as_posix()} is not valid YAML") from None
     except ConfigError as err:
         message = str(err)
+        unset = re.search(r"'\$\{?(\w+)\}?'.*not set", message)
+        if "imagenet_val" in message and unset:   # the usual case on a GPU: the full profile without the images
+            raise ValueError(f"profile {profile!r} needs the ILSVRC-2012 validation images: set {unset[1]} to their "
+                             f"folder (experiment {experiment.id}, {experiment.config.as_posix()}), or build with "
+                             "--profile quick") from None
         hint = ""
         if "imagenet_val" in message:
             hint = ("; this profile reads the ILSVRC-2012 validation images: download the validation set "

@@ -131,7 +131,8 @@ def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels
     name = ORDER_NAMES.get(order, order)
     ax.set_title(title if title is not None else f"{name}: {_DIRECTION[direction]}"
                  + (" (constant)" if constant and direction is None else ""), fontsize=10)
-    ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+    # below the plot, off the data (a star or a dot under the legend would be hidden)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7, frameon=False)
     return {"best": best, "constant": constant, "min": zmin, "max": zmax, "ax": ax}
 
 
@@ -169,6 +170,10 @@ def auc_distributions(tables: Mapping[str, Any], *, orders: Sequence[str] = ("mo
         ax.set_title(f"{ORDER_NAMES.get(order, order)}: {_DIRECTION[direction].split(':')[0]}", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("mean AUC of a setting (logit × step)")
+        ax.ticklabel_format(axis="y", useOffset=False)   # no offset: a 6e-9 spread must not look large
+        low, high = part["auc"].min(), part["auc"].max()
+        if high - low <= 1e-6 * max(abs(high), 1e-30):   # a flat panel (the random order): show its value
+            ax.set_ylim(low - 0.05 * abs(low) - 1e-12, high + 0.05 * abs(high) + 1e-12)
     fig.tight_layout()
     return fig, data
 
@@ -200,9 +205,11 @@ def relevance_extremes_plot(tables: Mapping[str, Any]):
         linthresh = 10.0 ** np.floor(np.log10(np.percentile(magnitudes, 5))) if magnitudes.size else 1.0
         ax.set_yscale("symlog", linthresh=linthresh)
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("setting (n₂·i + j)")
+        ax.set_xlabel("setting number (first-axis index × second-axis size + second-axis index)")
         ax.set_ylabel("relevance of one pixel")
-        ax.legend(fontsize=8)
+        top = float(np.abs(rows[["relevance_min", "relevance_max"]].to_numpy()).max()) if len(rows) else 1.0
+        ax.set_ylim(-2 * top, 2 * top)    # room above the highest and below the lowest point
+        ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     return fig, pd.concat(frames, ignore_index=True)
 
