@@ -443,6 +443,9 @@ def test_example_configs_load(tmp_path, monkeypatch):
         assert config.n_settings in (4, 256), path
     thesis = load_config(ROOT / "experiments" / "thesis-code-decreasing-gamma.yaml", resolve=False)
     assert thesis.variant == "thesis-code" and thesis.axes[0].layers == (1, 17)
+    # as close to the code's run as an experiment gets (the Reproducing page and the README name it)
+    assert thesis.data["composite"]["heuristic"] == "zennit" and thesis.data["composite"]["maxpool"] == "max"
+    assert thesis.data["pf"]["thesis_compat"] is True
     assert thesis.data["images"]["imagenet_val"] == str(tmp_path)
     monkeypatch.delenv("IMAGENET_VAL")
     with pytest.raises(ConfigError, match="'images.imagenet_val' is '\\$IMAGENET_VAL', but an environment variable"):
