@@ -198,13 +198,16 @@ def test_site_in_headless_chromium(site):
             if width > page.viewport_size["width"]:
                 problems.append(f"{docname}: the page is {width} px wide in a {page.viewport_size['width']} px window")
 
-            # Images: every one decoded with a non-zero natural size.
+            # Images: every one decoded with a non-zero natural size, and alt text that says what it
+            # shows (its caption: book/_ext/lrpkit_alt.py), not its file name.
             sizes = page.eval_on_selector_all(
                 "article img", "els => els.map(e => [e.currentSrc || e.src, e.complete, "
-                "e.naturalWidth, e.naturalHeight])")
-            for src, complete, width, height in sizes:
+                "e.naturalWidth, e.naturalHeight, e.alt])")
+            for src, complete, width, height, alt in sizes:
                 if not (complete and width > 0 and height > 0):
                     problems.append(f"{docname}: image {src} has natural size {width}x{height}")
+                if len(alt.split()) < 3 or alt.lower().endswith((".png", ".svg", ".jpg")):
+                    problems.append(f"{docname}: image {src} has alt text {alt!r}")
 
             # Figure pages: provenance record, and the random-weights banner when it applies.
             records = [json.loads(t) for t in page.eval_on_selector_all(
