@@ -33,6 +33,7 @@ def other_vgg16(path: Path, seed: int = 7) -> Path:
 
 
 def test_the_smoke_book_builds_with_other_weights(tmp_path):
+    (tmp_path / "book").mkdir()
     root = copy_book(tmp_path / "book")
     weights = other_vgg16(tmp_path / "vgg16-other.pth")
     summary = book.build(root, profile="smoke", device="cpu", weights=str(weights), progress=False)
