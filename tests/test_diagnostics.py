@@ -67,8 +67,8 @@ def assert_the_report_is_explained(model, x, report, b, heat):
     window, with a negative forward factor; a heatmap whose neurons all stay out of the window is not
     flagged by conservation; the relevance of every patch lies in broken neurons' receptive fields.
     Not the whole box: a thin fringe can reach past the field (measured: 0.03 % of the common newt's
-    patch |R| in 5 rows below it under ONEDNN_MAX_CPU_ISA=SSE41), since the broken neuron's forward
-    value changes the layers above it too."""
+    patch |R| in 5 rows below it under ONEDNN_MAX_CPU_ISA=SSE41), probably because the broken neuron's
+    forward value changes the layers above it too (not examined further)."""
     low, high = diagnostics.CONSERVATION_BAND
     ratios = report.ratios[:, b]
     out = (ratios > high) | (ratios <= low)
