@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from . import imagenet
 from ._checks import choice
-from .models import sha256_file
+from .checksums import sha256_file
 
 __all__ = [
     "MAX_PIXELS",

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import sys
 import urllib.error
@@ -55,6 +54,7 @@ import torchvision
 from torch import nn
 
 from ._checks import choice
+from .checksums import sha256_file
 
 __all__ = [
     "VGG_ARCHS",
@@ -76,7 +76,6 @@ __all__ = [
     "weights_info",
     "pretrained_file",
     "pretrained_url",
-    "sha256_file",
 ]
 
 #: The torchvision VGG architectures this module builds.
@@ -173,15 +172,6 @@ def weights_info(model: nn.Module) -> WeightsInfo:
             f"{type(model).__name__} was not built by lrpkit.models, so its weights are unknown; "
             "build it with lrpkit.models.vgg16(weights=...)")
     return info
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _published_prefix(file: str | os.PathLike) -> str:

@@ -20,7 +20,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from lrpkit import data, imagenet, models
+from lrpkit import checksums, data, imagenet, models
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("LRPKIT_DATA_MIRROR") or ROOT.parent / "shared" / "data")
@@ -317,7 +317,7 @@ def test_fetch_from_mirror_verifies_and_skips_intact_files(tmp_path):
 def test_fetch_uses_the_mirror_environment_variable(monkeypatch):
     monkeypatch.setenv("LRPKIT_DATA_MIRROR", str(MIRROR))
     (path,) = data.fetch("axolotl")
-    assert models.sha256_file(path) == data.image_set("axolotl")[0].sha256
+    assert checksums.sha256_file(path) == data.image_set("axolotl")[0].sha256
 
 
 @needs_mirror
@@ -346,7 +346,7 @@ def test_damaged_cached_file_is_replaced_not_used(tmp_path):
         data.image_set("castle", fetch_missing=False)     # damaged: deleted, not handed out
     assert not path.exists()
     record = data.image_set("castle", mirror=MIRROR)[0]
-    assert models.sha256_file(record.path) == record.sha256
+    assert checksums.sha256_file(record.path) == record.sha256
 
 
 def test_missing_mirror_folder_and_file(tmp_path):
@@ -376,7 +376,7 @@ def test_fetch_downloads_from_url_and_checks(tmp_path, monkeypatch):
         monkeypatch.setattr(data, "manifest", lambda: [
             castle.__class__(**{**castle.__dict__, "source_url": f"{base}/castle.jpg"})])
         (path,) = data.fetch("castle")
-        assert models.sha256_file(path) == castle.sha256
+        assert checksums.sha256_file(path) == castle.sha256
         path.unlink()
         monkeypatch.setattr(data, "manifest", lambda: [
             castle.__class__(**{**castle.__dict__, "source_url": f"{base}/wrong.jpg"})])

@@ -113,7 +113,7 @@ _SHA_MEMO: dict[tuple[str, int, int], str] = {}
 
 def _sha256(path: Path) -> str:
     """sha256 of a (large) file, remembered per (path, size, mtime) within the process."""
-    from ..models import sha256_file  # the one file checksum of the package
+    from ..checksums import sha256_file  # the one file checksum of the package
 
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
@@ -146,7 +146,7 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> 
     (:func:`lrpkit.book.experiments.inputs_of_figure`). The machine's kernels are an input too
     (:func:`lrpkit.provenance.machine`): float32 rounding decides which heatmaps the thesis code
     breaks, so a build with ``ONEDNN_MAX_CPU_ISA`` set, or on another CPU or GPU, runs again."""
-    from ..models import sha256_file
+    from ..checksums import sha256_file
     from ..provenance import machine
     from .experiments import inputs_of_figure
     from .registry import load_experiments

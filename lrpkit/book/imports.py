@@ -71,7 +71,7 @@ def check(experiment_id: str, source: Path, config, echo: Callable[[str], None] 
     from ..experiment import plan as planning
     from ..experiment import runner, store
     from ..experiment.config import first_difference, shorten
-    from ..models import sha256_file
+    from ..checksums import sha256_file
 
     name = f"--results {experiment_id}={source}"
     folder = store.ResultsDir(source)
@@ -116,7 +116,7 @@ def copy(checked: Checked, partial: Path) -> None:
     """Copy the checked results into the fresh folder ``partial``: the table, plan and metadata as
     they are, the config as this build resolved it (this machine's folders and device)."""
     from ..experiment import store
-    from ..models import sha256_file
+    from ..checksums import sha256_file
 
     if partial.exists():
         shutil.rmtree(partial)

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import data, pf
 from .._checks import choice
-from ..models import sha256_file
+from ..checksums import sha256_file
 from .config import Config, ConfigError
 
 __all__ = ["Unit", "units", "parse_shard", "shard_units", "Cost", "cost"]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .. import data, inpainting, lrp, models, pf
-from ..models import sha256_file
+from ..checksums import sha256_file
 from ..provenance import git_commit, lrpkit_version, package_versions, state_sha256
 from . import plan as planning
 from . import store
