@@ -55,7 +55,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Layer", "layers", "check_feature_size", "NonCanonicalModelError"]
+__all__ = ["Layer", "layers", "check_feature_size", "NonCanonicalModelError", "VGG16_LAYERS"]
+
+
+#: Layers of VGG-16's canonical list (:func:`layers`): the model of the thesis, and of any network of
+#: its layout (13 convolutions, 5 max-pools, 3 dense layers), whatever their widths.
+VGG16_LAYERS = 38
 
 
 class NonCanonicalModelError(ValueError):

@@ -24,20 +24,58 @@ for the last layer where no model is given (reprs, error messages).
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from ._checks import choice
+from .canonical import VGG16_LAYERS
 from .heuristics import STABILIZERS, check_heuristic, check_stabilizer
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
-from .rules import POOLING, Epsilon, Gamma, Gradient, Rule, Zero, ZBox
+from .rules import POOLING, RULES, Epsilon, Gamma, Gradient, Rule, Zero, ZBox, named_rule
 
 __all__ = ["Composite", "tutorial", "decreasing_gamma", "uniform", "UNIFORM_RULES", "thesis_code_tutorial",
-           "thesis_code_decreasing_gamma", "thesis_code_uniform"]
+           "thesis_code_decreasing_gamma", "thesis_code_uniform", "Parameter", "NamedComposite", "COMPOSITES",
+           "named"]
 
 IndexRange = Union[int, tuple]  # an index, or an inclusive (start, stop) with stop=None for "to the end"
 
-#: Layers of VGG-16's canonical list (:func:`lrpkit.canonical.layers`): the model of the thesis.
-VGG16_LAYERS = 38
+
+@dataclass(frozen=True)
+class Parameter:
+    """A hyperparameter of a named composite: its keyword (and the experiment's results column),
+    its symbol, the layers it sets (inclusive; ``None`` for "to the last layer") and its default."""
+
+    name: str
+    symbol: str
+    layers: tuple
+    default: float
+
+    def span(self) -> str:
+        """E.g. ``"1-16"``, or ``"1-n"`` to the last layer."""
+        return f"{self.layers[0]}-{'n' if self.layers[1] is None else self.layers[1]}"
+
+    def label(self) -> str:
+        """E.g. ``"γ (layers 1-16)"``, for tables and plot axes."""
+        return f"{self.symbol} (layers {self.span()})"
+
+
+# The layer ranges and defaults of the thesis's composites, each written here once.
+TUTORIAL_GAMMA = Parameter("gamma", "γ", (1, 16), 0.25)              # Table 2.4
+TUTORIAL_EPSILON = Parameter("epsilon", "ε", (17, 30), 0.25)
+TUTORIAL_ZERO = (31, None)                                           # LRP-0 on the classifier
+DECREASING_GAMMA = (                                                 # Table 2.3; a grid varies 1 and 2
+    Parameter("gamma0", "γ", (2, 10), 0.5),
+    Parameter("gamma1", "γ", (11, 17), 0.25),
+    Parameter("gamma2", "γ", (18, 24), 0.1),
+    Parameter("gamma3", "γ", (25, 31), 0.0),
+)
+CODE_DECREASING_GAMMA = (                                            # the thesis code's map (§4.1.1)
+    Parameter("gamma1", "γ", (1, 17), 0.25),
+    Parameter("gamma2", "γ", (18, 24), 0.1),
+)
+CODE_DECREASING_ZERO = (25, 30)                                      # its γ = 0 block (and its leaf 31)
+UNIFORM_GAMMA = Parameter("gamma", "γ", (0, None), 0.25)
+UNIFORM_EPSILON = Parameter("epsilon", "ε", (0, None), 0.25)
 
 
 class Composite:
@@ -98,6 +136,10 @@ class Composite:
                 raise TypeError(f"the rule for layers {_format_range(start, stop)} must be an lrpkit.rules.Rule, got {rule!r}")
             if isinstance(rule, ZBox) and (start, stop) != (0, 0):
                 raise ValueError(f"zᴮ is the pixel-layer rule: assign it to index 0 only, not {_format_range(start, stop)}")
+            if forward is not None and len(rule.parts()) > 1:
+                raise ValueError(f"{rule.label} (layers {_format_range(start, stop)}) sums several modified passes and "
+                                 f"has no single pre-activation: a rule-modified forward (forward={forward!r}) cannot "
+                                 "use it")
             self.assignments.append((start, stop, rule))
         self.assignments.sort(key=lambda item: item[0])
         for (s1, e1, _), (s2, e2, _) in zip(self.assignments, self.assignments[1:]):
@@ -173,7 +215,8 @@ class Composite:
         return f"Composite('{self.name}', {{{body}}}, heuristic={self.heuristic!r}, maxpool={self.maxpool!r}{forward})"
 
 
-def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str = "avg",
+def tutorial(gamma=TUTORIAL_GAMMA.default, epsilon=TUTORIAL_EPSILON.default, heuristic: str = "tutorial",
+             maxpool: str = "avg",
              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """LRP-Tutorial (thesis Table 2.4; Montavon's tutorial): zᴮ, then γ, then ε, then LRP-0.
 
@@ -186,15 +229,17 @@ def tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "tutorial", maxpool: str
     mean, std : sequence of float
         The input normalization, which sets the zᴮ bounds.
     """
-    return Composite({
-        0: ZBox.from_normalization(mean, std),
-        (1, 16): Gamma(gamma),
-        (17, 30): Epsilon(epsilon),
-        (31, None): Zero(),
-    }, heuristic, maxpool, name="LRP-Tutorial")
+    return Composite(_tutorial_map(gamma, epsilon, mean, std), heuristic, maxpool, name="LRP-Tutorial")
 
 
-def decreasing_gamma(gammas=(0.5, 0.25, 0.1, 0.0), heuristic: str = "tutorial", maxpool: str = "avg",
+def _tutorial_map(gamma, epsilon, mean, std) -> dict:
+    """LRP-Tutorial's rules by layer range: zᴮ, γ, ε, LRP-0."""
+    return {0: ZBox.from_normalization(mean, std), TUTORIAL_GAMMA.layers: Gamma(gamma),
+            TUTORIAL_EPSILON.layers: Epsilon(epsilon), TUTORIAL_ZERO: Zero()}
+
+
+def decreasing_gamma(gammas=tuple(p.default for p in DECREASING_GAMMA), heuristic: str = "tutorial",
+                     maxpool: str = "avg",
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """LRP-Decreasing-γ (thesis Table 2.3; Eberle et al. 2022): zᴮ, then γ decreasing by block.
 
@@ -204,37 +249,57 @@ def decreasing_gamma(gammas=(0.5, 0.25, 0.1, 0.0), heuristic: str = "tutorial", 
         γ of layers 2-10, 11-17, 18-24 and 25-31. Layers after 31 get LRP-0.
     """
     gammas = tuple(gammas)
-    if len(gammas) != 4:
-        raise ValueError(f"decreasing_gamma needs four γ values (layers 2-10, 11-17, 18-24, 25-31), got {len(gammas)}")
-    blocks = [(2, 10), (11, 17), (18, 24), (25, 31)]
-    return Composite({0: ZBox.from_normalization(mean, std), **{b: Gamma(g) for b, g in zip(blocks, gammas)}},
+    if len(gammas) != len(DECREASING_GAMMA):
+        raise ValueError(f"decreasing_gamma needs four γ values (layers "
+                         f"{', '.join(p.span() for p in DECREASING_GAMMA)}), got {len(gammas)}")
+    return Composite({0: ZBox.from_normalization(mean, std),
+                      **{p.layers: Gamma(g) for p, g in zip(DECREASING_GAMMA, gammas)}},
                      heuristic, maxpool, name="LRP-Decreasing-γ")
 
 
-UNIFORM_RULES = ("zero", "epsilon", "gamma")
+def decreasing_gamma_code_layers(gamma1=CODE_DECREASING_GAMMA[0].default, gamma2=CODE_DECREASING_GAMMA[1].default,
+                                 heuristic: str = "tutorial", maxpool: str = "avg",
+                                 mean: Sequence[float] = IMAGENET_MEAN,
+                                 std: Sequence[float] = IMAGENET_STD) -> Composite:
+    """LRP-Decreasing-γ on the thesis code's layer map, computed with lrpkit's rules (the grid
+    search's ``thesis-code`` variant): zᴮ, ``gamma1`` on 1-17, ``gamma2`` on 18-24, γ = 0 on
+    25-31 (no fixed γ = 0.5 block); the dense layers above get LRP-0 with the heuristic's floor,
+    where the code leaves them their plain gradient (:func:`thesis_code_decreasing_gamma`)."""
+    first, second = CODE_DECREASING_GAMMA
+    zero = DECREASING_GAMMA[-1]
+    return Composite({0: ZBox.from_normalization(mean, std), first.layers: Gamma(gamma1), second.layers: Gamma(gamma2),
+                      zero.layers: Gamma(zero.default)}, heuristic, maxpool, name="LRP-Decreasing-γ (thesis code)")
 
 
-def uniform(rule: str = "zero", *, epsilon=0.25, gamma=0.25, zbox: bool = False, heuristic: str = "tutorial",
+#: The rules a uniform composite takes by name (:data:`lrpkit.rules.RULES`).
+UNIFORM_RULES = tuple(RULES)
+#: The rules of the thesis code's uniform composites.
+THESIS_CODE_RULES = ("zero", "epsilon", "gamma")
+
+
+def uniform(rule: str = "zero", *, epsilon=UNIFORM_EPSILON.default, gamma=UNIFORM_GAMMA.default, zbox: bool = False,
+            heuristic: str = "tutorial",
             maxpool: str = "avg", mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """One rule for every layer (uniform LRP), optionally with zᴮ at the pixel layer.
 
     Parameters
     ----------
     rule : str
-        ``"zero"`` (LRP-0; without zᴮ and with ``maxpool="max"`` it equals Gradient × Input),
-        ``"epsilon"`` or ``"gamma"``.
+        A name of :data:`lrpkit.rules.RULES`: ``"zero"`` (LRP-0; without zᴮ and with
+        ``maxpool="max"`` it equals Gradient × Input), ``"epsilon"``, ``"gamma"``, ``"zplus"``,
+        ``"alpha2-beta1"`` or ``"alpha1-beta0"``.
     epsilon, gamma : float or torch.Tensor
         The hyperparameter of the chosen rule.
     zbox : bool
         Use zᴮ at layer 0.
     """
-    chosen = _uniform_rule(rule, epsilon, gamma)
+    chosen = named_rule(rule, epsilon=epsilon, gamma=gamma)
     assignments = {0: ZBox.from_normalization(mean, std), (1, None): chosen} if zbox else {(0, None): chosen}
     label = f"uniform {chosen.label}" + (f" with {ZBox.label}" if zbox else "")
     return Composite(assignments, heuristic, maxpool, name=label)
 
 
-def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
+def thesis_code_tutorial(gamma=TUTORIAL_GAMMA.default, epsilon=TUTORIAL_EPSILON.default, heuristic: str = "zennit", *,
                          mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """LRP-Tutorial as the thesis code computes it (``lrp-pf-auc`` 0.1.6, thesis Chapter 4 and Fig. 2.3).
 
@@ -284,15 +349,12 @@ def thesis_code_tutorial(gamma=0.25, epsilon=0.25, heuristic: str = "zennit", *,
     Propagation*, TU Berlin (2022), Table 2.4, §2.1.5, Chapter 4; code: PyPI ``lrp-pf-auc`` 0.1.6
     (``lrp/rules.py``, ``lrp/zennit/core.py``), github.com/rodrigobdz/lrp.
     """
-    return Composite({
-        0: ZBox.from_normalization(mean, std),
-        (1, 16): Gamma(gamma),
-        (17, 30): Epsilon(epsilon),
-        (31, None): Zero(),
-    }, "vanilla", "max", name="thesis code LRP-Tutorial", forward=_thesis_stabilizer(heuristic), avgpool=Zero())
+    return Composite(_tutorial_map(gamma, epsilon, mean, std), "vanilla", "max", name="thesis code LRP-Tutorial",
+                     forward=_thesis_stabilizer(heuristic), avgpool=Zero())
 
 
-def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zennit", *,
+def thesis_code_decreasing_gamma(gamma1=CODE_DECREASING_GAMMA[0].default, gamma2=CODE_DECREASING_GAMMA[1].default,
+                                 heuristic: str = "zennit", *,
                                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """LRP-Decreasing-γ as the thesis code computes it (``lrp-pf-auc`` 0.1.6; thesis Fig. 4.1, Table 4.2).
 
@@ -326,17 +388,19 @@ def thesis_code_decreasing_gamma(gamma1=0.25, gamma2=0.1, heuristic: str = "zenn
     ``experiments/script/batch_lrp_pf.py``. M. Eberle et al., *Building and interpreting deep
     similarity models*, IEEE TPAMI 44 (2022) (the Decreasing-γ composite).
     """
+    first, second = CODE_DECREASING_GAMMA
     return Composite({
         0: ZBox.from_normalization(mean, std),
-        (1, 17): Gamma(gamma1),
-        (18, 24): Gamma(gamma2),
-        (25, 30): Gamma(0.0),
-        (31, None): Gradient(),
+        first.layers: Gamma(gamma1),
+        second.layers: Gamma(gamma2),
+        CODE_DECREASING_ZERO: Gamma(0.0),
+        (CODE_DECREASING_ZERO[1] + 1, None): Gradient(),
     }, "vanilla", "max", name="thesis code LRP-Decreasing-γ", forward=_thesis_stabilizer(heuristic),
         avgpool=Gamma(0.0))
 
 
-def thesis_code_uniform(rule: str = "gamma", *, gamma=0.25, epsilon=0.25, zbox: bool = True, heuristic: str = "zennit",
+def thesis_code_uniform(rule: str = "gamma", *, gamma=UNIFORM_GAMMA.default, epsilon=UNIFORM_EPSILON.default,
+                        zbox: bool = True, heuristic: str = "zennit",
                         mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Composite:
     """One rule on every layer above the pixel layer, as the thesis code's grid searches ran it (Fig. 3.3, B.1).
 
@@ -369,17 +433,11 @@ def thesis_code_uniform(rule: str = "gamma", *, gamma=0.25, epsilon=0.25, zbox: 
     R. Bermudez Schettino (2022), §3.2, Figures 3.3 and B.1; PyPI ``lrp-pf-auc`` 0.1.6,
     ``experiments/notebooks/7-grid-search-rerun/grid-search.ipynb``.
     """
-    chosen = _uniform_rule(rule, epsilon, gamma)
+    chosen = named_rule(choice("rule of the thesis code", rule, THESIS_CODE_RULES), epsilon=epsilon, gamma=gamma)
     first = ZBox.from_normalization(mean, std) if zbox else Gradient()
     label = f"thesis code {'zᴮ and ' if zbox else 'uniform '}{chosen.label}"
     return Composite({0: first, (1, None): chosen}, "vanilla", "max", name=label, forward=_thesis_stabilizer(heuristic),
                      avgpool=chosen)
-
-
-def _uniform_rule(rule: str, epsilon, gamma) -> Rule:
-    """The rule named by one of :data:`UNIFORM_RULES`, with its hyperparameter."""
-    rule = choice("rule", rule, UNIFORM_RULES)
-    return Zero() if rule == "zero" else Epsilon(epsilon) if rule == "epsilon" else Gamma(gamma)
 
 
 def _thesis_stabilizer(heuristic: str) -> str:
@@ -412,3 +470,59 @@ def _format_range(start: int, stop: Optional[int]) -> str:
     if stop is None:
         return f"{start}–n"
     return str(start) if start == stop else f"{start}–{stop}"
+
+
+@dataclass(frozen=True)
+class NamedComposite:
+    """A composite of :data:`COMPOSITES`: its thesis name, how to build it and its hyperparameters.
+
+    ``build`` takes the hyperparameters by :attr:`Parameter.name` and the options of its function
+    (``heuristic``, ``maxpool``, ``mean``, ``std``; the thesis code's composites take ``heuristic``
+    as their stabilizer and no ``maxpool``). ``command_line``: offered by ``lrpkit explain
+    --composite``. ``thesis_code``: computed as the thesis code computes it (its forward pass).
+    """
+
+    key: str
+    name: str
+    build: Callable[..., Composite]
+    parameters: tuple
+    command_line: bool = False
+    thesis_code: bool = False
+
+    def parameter(self, name: str) -> Parameter:
+        """The hyperparameter ``name``."""
+        found = {p.name: p for p in self.parameters}
+        return found[choice(f"hyperparameter of composite {self.key!r}", name, tuple(found))]
+
+    def composite(self, **values) -> Composite:
+        """The composite with ``values`` (hyperparameters by name and options); defaults elsewhere."""
+        return self.build(**values)
+
+
+def _decreasing_gamma_by_block(gamma0=DECREASING_GAMMA[0].default, gamma1=DECREASING_GAMMA[1].default,
+                               gamma2=DECREASING_GAMMA[2].default, gamma3=DECREASING_GAMMA[3].default,
+                               **options) -> Composite:
+    return decreasing_gamma((gamma0, gamma1, gamma2, gamma3), **options)
+
+
+#: The named composites, registered once: read by the command line, the experiment's grid
+#: (:mod:`lrpkit.experiment.grid`), the sweeps (:mod:`lrpkit.sweeps`) and the cheat sheet.
+COMPOSITES = {c.key: c for c in (
+    NamedComposite("tutorial", "LRP-Tutorial", tutorial, (TUTORIAL_GAMMA, TUTORIAL_EPSILON), command_line=True),
+    NamedComposite("decreasing-gamma", "LRP-Decreasing-γ", _decreasing_gamma_by_block, DECREASING_GAMMA,
+                   command_line=True),
+    NamedComposite("uniform", "uniform LRP", uniform, (UNIFORM_GAMMA, UNIFORM_EPSILON), command_line=True),
+    NamedComposite("decreasing-gamma-code-layers", "LRP-Decreasing-γ (thesis code)", decreasing_gamma_code_layers,
+                   CODE_DECREASING_GAMMA),
+    NamedComposite("thesis-code-tutorial", "thesis code LRP-Tutorial", thesis_code_tutorial,
+                   (TUTORIAL_GAMMA, TUTORIAL_EPSILON), thesis_code=True),
+    NamedComposite("thesis-code-decreasing-gamma", "thesis code LRP-Decreasing-γ", thesis_code_decreasing_gamma,
+                   CODE_DECREASING_GAMMA, thesis_code=True),
+    NamedComposite("thesis-code-uniform", "thesis code uniform", thesis_code_uniform, (UNIFORM_GAMMA, UNIFORM_EPSILON),
+                   thesis_code=True),
+)}
+
+
+def named(key: str) -> NamedComposite:
+    """The composite ``key`` of :data:`COMPOSITES` (one line naming the choices if there is none)."""
+    return COMPOSITES[choice("composite", key, tuple(COMPOSITES))]

@@ -56,7 +56,6 @@ import torch
 from . import canonical, lrp
 from .composites import Composite
 from .heuristics import stabilize
-from .rules import Gamma
 
 __all__ = [
     "CONSERVATION_BAND", "CONCENTRATION_QUANTILE", "CONCENTRATION_MAX", "TOP_FRACTION", "PATCH_LEVEL", "PATCH_GAP",
@@ -442,6 +441,10 @@ def _layer_culprits(layer, composite, forward, explanation, size, count):
     a = forward.activations[layer.index]
     out = forward.outputs.get(layer.index, forward.activations[layer.index + 1]).contiguous()
     rule = composite.rule(layer.index)
+    if len(rule.parts()) > 1:
+        raise ValueError(f"culprits: layer {layer.index} has {rule.label} ({rule.hyperparameters()}), which sums "
+                         f"{len(rule.parts())} modified passes with their own denominators; the culprit search reads "
+                         "rules with one denominator")
     z = forward.preactivations.get(layer.index)
     if z is None:  # the model's own forward pass
         z = rule.preactivation(layer, a, out)
@@ -450,7 +453,7 @@ def _layer_culprits(layer, composite, forward, explanation, size, count):
     if z is None:  # no rule: the layer's own gradient
         z, constant = out, layer.forward(zero)
     z = z.contiguous()
-    weight = layer.weight + rule.gamma * layer.weight.clamp(min=0) if isinstance(rule, Gamma) else layer.weight
+    weight = rule.rho(layer.weight, layer.bias)[0]
     R = explanation.layer_relevance[layer.index + 1].contiguous()
     largest = float(R.abs().max())
     if largest == 0:

@@ -222,8 +222,8 @@ def _forward(layers, x, composite=None):
     activations, outputs, preactivations, pooled = [x], {}, {}, None
     for layer in layers:
         a = activations[-1]
-        if stabilizer is not None and composite.avgpool is not None and layer.name == "classifier.0":
-            # torchvision's AdaptiveAvgPool2d (the identity here) under the code's rule: z = ε + a
+        if stabilizer is not None and composite.avgpool is not None and layer.pool is not None:
+            # the AdaptiveAvgPool2d in front of this dense layer under the code's rule: z = ε + a
             epsilon = composite.avgpool.epsilon
             z = a if epsilon is None else per_sample(epsilon, a) + a
             pooled = (layer.index, a, z)
@@ -301,24 +301,32 @@ def _backward(pass_, logits, target):
         targets, groups = torch.unique(target, return_inverse=True)
         R = R[_first_of_each(groups, len(targets))]
     top_sum, top_kept = _total(R)[groups], (R[groups] if pass_.keep_layers else None)
-    R, sums, kept = _propagate(pass_, len(pass_.layers), R, groups)
-    sums.append(top_sum)
+    R, trace = _propagate(pass_, len(pass_.layers), R, groups)
+    sums = trace.sums + [top_sum]
     for i in reversed(range(len(pass_.layers))):  # ReLU, dropout, flatten: the sum above them
         if sums[i] is None:
             sums[i] = sums[i + 1]
-    if pass_.keep_layers:
-        kept = [r.contiguous() for r in kept + [top_kept]]
+    kept = [r.contiguous() for r in trace.kept + [top_kept]] if pass_.keep_layers else None
     return _Chunk(R.contiguous(), logits, target, torch.stack(sums), kept)
 
 
-def _propagate(pass_, top, R, groups):
-    """Relevance from the output of ``layers[top - 1]`` down to the input.
+class _Trace(NamedTuple):
+    """What a backward pass records below layer ``top``, indexed by layer: ``sums[i]`` is Σ R at
+    the input of layer ``i`` per sample (None where the layer passes relevance unchanged),
+    ``kept[i]`` that relevance itself (with ``keep_layers``)."""
 
-    Returns the input relevance per sample and, per layer below ``top`` (bottom first), Σ R at its
-    input per sample (None where the layer passes relevance unchanged) and, with ``keep_layers``,
-    the relevance itself.
-    """
-    composite, sums, kept = pass_.composite, [], []
+    sums: list
+    kept: list
+
+    @classmethod
+    def empty(cls, top: int) -> "_Trace":
+        return cls([None] * top, [None] * top)
+
+
+def _propagate(pass_, top, R, groups):
+    """Relevance from the output of ``layers[top - 1]`` down to the input, per sample, and the
+    :class:`_Trace` of the layers below ``top``."""
+    composite, trace = pass_.composite, _Trace.empty(top)
     for layer in reversed(pass_.layers[:top]):
         a = pass_.activations[layer.index]
         if layer.is_linear or layer.kind == "maxpool":
@@ -327,8 +335,9 @@ def _propagate(pass_, top, R, groups):
                 R, groups = _split(R, groups, rule)
             rows = _rows_per_block(a)
             if pass_.shared and R.shape[0] > rows:  # depth first, one block of rows after the other
-                R, below, kept_below = _in_blocks(pass_, layer.index + 1, R, groups, rows)
-                return R, below + sums[::-1], kept_below + kept[::-1]
+                R, below = _in_blocks(pass_, layer.index + 1, R, groups, rows)
+                trace.sums[:layer.index + 1], trace.kept[:layer.index + 1] = below.sums, below.kept
+                return R, trace
             if rule.batch_size is not None:
                 rule = rule.take(_first_of_each(groups, R.shape[0]))
             if layer.is_linear:
@@ -337,32 +346,28 @@ def _propagate(pass_, top, R, groups):
                 R = pass_.through_pool(layer, R)
             else:
                 R = pool_relevance(layer, a, R, composite.maxpool, rule.epsilon, composite.heuristic)
-            sums.append(_total(R)[groups])
-        else:  # ReLU, dropout, flatten: relevance passes unchanged
-            sums.append(None)
+            trace.sums[layer.index] = _total(R)[groups]
         if pass_.keep_layers:
-            kept.append(R[groups])
-    return R[groups], sums[::-1], kept[::-1]
+            trace.kept[layer.index] = R[groups]
+    return R[groups], trace
 
 
 def _in_blocks(pass_, top, R, groups, rows):
     """:func:`_propagate` for blocks of ``rows`` rows of ``R`` in turn, the results gathered per sample."""
-    out, sums, kept = None, None, None
+    out, trace = None, None
     for start in range(0, R.shape[0], rows):
         samples = ((groups >= start) & (groups < start + rows)).nonzero().squeeze(1)
         block = replace(pass_, composite=pass_.composite.take(samples), shared=True)
-        r, s, k = _propagate(block, top, R[start:start + rows], groups[samples] - start)
+        r, part = _propagate(block, top, R[start:start + rows], groups[samples] - start)
         if out is None:
             out = _empty_rows(r, len(groups))
-            sums = [None if v is None else v.new_empty(len(groups)) for v in s]
-            kept = [_empty_rows(t, len(groups)) for t in k]
+            trace = _Trace([None if v is None else v.new_empty(len(groups)) for v in part.sums],
+                           [None if t is None else _empty_rows(t, len(groups)) for t in part.kept])
         out[samples] = r
-        for total, v in zip(sums, s):
-            if v is not None:
-                total[samples] = v
-        for whole, t in zip(kept, k):
-            whole[samples] = t
-    return out, sums, kept
+        for whole, piece in zip(trace.sums + trace.kept, part.sums + part.kept):
+            if piece is not None:
+                whole[samples] = piece
+    return out, trace
 
 
 #: On a CPU, the layers below a grid's split are processed in blocks of rows whose relevance

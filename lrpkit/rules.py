@@ -9,6 +9,13 @@ every rule here has the form
 computed as ``s = R / den(z_ρ)``, ``c = ρ(W)ᵀ s``, ``R_in = a ⊙ c`` (Montavon's four steps), where
 ``den`` is one of the three heuristics of :mod:`lrpkit.heuristics`.
 
+A rule is a few declarative parts: its label, its hyperparameters, the ε it adds to the
+denominator (:attr:`Rule.epsilon`) and its parameter modification :meth:`Rule.rho`, written once
+and read by the backward pass, by the thesis code's rule-modified forward pass
+(:meth:`Rule.preactivation`) and by the detector's culprit search
+(:func:`lrpkit.diagnostics.culprits`). A rule that sums several modified passes (LRP-αβ) names
+them in :meth:`Rule.parts`. A new rule is a subclass here and a line in :data:`RULES`.
+
 Hyperparameters (γ, ε) may be a float or a 1-D tensor with one value per sample: one backward pass
 then computes a whole grid of settings. For γ this uses the identity, valid for ``a ≥ 0``,
 
@@ -22,23 +29,26 @@ References
 G. Montavon, A. Binder, S. Lapuschkin, W. Samek, K.-R. Müller, *Layer-Wise Relevance Propagation:
 An Overview*, in Explainable AI, LNCS 11700 (2019).
 G. Montavon et al., *Explaining nonlinear classification decisions with deep Taylor
-decomposition*, Pattern Recognition 65 (2017) (the zᴮ rule).
+decomposition*, Pattern Recognition 65 (2017) (the zᴮ and z⁺ rules).
+S. Bach et al., *On pixel-wise explanations for non-linear classifier decisions by layer-wise
+relevance propagation*, PLoS ONE 10 (2015) (LRP-αβ).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Sequence, Union
+from typing import Callable, ClassVar, Optional, Sequence, Union
 
 import torch
 from torch.nn import functional as F
 
+from ._checks import choice
 from .canonical import Layer, _pair
 from .heuristics import denominator, divide, per_sample
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
 
 __all__ = [
-    "Rule", "Zero", "Epsilon", "Gamma", "ZBox", "Gradient",
-    "pool_relevance", "POOLING",
+    "Rule", "Zero", "Epsilon", "Gamma", "ZPlus", "AlphaBeta", "ZBox", "Gradient",
+    "RULES", "NamedRule", "named_rule", "pool_relevance", "POOLING",
 ]
 
 POOLING = ("avg", "max")
@@ -124,16 +134,36 @@ class Rule:
             rule-modified forward pass, the pre-activation that pass computed
             (:meth:`preactivation`, batch 1 or one row per sample of ``R``), the same to the bit.
         """
-        s = divide(R, denominator(z, self.epsilon, heuristic) if den is None else den, inplace=True)
-        return _times(layer.transpose(s, layer.weight, a.shape), a)
+        weight, bias = self.rho(layer.weight, layer.bias)
+        if den is None:
+            z_rho = z if weight is layer.weight and bias is layer.bias else layer.affine(a, weight, bias)
+            den = denominator(z_rho, self.epsilon, heuristic)
+        s = divide(R, den, inplace=True)
+        return _times(layer.transpose(s, weight, a.shape), a)
+
+    def rho(self, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> tuple:
+        """The rule's modification of a layer's parameters, ``(ρ(W), ρ(b))``: the parameters
+        themselves (the same objects) for a rule that keeps them. Its hyperparameters must be
+        scalars (:meth:`take` one sample first)."""
+        return weight, bias
+
+    def parts(self) -> tuple:
+        """``((coefficient, rule), ...)``: the rule as a sum of rules with one :meth:`rho` each
+        (LRP-αβ: ``α`` times z⁺ and ``-β`` times z⁻); most rules are one part, themselves."""
+        return ((1.0, self),)
 
     def preactivation(self, layer: Layer, a: torch.Tensor, out: torch.Tensor) -> Optional[torch.Tensor]:
         """The rule's pre-activation ``z`` (the vanilla denominator), computed as the thesis code's
-        rules compute it in their forward pass: LRP-0 ``out``, LRP-ε ``ε + out``, LRP-γ the layer with
-        ``ρ(W)``, ``ρ(b)``, z^B ``out - (W⁺l + b⁺) - (W⁻h + b⁻)``; None for a layer the code leaves
-        unwrapped (:class:`Gradient`). ``out = W a + b`` is the layer's output; ``a`` holds one input
-        per sample of a per-sample rule, or one for all of them."""
-        return out if self.epsilon is None else per_sample(self.epsilon, out) + out
+        rules compute it in their forward pass: the layer with ``ρ(W)``, ``ρ(b)`` (``out`` itself
+        where ρ keeps them), plus ε for LRP-ε; z^B ``out - (W⁺l + b⁺) - (W⁻h + b⁻)``; None for a
+        layer the code leaves unwrapped (:class:`Gradient`). ``out = W a + b`` is the layer's
+        output; ``a`` holds one input per sample of a per-sample rule, or one for all of them."""
+        if len(self.parts()) > 1:
+            raise ValueError(f"{self.label} sums {len(self.parts())} modified passes and has no single pre-activation: "
+                             "the thesis code's rule-modified forward pass (forward=...) cannot use it")
+        weight, bias = self.rho(layer.weight, layer.bias)
+        z = out if weight is layer.weight and bias is layer.bias else layer.affine(a, weight, bias)
+        return z if self.epsilon is None else per_sample(self.epsilon, z) + z
 
 
 @dataclass(frozen=True)
@@ -237,25 +267,105 @@ class Gamma(_OneHyperparameter):
                                         gammas[start], heuristic, _rows(den, rows))
         return out
 
-    def preactivation(self, layer, a, out):
-        def rho(gamma):  # the code's parameter modifier, on weights and biases
-            return (layer.weight + gamma * layer.weight.clamp(min=0), layer.bias + gamma * layer.bias.clamp(min=0))
+    def rho(self, weight, bias):
+        if not isinstance(self.gamma, float):
+            raise ValueError(f"ρ of LRP-γ with per-sample γ ({self.hyperparameters()}): take() one sample first")
+        if self.gamma == 0.0:
+            return weight, bias
+        return tuple(None if p is None else p + self.gamma * p.clamp(min=0) for p in (weight, bias))
 
+    def preactivation(self, layer, a, out):
         if isinstance(self.gamma, float):
-            return out if self.gamma == 0.0 else layer.affine(a, *rho(self.gamma))
+            return super().preactivation(layer, a, out)
         z = out.new_empty((len(self.gamma), *out.shape[1:]))
         for gamma in self.gamma.unique().tolist():
             rows = (self.gamma == gamma).to(out.device)
-            z[rows] = _rows(out, rows) if gamma == 0.0 else layer.affine(_rows(a, rows), *rho(gamma))
+            z[rows] = Gamma(gamma).preactivation(layer, _rows(a, rows), _rows(out, rows))
         return z
 
     @staticmethod
     def _relevance(layer, a, z, z_plus, w_plus, R, gamma: float, heuristic, den=None):
-        """The γ rule for one γ: ``z_γ = z + γ (W⁺a + b⁺)``, ``c = (W + γW⁺)ᵀ (R / den(z_γ))``."""
+        """The γ rule for one γ: ``c = ρ(W)ᵀ (R / den(z_γ))`` with ``z_γ = z + γ (W⁺a + b⁺)``, which is
+        ``ρ(W) a + ρ(b)`` since ρ adds γ times the positive part (:meth:`rho`)."""
         if den is None:
             den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
         s = divide(R, den, inplace=True)
-        return _times(layer.transpose(s, layer.weight + gamma * w_plus, a.shape), a)
+        return _times(layer.transpose(s, Gamma(gamma).rho(layer.weight, None)[0], a.shape), a)
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """The z⁺ rule: ``ρ(p) = p⁺`` on weights and biases, only positive contributions.
+
+    Valid for non-negative inputs (after a ReLU or a max-pool), as LRP-γ; with them it equals
+    zennit's ``ZPlus`` and LRP-αβ with α = 1, β = 0. z⁺ is LRP-γ in the limit γ → ∞.
+    """
+
+    label: ClassVar[str] = "z⁺"
+
+    def rho(self, weight, bias):
+        return tuple(None if p is None else p.clamp(min=0) for p in (weight, bias))
+
+
+@dataclass(frozen=True)
+class _ZMinus(Rule):
+    """The negative half of LRP-αβ: ``ρ(p) = p⁻`` on weights and biases."""
+
+    label: ClassVar[str] = "z⁻"
+
+    def rho(self, weight, bias):
+        return tuple(None if p is None else p.clamp(max=0) for p in (weight, bias))
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """LRP-αβ: ``α`` times the relevance of the positive contributions (z⁺) minus ``β`` times
+    that of the negative ones (``ρ(p) = p⁻``), each over its own denominator.
+
+    Parameters
+    ----------
+    alpha, beta : float
+        ``α - β = 1``, both >= 0 (so that the rule conserves); α = 1, β = 0 is z⁺, α = 2, β = 1
+        the usual choice for lower layers (Montavon et al. 2019).
+
+    Notes
+    -----
+    Valid for non-negative inputs (after a ReLU or a max-pool); with them it equals zennit's
+    ``AlphaBeta``. It sums two modified passes (:meth:`parts`), so it has no single
+    pre-activation: the thesis code's rule-modified forward pass cannot use it.
+    """
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    label: ClassVar[str] = "LRP-αβ"
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                raise TypeError(f"{name} of LRP-αβ must be a float (no per-sample values), got a tensor")
+            object.__setattr__(self, name, _check_hyperparameter(name, value))
+        if abs(self.alpha - self.beta - 1.0) > 1e-12:
+            raise ValueError(f"LRP-αβ needs alpha - beta = 1 to conserve relevance, got alpha={self.alpha:g}, "
+                             f"beta={self.beta:g}")
+
+    def hyperparameters(self) -> str:
+        return f"α = {self.alpha:g}, β = {self.beta:g}"
+
+    def parts(self):
+        return ((self.alpha, ZPlus()),) + (((-self.beta, _ZMinus()),) if self.beta else ())
+
+    def rho(self, weight, bias):
+        raise ValueError("LRP-αβ has two parameter modifications, one per part: use parts()")
+
+    def relevance(self, layer, a, z, R, heuristic, memo=None, den=None):
+        if den is not None:
+            raise ValueError("LRP-αβ has no single pre-activation to divide by (a rule-modified forward pass)")
+        (alpha, positive), *negative = self.parts()
+        out = positive.relevance(layer, a, z, R.clone() if negative else R, heuristic).mul_(alpha)
+        for coefficient, part in negative:
+            out.add_(part.relevance(layer, a, z, R, heuristic), alpha=coefficient)
+        return out
 
 
 @dataclass(frozen=True)
@@ -347,6 +457,34 @@ class ZBox(Rule):
         else:
             c_plus, c_minus = (layer.transpose(s, w, a.shape) for w in (w_plus, w_minus))
         return torch.addcmul(c_plus * above_low, c_minus, below_high)
+
+
+@dataclass(frozen=True)
+class NamedRule:
+    """A rule by the name that uniform composites and ``lrpkit explain --rule`` take: how to make it
+    and the one hyperparameter it takes (``"gamma"``, ``"epsilon"`` or None)."""
+
+    make: Callable[..., Rule]
+    parameter: Optional[str] = None
+
+
+#: The rules by name, for :func:`lrpkit.composites.uniform` and the command line. A new rule
+#: written in this module is offered there by one line here.
+RULES = {
+    "zero": NamedRule(Zero),
+    "epsilon": NamedRule(Epsilon, "epsilon"),
+    "gamma": NamedRule(Gamma, "gamma"),
+    "zplus": NamedRule(ZPlus),
+    "alpha2-beta1": NamedRule(lambda: AlphaBeta(2.0, 1.0)),
+    "alpha1-beta0": NamedRule(lambda: AlphaBeta(1.0, 0.0)),
+}
+
+
+def named_rule(name: str, **hyperparameters: Hyperparameter) -> Rule:
+    """The rule ``name`` of :data:`RULES` with its hyperparameter taken from ``hyperparameters``
+    (e.g. ``named_rule("gamma", gamma=0.25, epsilon=0.25)`` is ``Gamma(0.25)``)."""
+    entry = RULES[choice("rule", name, tuple(RULES))]
+    return entry.make() if entry.parameter is None else entry.make(hyperparameters[entry.parameter])
 
 
 def _box(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:

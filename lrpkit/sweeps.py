@@ -97,19 +97,28 @@ class Sweep:
         and 4) or ``"shift"`` (its early unsigned ``z + 1e-6``, Figures 2.3-2.5 and B.1).
         """
         family, _ = self.key.split("-")
-        if family == "composite":
-            gamma, epsilon = (value, 0.25) if self.parameter == "gamma" else (0.25, value)
-            return composites.thesis_code_tutorial(gamma, epsilon, heuristic)
-        return composites.thesis_code_uniform(self.parameter, **{self.parameter: value}, zbox=family == "zbox",
-                                              heuristic=heuristic)
+        varied = {self.parameter: value}
+        if family == "composite":   # the other hyperparameter at its default
+            return composites.named("thesis-code-tutorial").composite(**varied, heuristic=heuristic)
+        return composites.named("thesis-code-uniform").composite(rule=self.parameter, **varied, zbox=family == "zbox",
+                                                                  heuristic=heuristic)
+
+
+def _tutorial_layers(varied: str) -> str:
+    """Which layers get which rule in a sweep of LRP-Tutorial varying ``varied``, from the registry."""
+    gamma, epsilon = composites.TUTORIAL_GAMMA, composites.TUTORIAL_EPSILON
+
+    def part(p):
+        return f"{p.symbol}{'' if p.name == varied else f' = {p.default:g}'} on {p.span().replace('-', '–')}"
+    return f"zᴮ on 0, {part(gamma)}, {part(epsilon)}, LRP-0 on {composites.TUTORIAL_ZERO[0]}–n"
 
 
 #: The six sweeps of thesis Figure 3.3, by key, in the order of the thesis code's notebook.
 SWEEPS = {s.key: s for s in (
     Sweep("zbox-gamma", "Composite zᴮ and LRP-γ", "gamma", "zᴮ on 0, γ on 1–n"),
     Sweep("zbox-epsilon", "Composite zᴮ and LRP-ε", "epsilon", "zᴮ on 0, ε on 1–n"),
-    Sweep("composite-gamma", "Composite LRP-γ", "gamma", "zᴮ on 0, γ on 1–16, ε = 0.25 on 17–30, LRP-0 on 31–n"),
-    Sweep("composite-epsilon", "Composite LRP-ε", "epsilon", "zᴮ on 0, γ = 0.25 on 1–16, ε on 17–30, LRP-0 on 31–n"),
+    Sweep("composite-gamma", "Composite LRP-γ", "gamma", _tutorial_layers("gamma")),
+    Sweep("composite-epsilon", "Composite LRP-ε", "epsilon", _tutorial_layers("epsilon")),
     Sweep("uniform-gamma", "Uniform LRP-γ", "gamma", "no rule on 0 (gradient), γ on 1–n"),
     Sweep("uniform-epsilon", "Uniform LRP-ε", "epsilon", "no rule on 0 (gradient), ε on 1–n"),
 )}

@@ -11,10 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from .. import composites as _composites, rules as _rules
 from .._outputs import Outputs, check_outputs
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-COMPOSITES = ("tutorial", "decreasing-gamma", "uniform")
+#: The composites of ``--composite`` (registered in :data:`lrpkit.composites.COMPOSITES`).
+COMPOSITES = tuple(key for key, c in _composites.COMPOSITES.items() if c.command_line)
 
 
 class UsageError(Exception):
@@ -85,12 +87,20 @@ def _cmd_weights(args) -> int:
 _COMPOSITE_OPTIONS = ("gamma", "epsilon", "gammas", "rule", "zbox")
 
 
+def _options_used(composite: str, rule: str) -> set:
+    """The composite options of the command line that ``--composite`` (and ``--rule``) read."""
+    if composite == "decreasing-gamma":
+        return {"gammas"}   # its four block γ values, in one option
+    if composite == "uniform":
+        return {"rule", "zbox"} | {_rules.RULES[rule].parameter} - {None}
+    return {p.name for p in _composites.named(composite).parameters}
+
+
 def _check_applicable(args) -> None:
     """Refuse an option that would be ignored: a hyperparameter of another composite or rule,
     ``--steps`` of a schedule without steps, ``--pf-seed`` without anything random."""
     rule = args.rule or "epsilon"
-    uses = {"tutorial": {"gamma", "epsilon"}, "decreasing-gamma": {"gammas"},
-            "uniform": {"rule", "zbox", rule}}[args.composite]
+    uses = _options_used(args.composite, rule)
     for option in _COMPOSITE_OPTIONS:
         if getattr(args, option) is None or option in uses:
             continue
@@ -102,7 +112,9 @@ def _check_applicable(args) -> None:
             why = ("does not apply to --composite decreasing-gamma (its γ values are --gammas"
                    + (", and it has no ε rule)" if option == "epsilon" else ")"))
         else:
-            why = f"does not apply to --composite uniform --rule {rule} (only to --rule {option})"
+            takes = _rules.RULES[rule].parameter
+            why = (f"does not apply to --composite uniform --rule {rule} "
+                   + (f"(only to --rule {option})" if takes is None else f"(its hyperparameter is --{takes})"))
         raise UsageError(f"lrpkit {args.command}: --{option.replace('_', '-')} {why} "
                           f"(see lrpkit {args.command} --help)")
     if args.command != "pf":
@@ -117,17 +129,15 @@ def _check_applicable(args) -> None:
 
 
 def _composite(args):
-    from .. import composites
-    common = {"heuristic": args.heuristic, "maxpool": args.maxpool}
-    gamma = 0.25 if args.gamma is None else args.gamma
-    epsilon = 0.25 if args.epsilon is None else args.epsilon
-    if args.composite == "tutorial":
-        return composites.tutorial(gamma=gamma, epsilon=epsilon, **common)
-    if args.composite == "decreasing-gamma":
-        gammas = (0.5, 0.25, 0.1, 0.0) if args.gammas is None else args.gammas
-        return composites.decreasing_gamma(gammas=gammas, **common)
-    return composites.uniform(args.rule or "epsilon", epsilon=epsilon, gamma=gamma,
-                              zbox=bool(args.zbox), **common)
+    """The composite of ``--composite`` with the hyperparameters given; the registry's defaults
+    (:data:`lrpkit.composites.COMPOSITES`) for the others."""
+    options = {"heuristic": args.heuristic, "maxpool": args.maxpool}
+    given = {name: getattr(args, name) for name in ("gamma", "epsilon") if getattr(args, name) is not None}
+    if args.composite == "decreasing-gamma" and args.gammas is not None:
+        given = dict(zip((p.name for p in _composites.DECREASING_GAMMA), args.gammas))
+    if args.composite == "uniform":
+        options.update(rule=args.rule or "epsilon", zbox=bool(args.zbox))
+    return _composites.named(args.composite).composite(**given, **options)
 
 
 def _check_fits(args, composite) -> None:

@@ -59,7 +59,7 @@ def _add_inputs(parser: argparse.ArgumentParser, set_help: str, outputs: str) ->
 
 def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``explain`` and ``pf``: composite, target, model, images."""
-    from ..composites import UNIFORM_RULES
+    from ..composites import COMPOSITES as NAMED, DECREASING_GAMMA, UNIFORM_RULES
     from ..data import RESIZE_MODES
     from ..heuristics import HEURISTICS
     from ..models import VGG_ARCHS
@@ -70,12 +70,14 @@ def _add_explanation_arguments(parser: argparse.ArgumentParser) -> None:
                     help="LRP-Tutorial (thesis Table 2.4), Decreasing-gamma (Table 2.3) or one rule "
                     "everywhere (default: tutorial)")
     # defaults of None tell an option given from one left out: one that does not apply is refused
+    gamma, epsilon = (NAMED["tutorial"].parameter(name).default for name in ("gamma", "epsilon"))
     ex.add_argument("--gamma", type=_nonneg, default=None, help="gamma of the tutorial composite or "
-                    "of --composite uniform --rule gamma (default: 0.25)")
+                    f"of --composite uniform --rule gamma (default: {gamma:g})")
     ex.add_argument("--epsilon", type=_nonneg, default=None, help="epsilon of the tutorial "
-                    "composite or of --composite uniform --rule epsilon (default: 0.25)")
+                    f"composite or of --composite uniform --rule epsilon (default: {epsilon:g})")
     ex.add_argument("--gammas", type=_floats, default=None, metavar="G1,G2,G3,G4",
-                    help="gammas of the --composite decreasing-gamma blocks (default: 0.5,0.25,0.1,0)")
+                    help="gammas of the --composite decreasing-gamma blocks (default: "
+                    f"{','.join(f'{p.default:g}' for p in DECREASING_GAMMA)})")
     ex.add_argument("--rule", choices=UNIFORM_RULES, default=None,
                     help="rule of --composite uniform (default: epsilon)")
     ex.add_argument("--zbox", action="store_true", default=None,

@@ -1,17 +1,15 @@
 """The composite families of the thesis's grid search and their two hyperparameter axes.
 
-Thesis §4.1 searches a 2-D grid for each of two composites (Tables 4.2 and 4.3):
+Thesis §4.1 searches a 2-D grid for each of two composites (Tables 4.2 and 4.3). A
+:class:`Family` names the two hyperparameters its grid varies and, per variant, the named composite
+of :data:`lrpkit.composites.COMPOSITES` it builds, whose :class:`~lrpkit.composites.Parameter`
+objects hold the layers and defaults (written there once):
 
-- ``tutorial`` -- LRP-Tutorial (Table 2.4): axes ``gamma`` (γ of layers 1-16) and ``epsilon``
-  (ε of layers 17-30); z^B at 0, LRP-0 from 31 on.
+- ``tutorial`` -- LRP-Tutorial (Table 2.4), axes ``gamma`` and ``epsilon``;
 - ``decreasing-gamma`` -- LRP-Decreasing-γ, axes ``gamma1`` and ``gamma2``, in two variants:
-
-  - ``table`` (the default): as Table 4.2 states it -- z^B at 0, γ = 0.5 fixed on layers 2-10,
-    ``gamma1`` on 11-17, ``gamma2`` on 18-24, γ = 0 on 25-31, LRP-0 above;
-  - ``thesis-code``: as the thesis code ran it (its ``_get_rule_layer_map_of_decreasing_gamma``):
-    ``gamma1`` on layers 1-17 (no fixed γ = 0.5 block), ``gamma2`` on 18-24, γ = 0 on 25-31.
-    The thesis code leaves the dense layers without a rule (plain gradient); here they get LRP-0
-    with the heuristic's floor, as every layer a composite does not name.
+  ``table`` (the default) as Table 4.2 states it (:func:`lrpkit.composites.decreasing_gamma`, its
+  other blocks at their defaults), and ``thesis-code`` on the layer map the thesis code ran
+  (:func:`lrpkit.composites.decreasing_gamma_code_layers`).
 
 A setting is a pair ``(i, j)`` of grid indices; settings are numbered ``n2 * i + j`` (``n2`` values
 on the second axis), which for the thesis's 16 × 16 grid is its experiment id (``16 i + j``,
@@ -28,47 +26,44 @@ import numpy as np
 import torch
 
 from .. import imagenet
-from ..composites import Composite, decreasing_gamma, tutorial
-from ..rules import Gamma, ZBox
+from ..composites import COMPOSITES, Composite, Parameter
 
 __all__ = ["FAMILIES", "Family", "Axis", "default_axis", "logspace_axis", "build_composite", "settings"]
 
-
-@dataclass(frozen=True)
-class Axis:
-    """One hyperparameter axis of a family: its name (a results column), symbol and layers."""
-
-    name: str
-    symbol: str
-    layers: Tuple[int, int]
-
-    def label(self) -> str:
-        """E.g. ``"γ (layers 1-16)"``, for tables and plot axes."""
-        return f"{self.symbol} (layers {self.layers[0]}-{self.layers[1]})"
+#: One hyperparameter axis of a family: a :class:`lrpkit.composites.Parameter` (name, symbol,
+#: layers, default), the same object the composite is built from.
+Axis = Parameter
 
 
 @dataclass(frozen=True)
 class Family:
-    """A composite family: its thesis name, variants and, per variant, its two axes."""
+    """A composite family of the grid search: its thesis name, the two hyperparameters its grid
+    varies (the results' columns) and, per variant, the named composite of
+    :data:`lrpkit.composites.COMPOSITES` it builds (the others keep their defaults)."""
 
     key: str
     name: str
-    variants: Tuple[str, ...]
-    axes: Dict[str, Tuple[Axis, Axis]]
+    axis_pair: Tuple[str, str]
+    composites: Dict[str, str]
+
+    @property
+    def variants(self) -> Tuple[str, ...]:
+        return tuple(self.composites)
+
+    @property
+    def axes(self) -> Dict[str, Tuple[Axis, Axis]]:
+        """The two axes of each variant, from its composite's parameters."""
+        return {variant: tuple(COMPOSITES[key].parameter(name) for name in self.axis_pair)
+                for variant, key in self.composites.items()}
 
     def axis_names(self) -> Tuple[str, str]:
-        first = next(iter(self.axes.values()))
-        return first[0].name, first[1].name
+        return self.axis_pair
 
 
 FAMILIES: Dict[str, Family] = {
-    "tutorial": Family("tutorial", "LRP-Tutorial", ("table",), {
-        "table": (Axis("gamma", "γ", (1, 16)), Axis("epsilon", "ε", (17, 30))),
-    }),
-    "decreasing-gamma": Family("decreasing-gamma", "LRP-Decreasing-γ", ("table", "thesis-code"), {
-        "table": (Axis("gamma1", "γ", (11, 17)), Axis("gamma2", "γ", (18, 24))),
-        "thesis-code": (Axis("gamma1", "γ", (1, 17)), Axis("gamma2", "γ", (18, 24))),
-    }),
+    "tutorial": Family("tutorial", "LRP-Tutorial", ("gamma", "epsilon"), {"table": "tutorial"}),
+    "decreasing-gamma": Family("decreasing-gamma", "LRP-Decreasing-γ", ("gamma1", "gamma2"), {
+        "table": "decreasing-gamma", "thesis-code": "decreasing-gamma-code-layers"}),
 }
 
 
@@ -101,16 +96,13 @@ def build_composite(family: str, variant: str, first, second, *, heuristic: str,
     heuristic, maxpool : str
         See :class:`lrpkit.composites.Composite`.
     """
-    if family == "tutorial":
-        return tutorial(gamma=first, epsilon=second, heuristic=heuristic, maxpool=maxpool, mean=mean, std=std)
-    if family == "decreasing-gamma" and variant == "table":
-        return decreasing_gamma(gammas=(0.5, first, second, 0.0), heuristic=heuristic, maxpool=maxpool, mean=mean,
-                                std=std)
-    if family == "decreasing-gamma" and variant == "thesis-code":
-        return Composite({0: ZBox.from_normalization(mean, std), (1, 17): Gamma(first), (18, 24): Gamma(second),
-                          (25, 31): Gamma(0.0)}, heuristic, maxpool, name="LRP-Decreasing-γ (thesis code)")
-    raise ValueError(f"unknown composite family {family!r} with variant {variant!r}; choose one of "
-                     f"{', '.join(f'{k} ({v})' for k, f in FAMILIES.items() for v in f.variants)}")
+    chosen = FAMILIES.get(family)
+    if chosen is None or variant not in chosen.composites:
+        raise ValueError(f"unknown composite family {family!r} with variant {variant!r}; choose one of "
+                         f"{', '.join(f'{k} ({v})' for k, f in FAMILIES.items() for v in f.variants)}")
+    values = dict(zip(chosen.axis_pair, (first, second)))
+    return COMPOSITES[chosen.composites[variant]].composite(**values, heuristic=heuristic, maxpool=maxpool, mean=mean,
+                                                            std=std)
 
 
 def grid_tensors(first: Sequence[float], second: Sequence[float], *, dtype: torch.dtype = torch.float32,
