@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -287,6 +290,68 @@ def test_results_made_elsewhere_that_differ_are_refused_in_one_line(experiment_b
         assert re.search(message, line), line
     assert runs == [] and not (root / "book" / "_generated" / "_experiments" / "grid" / "quick").exists()
     assert not (root / "book" / "_generated" / "chap").exists()          # nothing ran, nothing written
+
+
+#: A figure's cache key as ``book.figure_inputs`` computes it on its own (argv[1]: the book root).
+FIGURE_KEY = """\
+import sys
+from pathlib import Path
+from lrpkit import book
+root = Path(sys.argv[1])
+(figure,) = book.load_registry(root)
+params = figure.resolved_parameters("quick", {"device": "cpu", "weights": "auto", "seed": 0})
+print(book.fingerprint(book.figure_inputs(root, figure, params)))
+"""
+
+
+def figure_key_in_a_fresh_process(root: Path) -> str:
+    """The figure's cache key computed by a process that never ran the build's experiment step."""
+    here = str(Path(book.__file__).resolve().parents[2])          # the lrpkit this process imported
+    tests = str(Path(__file__).resolve().parent)                  # the config's model.factory module
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, tests, os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", FIGURE_KEY, str(root)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[-1]
+
+
+def test_figure_key_is_the_same_whether_or_not_the_experiment_step_ran_in_this_process(experiment_book, tmp_path):
+    """A figure's cache key follows from the registry and what is on disk, never from what ran before in
+    the process: the key the build used, the key this process computes after the build (whose experiment
+    step ran here) and the key a fresh process computes are one, for results the build made and for
+    results it imported (whose key also covers the imported table's checksum)."""
+    root, _, runs = experiment_book
+    (figure,) = book.load_registry(root)
+    params = figure.resolved_parameters("quick", {"device": "cpu", "weights": "auto", "seed": 0})
+    elsewhere = cluster_run(root, tmp_path / "cluster" / "grid", runs)
+    keys = []
+    for status, given in (("ran", {}), ("imported", {"results": {"grid": elsewhere}})):
+        summary = build(root, **given)
+        assert [e["status"] for e in summary["experiments"]] == [status] and summary["executed"] == ["fig-a"]
+        used = summary["figures"][0]["fingerprint"]                          # the key the build gave the figure
+        assert book.fingerprint(book.figure_inputs(root, figure, params)) == used, status   # after the step here
+        assert figure_key_in_a_fresh_process(root) == used, status           # where the step never ran
+        keys.append(used)
+    assert keys[0] != keys[1]                                                # importing re-keys the figure
+
+
+def test_figure_inputs_take_the_keys_prepare_returns(experiment_book):
+    """The build passes the experiment step's keys to the figure step; without them, figure_inputs
+    computes the same keys from disk, and keys that lack an experiment the figure reads are an error."""
+    root, _, runs = experiment_book
+    (figure,) = book.load_registry(root)
+    params = figure.resolved_parameters("quick", {"device": "cpu", "weights": "auto", "seed": 0})
+    (made,) = book_experiments.prepare(root, ["grid", "grid"], book.load_experiments(root), "quick", params,
+                                       progress=False, echo=lambda line: None)
+    assert len(runs) == 1 and made.status == "ran" and made.figure_key == made.fingerprint
+    on_disk = book.figure_inputs(root, figure, params)
+    assert on_disk["experiments"] == {"grid": made.figure_key}
+    assert book.figure_inputs(root, figure, params, experiment_keys={"grid": made.figure_key}) == on_disk
+    other = book.figure_inputs(root, figure, params, experiment_keys={"grid": "other", "unread": "x"})
+    assert other["experiments"] == {"grid": "other"} and book.fingerprint(other) != book.fingerprint(on_disk)
+    with pytest.raises(ValueError, match=r"figure 'fig-a' reads experiment 'grid', which experiment_keys lacks "
+                                         r"\(it has: unread\)"):
+        book.figure_inputs(root, figure, params, experiment_keys={"unread": "x"})
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -226,6 +226,22 @@ def test_weights_are_part_of_the_inputs(tiny_book, tmp_path):
             "smoke", {**common, "weights": str(tmp_path / "missing.pth")}))
 
 
+def test_weights_inputs_read_the_pretrained_file_of_the_given_network(tmp_path, monkeypatch):
+    from lrpkit import checksums, models
+
+    asked = []
+    monkeypatch.setattr(models, "pretrained_file", lambda arch: asked.append(arch) or tmp_path / f"{arch}.pth")
+    (tmp_path / "vgg11.pth").write_bytes(b"vgg11 weights")
+    assert book.weights_inputs("auto") == {"pretrained_file_sha256": None} and asked == ["vgg16"]   # the book's
+    assert book.weights_inputs("imagenet", arch="vgg11") == {
+        "pretrained_file_sha256": checksums.sha256_file(tmp_path / "vgg11.pth")} and asked[-1] == "vgg11"
+    with pytest.raises(FileNotFoundError, match=r"no such file \(use auto, imagenet, random or the path of a "
+                                                r"VGG-16 state dict\)"):
+        book.weights_inputs(str(tmp_path / "missing.pth"))
+    with pytest.raises(FileNotFoundError, match="the path of a VGG-11 state dict"):
+        book.weights_inputs(str(tmp_path / "missing.pth"), arch="vgg11")
+
+
 def test_provenance_names_random_weights_and_identifies_them():
     import warnings
 

@@ -429,7 +429,7 @@ def test_imagenet_val_class_folders(tmp_path):
     for number in (7, 3, 12):
         shutil.copy(axolotl, root / "n01632777" / f"ILSVRC2012_val_{number:08d}.JPEG")
     shutil.copy(CASTLE, root / "n02980441" / "ILSVRC2012_val_00000001.JPEG")
-    val = data.ImageNetVal(root)
+    val = imagenet.ImageNetVal(root)
     assert len(val) == 4
     for key in (29, "29", "n01632777", "axolotl", "Axolotl"):
         assert val.class_index(key) == 29
@@ -454,8 +454,8 @@ def test_imagenet_val_partial_folders_need_wnids(tmp_path):
     (root / "n01632777").mkdir(parents=True)
     shutil.copy(CASTLE, root / "n01632777" / "a.JPEG")
     with pytest.raises(ValueError, match="1 class folders, not 1000.*wnids"):
-        data.ImageNetVal(root)
-    val = data.ImageNetVal(root, wnids=MIRROR / "imagenet_classes.tsv")
+        imagenet.ImageNetVal(root)
+    val = imagenet.ImageNetVal(root, wnids=MIRROR / "imagenet_classes.tsv")
     assert val.samples == [(root / "n01632777" / "a.JPEG", 29)]
 
 
@@ -468,7 +468,7 @@ def test_imagenet_val_flat_with_label_files(tmp_path):
     caffe = tmp_path / "val.txt"       # "<file> <torchvision class index>"
     caffe.write_text("ILSVRC2012_val_00000001.JPEG 29\nILSVRC2012_val_00000002.JPEG 483\n"
                      "ILSVRC2012_val_00000003.JPEG 29\n")
-    val = data.ImageNetVal(root, labels=caffe)
+    val = imagenet.ImageNetVal(root, labels=caffe)
     assert [p.name for p in val.images("axolotl")] == ["ILSVRC2012_val_00000001.JPEG",
                                                         "ILSVRC2012_val_00000003.JPEG"]
     with pytest.raises(ValueError, match="wnids .* unknown"):
@@ -476,15 +476,15 @@ def test_imagenet_val_flat_with_label_files(tmp_path):
     kaggle = tmp_path / "LOC_val_solution.csv"    # header, id without suffix, wnid + boxes
     kaggle.write_text("ImageId,PredictionString\nILSVRC2012_val_00000002,n02980441 1 2 3 4 \n"
                       "ILSVRC2012_val_00000001,n01632777 5 6 7 8 n01632777 1 1 2 2\n")
-    val = data.ImageNetVal(root, labels=kaggle, wnids=MIRROR / "imagenet_classes.tsv")
+    val = imagenet.ImageNetVal(root, labels=kaggle, wnids=MIRROR / "imagenet_classes.tsv")
     assert sorted((p.name, c) for p, c in val.samples) == [
         ("ILSVRC2012_val_00000001.JPEG", 29), ("ILSVRC2012_val_00000002.JPEG", 483)]
     truth = tmp_path / "ground_truth.txt"
     truth.write_text("65\n970\n")
     with pytest.raises(ValueError, match="devkit"):
-        data.ImageNetVal(root, labels=truth)
+        imagenet.ImageNetVal(root, labels=truth)
     with pytest.raises(ValueError, match="labels=FILE"):
-        data.ImageNetVal(root)
+        imagenet.ImageNetVal(root)
 
 
 @needs_mirror
@@ -507,7 +507,7 @@ def test_imagenet_val_devkit(tmp_path):
     root.mkdir()
     for number in (1, 2, 3):
         shutil.copy(CASTLE, root / f"ILSVRC2012_val_{number:08d}.JPEG")
-    val = data.ImageNetVal(root, devkit=devkit)
+    val = imagenet.ImageNetVal(root, devkit=devkit)
     assert val.wnids == wnids
     assert sorted((p.name, c) for p, c in val.samples) == [
         ("ILSVRC2012_val_00000001.JPEG", 483), ("ILSVRC2012_val_00000002.JPEG", 29),

@@ -13,6 +13,7 @@ validation folder, so that whole runs take seconds:
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -32,7 +33,7 @@ from PIL import Image
 
 from lrpkit import cli, composites, lrp, pf
 from lrpkit.experiment import (COLUMNS, DIAGNOSTIC_COLUMNS, TIMING_COLUMNS, ConfigError, ResultsDir, cost, default_axis, load_config,
-                               mean_auc, best_settings, merge, read_results, run, status)
+                               mean_auc, best_settings, merge, metrics, read_results, run, status)
 from lrpkit.experiment.grid import settings
 from lrpkit.rules import Gamma, ZBox
 from experiment_models import tiny_vgg64
@@ -560,3 +561,119 @@ def test_diagnostics_columns_match_instability_of_each_setting(tmp_path, val):
         assert row["diag_peak"] == pytest.approx(float(report.peak[0]), rel=1e-6)
         assert row["diag_concentration"] == pytest.approx(float(report.concentration[0]), rel=1e-6)
         assert row["diag_min_ratio"] == pytest.approx(float(report.ratios[:, 0].min()), rel=1e-6, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+class HeatmapSum(metrics.Metric):
+    """A user's metric of the heatmap alone: the sum of its relevance."""
+
+    name, per = "heatmap_sum", "heatmap"
+    columns = (metrics.Column("heatmap_sum", "float64", "sum of the heatmap's relevance"),)
+
+    def compute(self, inputs):
+        return {"heatmap_sum": inputs.explanation.relevance.sum(dim=(1, 2, 3))}
+
+
+class ScoreDrop(metrics.Metric):
+    """A user's metric of each Pixel-Flipping curve: the score lost from the unperturbed image to gray."""
+
+    name, per = "score_drop", "curve"
+    columns = (metrics.Column("score_drop", "float64", "first minus last score of the curve"),)
+
+    def compute(self, inputs):
+        scores = inputs.curves.scores[torch.as_tensor(inputs.curve_rows)]          # [settings, orders, steps]
+        return {"score_drop": scores[..., 0] - scores[..., -1]}
+
+
+@pytest.fixture
+def user_metrics():
+    """HeatmapSum and ScoreDrop registered as a user registers a metric, and removed after the test."""
+    added = []
+    try:
+        for metric in (HeatmapSum(), ScoreDrop()):
+            added.append(metrics.register(metric))
+        yield added
+    finally:
+        for metric in added:
+            metrics.unregister(metric.name)
+
+
+def test_registered_metrics_are_columns_after_the_built_in_ones(tmp_path, val, user_metrics):
+    """A metric registered through lrpkit.experiment.metrics is computed in every unit: each heatmap's
+    sum equals the sum of its own LRP call in float64 (in the rows of every order), each curve's drop
+    its stored first minus last score."""
+    from lrpkit import data
+
+    config = config_dict(val, images={**config_dict(val)["images"], "count": 2})
+    out = tmp_path / "results"
+    run(config, out, workers=0, estimate=False, progress=False, echo=lambda line: None)
+    df = read_results(out)
+    names = list(df.columns)
+    after_diagnostics = names.index(DIAGNOSTIC_COLUMNS[-1][0]) + 1
+    assert names[after_diagnostics:names.index("unit_forward")] == ["heatmap_sum", "score_drop"]
+    assert len(df) == 2 * 4 * 3
+    model = tiny_vgg64()
+    for (image_file, gamma, epsilon), rows in df.groupby(["image_file", "gamma", "epsilon"]):
+        x = data.load_image(val / image_file, 32).double()
+        R = lrp.relevance(model, x, torch.tensor([AXOLOTL]), composites.tutorial(gamma=gamma, epsilon=epsilon))
+        assert len(rows) == 3
+        for value in rows["heatmap_sum"]:
+            assert value == pytest.approx(R.sum().item(), rel=1e-9, abs=1e-12)
+    for _, row in df.iterrows():
+        assert row["score_drop"] == row["scores"][0] - row["scores"][-1]
+    described = json.loads((out / "metadata.json").read_text())["columns"]
+    assert described["heatmap_sum"] == "float64: sum of the heatmap's relevance"
+
+
+def user_metric(name="mine", per="heatmap", dtype="float64", column="mine"):
+    """A metric instance with the given declarations (it computes nothing)."""
+    attributes = {"name": name, "per": per, "columns": (metrics.Column(column, dtype, "a column"),),
+                  "compute": lambda self, inputs: {}}
+    return type("Mine", (metrics.Metric,), attributes)()
+
+
+@pytest.mark.parametrize("metric, error, match", [
+    (HeatmapSum, TypeError, r"register an instance of the metric, not the class: register\(HeatmapSum\(\)\)"),
+    (user_metric(name="auc"), ValueError, "metric 'auc' is registered already; unregister it first or choose another"),
+    (user_metric(per="pixel"), ValueError, "metric 'mine': unknown per 'pixel'; choose one of 'heatmap', 'curve'"),
+    (user_metric(dtype="float32"), ValueError,
+     r"metric 'mine', column 'mine': unknown dtype 'float32' \(did you mean 'float64'\?\); choose one of 'string'"),
+    (user_metric(column="aopc"), ValueError, "column 'aopc' of metric 'mine' is a column of metric 'aopc' already"),
+])
+def test_a_bad_metric_is_refused_on_registration(metric, error, match):
+    before = metrics.registered()
+    with pytest.raises(error, match=match):
+        metrics.register(metric)
+    assert metrics.registered() == before
+
+
+def test_a_metric_column_named_like_a_row_column_fails_before_anything_is_written(tmp_path, val):
+    metric = metrics.register(user_metric(column="order"))
+    try:
+        with pytest.raises(ValueError, match="column 'order' of metric 'mine' is a column of every results table"):
+            run(config_dict(val), tmp_path / "results", workers=0, estimate=False, progress=False,
+                echo=lambda line: None)
+    finally:
+        metrics.unregister(metric.name)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("metric, values, match", [
+    (user_metric(), {"other": [1.0] * 4}, r"metric 'mine' computed the columns \['other'\], but declares \['mine'\]"),
+    (user_metric(), {"mine": [1.0] * 3}, r"column 'mine' values of shape \(3,\); a metric per heatmap gives one "
+                                         r"value per setting, shape \(4,\)"),
+    (user_metric(per="curve"), {"mine": [1.0] * 4}, r"gives one value per setting and order, shape \(4, 2\)"),
+    (user_metric(dtype="list<float64>"), {"mine": [1.0] * 4}, r"gives a list per setting, shape \(4, -1\)"),
+])
+def test_metric_values_of_another_shape_are_refused(metric, values, match):
+    """A unit of 4 settings in 2 orders: per heatmap [4], per curve [4, 2], lists with one more axis."""
+    from types import SimpleNamespace
+
+    metric.compute = lambda inputs: values
+    inputs = metrics.MetricInputs(config=None, unit=None, model=None, image=None, target=AXOLOTL,
+                                  explanation=SimpleNamespace(relevance=torch.zeros(4, 3, 2, 2)),
+                                  orders=("morf", "random"), curves=None, curve_rows=None)
+    with pytest.raises(ValueError, match=match):
+        metrics.row_values(metric, inputs)

@@ -30,10 +30,10 @@ from ..provenance import (Banner, Provenance, computation, git_commit, lrpkit_ve
                           public_value, source_hash, state_sha256)
 from ..tables import composite_table, html_table
 from .pipeline import build, check_weights, resolve_device, resolve_profile
-from .cache import Cache, Entry, code_inputs, data_checksums, figure_inputs, fingerprint, weights_inputs
+from .cache import Cache, Entry, code_inputs, data_checksums, fingerprint, weights_inputs
 from .command import main, parser
 from .errors import BuildError
-from .execution import FigureResult, kernel_environment, present, run_figures
+from .execution import FigureResult, figure_inputs, kernel_environment, present, run_figures
 from .pages import check_glue, glue_keys, glue_references, jupyter_book, toc_pages, weights_by_figure, weights_note
 from . import wording
 from .registry import (EXPERIMENTS, GENERATED, PROFILES, REGISTRY, Experiment, Figure, load_experiments, load_registry,
@@ -43,9 +43,9 @@ __all__ = [
     "provenance", "computation", "Provenance", "Banner", "provenance_record", "source_hash", "lrpkit_version", "git_commit",
     "public_value", "state_sha256", "composite_table", "html_table",
     "build", "check_weights", "resolve_device", "resolve_profile",
-    "Cache", "Entry", "code_inputs", "data_checksums", "figure_inputs", "fingerprint", "weights_inputs",
+    "Cache", "Entry", "code_inputs", "data_checksums", "fingerprint", "weights_inputs",
     "main", "parser", "BuildError",
-    "FigureResult", "kernel_environment", "present", "run_figures",
+    "FigureResult", "figure_inputs", "kernel_environment", "present", "run_figures",
     "check_glue", "glue_keys", "glue_references", "jupyter_book", "toc_pages", "weights_by_figure", "weights_note",
     "GENERATED", "PROFILES", "REGISTRY", "Figure", "load_registry", "notebook_parameters", "select",
     "EXPERIMENTS", "Experiment", "load_experiments", "results_dir",

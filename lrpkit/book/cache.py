@@ -1,13 +1,17 @@
 """The build's cache: every step's outputs kept under the fingerprint of everything they depend on.
 
-A *step* of the build makes files from inputs: a figure notebook (:func:`figure_inputs`) or an
-experiment (:mod:`lrpkit.book.experiments`, which keys its results by the same ingredients). Its *inputs* are a JSON-able mapping: the files it reads by checksum, its
-parameters, lrpkit's version with a hash of its source (:func:`code_inputs`), the versions of the
-packages that change numbers or pictures, the checksums of its images (:func:`data_checksums`) and
-of its weights (:func:`weights_inputs`). :func:`fingerprint` hashes the inputs; a :class:`Cache`
-keeps a step's outputs in a folder named after it, so that a step whose inputs are unchanged is
-not run again. The folder appears complete or not at all (:meth:`Entry.fill`): a failed or
-interrupted step leaves nothing behind, and an earlier result stays untouched.
+A *step* of the build makes files from inputs: a figure notebook
+(:func:`lrpkit.book.execution.figure_inputs`) or an experiment (:mod:`lrpkit.book.experiments`,
+which keys its results by the same ingredients). Its *inputs* are a JSON-able mapping: the files it
+reads by checksum, its parameters, lrpkit's version with a hash of its source (:func:`code_inputs`),
+the versions of the packages that change numbers or pictures, the checksums of its images
+(:func:`data_checksums`) and of its weights (:func:`weights_inputs`). :func:`fingerprint` hashes the
+inputs; a :class:`Cache` keeps a step's outputs in a folder named after it, so that a step whose
+inputs are unchanged is not run again. The folder appears complete or not at all
+(:meth:`Entry.fill`): a failed or interrupted step leaves nothing behind, and an earlier result
+stays untouched.
+
+This module is the bottom of the build: it imports none of the steps.
 """
 from __future__ import annotations
 
@@ -20,14 +24,15 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..provenance import lrpkit_version, package_versions
-from .registry import Figure
 
-__all__ = ["PINNED_PACKAGES", "Cache", "Entry", "fingerprint", "code_inputs", "data_checksums", "weights_inputs",
-           "figure_inputs"]
+__all__ = ["PINNED_PACKAGES", "BOOK_ARCH", "Cache", "Entry", "fingerprint", "code_inputs", "data_checksums",
+           "weights_inputs"]
 
 #: Packages whose versions are part of a step's inputs (they change the numbers or pictures).
 PINNED_PACKAGES = ("torch", "torchvision", "numpy", "matplotlib", "opencv-contrib-python-headless",
                    "pillow", "pandas", "seaborn")
+#: The network of the book's figure notebooks: whose pretrained file ``weights`` ``auto`` reads.
+BOOK_ARCH = "vgg16"
 
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
@@ -122,43 +127,39 @@ def _sha256(path: Path) -> str:
     return _SHA_MEMO[key]
 
 
-def weights_inputs(weights: str) -> dict[str, Any]:
-    """What the ``weights`` parameter resolves to: for ``auto``/``imagenet`` whether the
-    pretrained file is present (and its checksum), for a path the file's checksum."""
+def weights_inputs(weights: str, *, arch: str = BOOK_ARCH) -> dict[str, Any]:
+    """What the ``weights`` parameter resolves to, as a step's inputs.
+
+    Parameters
+    ----------
+    weights : str
+        ``auto``, ``imagenet``, ``random`` or the path of a state dict.
+    arch : str
+        The network the weights are for (one of :data:`lrpkit.models.VGG_ARCHS`): whose pretrained
+        file ``auto`` and ``imagenet`` read.
+
+    Returns
+    -------
+    dict
+        For ``auto``/``imagenet`` whether the pretrained file is present (and its checksum), for a
+        path the file's checksum, for ``random`` nothing.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that is not a file.
+    """
     weights = str(weights)
     if weights == "random":
         return {}
     if weights in ("auto", "imagenet"):
         from .. import models
 
-        file = models.pretrained_file("vgg16")
+        file = models.pretrained_file(arch)
         return {"pretrained_file_sha256": _sha256(file) if file.is_file() else None}
     path = Path(weights).expanduser()
     if not path.is_file():
+        name = arch.upper().replace("VGG", "VGG-", 1)
         raise FileNotFoundError(f"--weights {weights!r}: no such file (use auto, imagenet, "
-                                "random or the path of a VGG-16 state dict)")
+                                f"random or the path of a {name} state dict)")
     return {"weights_file_sha256": _sha256(path)}
-
-
-def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything a figure notebook's result depends on: its cache key is their :func:`fingerprint`.
-    For a figure that reads experiments, their fingerprints too
-    (:func:`lrpkit.book.experiments.inputs_of_figure`). The machine's kernels are an input too
-    (:func:`lrpkit.provenance.machine`): float32 rounding decides which heatmaps the thesis code
-    breaks, so a build with ``ONEDNN_MAX_CPU_ISA`` set, or on another CPU or GPU, runs again."""
-    from ..checksums import sha256_file
-    from ..provenance import machine
-    from .experiments import inputs_of_figure
-    from .registry import load_experiments
-
-    return {
-        "figure": figure.id,
-        "notebook_sha256": sha256_file(root / figure.notebook),
-        "parameters": dict(parameters),
-        **code_inputs(),
-        "data_sha256": data_checksums(figure.data, f"figure {figure.id!r}"),
-        **weights_inputs(parameters["weights"]),
-        "machine": machine(str(parameters.get("device", "cpu"))),
-        **(inputs_of_figure(root, figure.experiment, load_experiments(root), parameters)
-           if figure.experiment else {}),
-    }

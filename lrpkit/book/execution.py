@@ -7,6 +7,11 @@ environment, imports the lrpkit this build runs from (checked in the glued prove
 its own output to the notebook's log under ``_build/logs/``. A notebook that raises is reported
 with the notebook, the cell and the error; the other notebooks still run. An executed notebook is
 :func:`present`-ed before it is cached: its weights notice first, no stderr.
+
+A figure's cache key is the :func:`~lrpkit.book.cache.fingerprint` of :func:`figure_inputs`. For a
+figure that reads experiments, those inputs hold the keys the experiment step returned
+(:func:`lrpkit.book.experiments.prepare`), passed in by the build; called without them, it computes
+the same keys from the registry and the results on disk.
 """
 from __future__ import annotations
 
@@ -19,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..provenance import lrpkit_version, provenance_record
-from .cache import Cache, figure_inputs
+from ..checksums import sha256_file
+from ..provenance import lrpkit_version, machine, provenance_record
+from .cache import Cache, Entry, code_inputs, data_checksums, weights_inputs
 from .errors import BuildError
+from .experiments import figure_keys
 from .pages import glue_keys
-from .registry import Figure
+from .registry import Figure, load_experiments
 
-__all__ = ["REQUIRED_GLUE_KEYS", "BANNER_CELL_ID", "NOTEBOOK", "LOG", "FigureResult", "run_figures", "present",
-           "kernel_environment"]
+__all__ = ["REQUIRED_GLUE_KEYS", "BANNER_CELL_ID", "NOTEBOOK", "LOG", "FigureResult", "figure_inputs", "run_figures",
+           "present", "kernel_environment"]
 
 #: Keys every figure notebook must glue (made by :func:`lrpkit.provenance.provenance`).
 REQUIRED_GLUE_KEYS = ("provenance", "banner")
@@ -49,13 +56,71 @@ class FigureResult:
     error: str | None = None
 
 
+def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any], *,
+                  experiment_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Everything a figure notebook's result depends on: its cache key is their
+    :func:`~lrpkit.book.cache.fingerprint`.
+
+    The notebook file's checksum, the parameters, lrpkit and the pinned packages
+    (:func:`~lrpkit.book.cache.code_inputs`), the images' and the weights' checksums, the machine's
+    kernels (:func:`lrpkit.provenance.machine`: float32 rounding decides which heatmaps the thesis
+    code breaks, so a build with ``ONEDNN_MAX_CPU_ISA`` set, or on another CPU or GPU, runs again)
+    and, for a figure that reads experiments, their figure keys (``{"experiments": {id: key}}``).
+
+    Parameters
+    ----------
+    root : path
+        The book root.
+    figure : Figure
+    parameters : mapping
+        The figure's resolved parameters (:meth:`Figure.resolved_parameters`).
+    experiment_keys : mapping of str to str, optional
+        The figure key of each experiment, by id, as :func:`lrpkit.book.experiments.prepare`
+        returned them (:attr:`~lrpkit.book.experiments.ExperimentResult.figure_key`). Without it,
+        the keys of the experiments the figure reads are computed from the registry, their configs
+        and the results on disk (:func:`lrpkit.book.experiments.figure_key`): the same values.
+
+    Raises
+    ------
+    ValueError
+        ``experiment_keys`` lacks an experiment the figure reads; unknown image sets.
+    FileNotFoundError
+        A weights path that is not a file.
+    """
+    return {
+        "figure": figure.id,
+        "notebook_sha256": sha256_file(root / figure.notebook),
+        "parameters": dict(parameters),
+        **code_inputs(),
+        "data_sha256": data_checksums(figure.data, f"figure {figure.id!r}"),
+        **weights_inputs(parameters["weights"]),
+        "machine": machine(str(parameters.get("device", "cpu"))),
+        **({"experiments": _experiment_keys(root, figure, parameters, experiment_keys)} if figure.experiment else {}),
+    }
+
+
+def _experiment_keys(root: Path, figure: Figure, parameters: Mapping[str, Any],
+                     given: Mapping[str, str] | None) -> dict[str, str]:
+    """The figure keys of the experiments ``figure`` reads: from ``given``, else from disk."""
+    if given is None:
+        common = {k: parameters[k] for k in ("device", "weights", "seed")}
+        return figure_keys(root, figure.experiment, load_experiments(root), parameters["profile"], common)
+    missing = [eid for eid in figure.experiment if eid not in given]
+    if missing:
+        raise ValueError(f"figure {figure.id!r} reads experiment {missing[0]!r}, which experiment_keys lacks "
+                         f"(it has: {', '.join(given) or 'none'}); pass every key prepare returned, or none")
+    return {eid: given[eid] for eid in figure.experiment}
+
+
 def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Mapping[str, Any],
                 force: bool = False, timeout: float | None = None,
-                progress: bool = True) -> list[FigureResult]:
+                progress: bool = True, *, experiment_keys: Mapping[str, str] | None = None) -> list[FigureResult]:
     """Execute (or take from the cache) every figure notebook; raise BuildError on failures.
 
     Each executed notebook is :func:`present`-ed before it is cached: weights notice first, no
-    stderr (which stays in its log).
+    stderr (which stays in its log). ``experiment_keys``: the figure keys of the experiments the
+    figures read, as :func:`lrpkit.book.experiments.prepare` returned them (see
+    :func:`figure_inputs`; computed from disk when not given).
     """
     from tqdm import tqdm
 
@@ -67,7 +132,9 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
     bar = tqdm(figures, desc="figures", unit="fig", disable=not progress, dynamic_ncols=True)
     for figure in bar:
         bar.set_postfix_str(figure.id)
-        result = _run_one(root, figure, figure.resolved_parameters(profile, common), cache, logs / f"{figure.id}.log",
+        params = figure.resolved_parameters(profile, common)
+        inputs = figure_inputs(root, figure, params, experiment_keys=experiment_keys)
+        result = _run_one(root, figure, params, cache.entry("figures", figure.id, inputs), logs / f"{figure.id}.log",
                           force, timeout, env)
         if result.status == "failed" and progress:
             bar.write(f"failed: {figure.id} (details at the end; log {result.log})")
@@ -80,13 +147,12 @@ def run_figures(root: Path, figures: Sequence[Figure], profile: str, common: Map
     return results
 
 
-def _run_one(root: Path, figure: Figure, params: Mapping[str, Any], cache: Cache, log: Path, force: bool,
+def _run_one(root: Path, figure: Figure, params: Mapping[str, Any], entry: Entry, log: Path, force: bool,
              timeout: float | None, env: Mapping[str, str]) -> FigureResult:
-    """One figure: executed into its cache entry unless that is complete (and not ``force``),
+    """One figure: executed into its cache ``entry`` unless that is complete (and not ``force``),
     then copied to the book."""
     import nbformat
 
-    entry = cache.entry("figures", figure.id, figure_inputs(root, figure, params))
     start = time.perf_counter()
     status = "cached"
     if force or not entry.complete:

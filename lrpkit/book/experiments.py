@@ -21,8 +21,11 @@ The changes follow :func:`lrpkit.experiment.config.apply_changes`; the build set
 An experiment is a step of the build like a figure notebook, keyed by the same ingredients
 (:mod:`lrpkit.book.cache`: :func:`~lrpkit.book.cache.fingerprint` over the resolved config, the
 images' checksums, the weights, lrpkit's version and source hash and the pinned packages). A
-figure's inputs include the fingerprints of the experiments it reads, so that new results
-re-execute the notebooks that read them. Where it differs from a figure's cache entry: its results
+figure's inputs include the *figure key* of each experiment it reads, so that new results
+re-execute the notebooks that read them: :func:`prepare` returns them
+(:attr:`ExperimentResult.figure_key`) for the figure step, and :func:`figure_key` computes the same
+value from the registry, the config and the results on disk (nothing is remembered between calls).
+Where it differs from a figure's cache entry: its results
 are kept where the notebooks read them, ``book/_generated/_experiments/<id>/<profile>/``
 (:func:`~lrpkit.book.registry.results_dir`), with the inputs they were made from in
 :data:`RECORD_FILE`; and an interrupted run is not thrown away but continued -- the experiment is
@@ -45,15 +48,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from . import imports
 from .cache import code_inputs, data_checksums, fingerprint, weights_inputs
 from .errors import BuildError
 from .registry import Experiment, results_dir
 
-__all__ = ["ExperimentResult", "resolve_config", "experiment_inputs", "experiment_fingerprint", "inputs_of_figure",
-           "prepare", "RECORD_FILE"]
+__all__ = ["ExperimentResult", "resolve_config", "experiment_inputs", "experiment_fingerprint", "figure_key",
+           "figure_keys", "prepare", "RECORD_FILE"]
 
 #: The file in a results directory that records the inputs it was made from.
 RECORD_FILE = "book-inputs.json"
@@ -64,13 +67,19 @@ _LOCAL_PATHS = ("imagenet_val", "labels", "devkit", "wnids")
 
 @dataclass
 class ExperimentResult:
-    """What the build did with one experiment."""
+    """What the build did with one experiment.
+
+    ``fingerprint`` is the hash of its inputs (:func:`experiment_inputs`); ``figure_key`` what the
+    figures reading its results are keyed by: the fingerprint, or for results made elsewhere a hash
+    of it and of the imported table's checksum (``figure_key`` of :data:`RECORD_FILE`).
+    """
 
     experiment: str
     status: str              # "ran" | "reused" | "imported"
     seconds: float
     fingerprint: str
     results: str             # the results directory, relative to the book root
+    figure_key: str
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +130,7 @@ def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, A
     The resolved config (device, weights and seed included; folders of this machine left out),
     every image's file, label and sha256, the weights file's checksum, lrpkit's version with source
     hash and the pinned packages (and pyarrow, which writes the results): the ingredients of
-    :func:`lrpkit.book.cache.figure_inputs`.
+    :func:`lrpkit.book.execution.figure_inputs`.
     """
     from ..experiment import plan
 
@@ -134,43 +143,42 @@ def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, A
         units = [u.record() for u in plan.units(config)]
     except Exception as err:  # noqa: BLE001 -- any failure to list the images is one line
         raise ValueError(f"experiment {experiment.id!r}: cannot list its images: {err}") from None
-    weights = config.data["model"]["weights"] if config.data["model"]["factory"] is None else "random"
+    model = config.data["model"]     # a model.factory builds its own model: no weights file to check
+    weights = weights_inputs(model["weights"], arch=model["arch"]) if model["factory"] is None else {}
     return {
         "experiment": experiment.id,
         "config": compared,
         "images": units,
         "data_sha256": data_checksums(experiment.data, f"experiment {experiment.id!r}"),
         **code_inputs(extra_packages=("pyarrow",)),
-        **weights_inputs(weights),
+        **weights,
     }
 
 
-#: Fingerprints computed by the running build: (root, id, profile, device, weights, seed) -> fingerprint.
-_FINGERPRINTS: Dict[tuple, str] = {}
-
-
-def _memo_key(root: Path, experiment_id: str, profile: str, common: Mapping[str, Any]) -> tuple:
-    return (str(Path(root).resolve()), experiment_id, profile, str(common["device"]), str(common["weights"]),
-            int(common["seed"]))
-
-
 def experiment_fingerprint(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]) -> str:
-    """The fingerprint of the experiment's inputs (remembered for the rest of a build by :func:`prepare`)."""
-    key = _memo_key(root, experiment.id, profile, common)
-    if key in _FINGERPRINTS:
-        return _FINGERPRINTS[key]
+    """The fingerprint of the experiment's inputs for ``profile`` and the build's ``common``
+    parameters (``device``, ``weights``, ``seed``)."""
     config = resolve_config(root, experiment, profile, common)
     return fingerprint(experiment_inputs(root, experiment, config))
 
 
-def inputs_of_figure(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment],
-                     parameters: Mapping[str, Any]) -> Dict[str, Any]:
-    """What a figure's cache key adds for the experiments it reads: ``{"experiments": {id: fingerprint}}``."""
-    if not ids:
-        return {}
-    common = {k: parameters[k] for k in ("device", "weights", "seed")}
-    return {"experiments": {eid: experiment_fingerprint(root, experiments[eid], parameters["profile"], common)
-                            for eid in ids}}
+def figure_key(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any]) -> str:
+    """What a figure reading the experiment's results is keyed by, from what is on disk.
+
+    The experiment's fingerprint (:func:`experiment_fingerprint`); where its results folder holds
+    results of these inputs, the ``figure_key`` its :data:`RECORD_FILE` records (for results made
+    elsewhere it also covers the imported table's checksum). This is the key :func:`prepare`
+    returned for the results now on disk, whether or not it ran in this process. Results that a
+    build has yet to import are not on disk: their key is the fingerprint until then.
+    """
+    fp = experiment_fingerprint(root, experiment, profile, common)
+    return _recorded_key(Path(root) / results_dir(experiment.id, profile), fp)
+
+
+def figure_keys(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment], profile: str,
+                common: Mapping[str, Any]) -> Dict[str, str]:
+    """:func:`figure_key` of each experiment ``ids`` names, by id."""
+    return {eid: figure_key(root, experiments[eid], profile, common) for eid in ids}
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,12 +203,54 @@ def _complete(folder: Path, fp: str, imported_sha256: Optional[str] = None) -> b
     return imported_sha256 is None or (record.get("imported") or {}).get("results_sha256") == imported_sha256
 
 
+def _recorded_key(folder: Path, fp: str) -> str:
+    """The figure key of the results in ``folder`` if they were made from the inputs ``fp``, else ``fp``."""
+    if not _complete(folder, fp):
+        return fp
+    return (_record(folder) or {}).get("figure_key", fp)
+
+
 def _figure_key(fp: str, imported: Optional[Mapping[str, Any]]) -> str:
     """What the figures reading the results are keyed by: the inputs' fingerprint ``fp``, and for
     results made elsewhere also their table's checksum."""
     if imported is None:
         return fp
     return fingerprint({"inputs": fp, "imported_results_sha256": imported["results_sha256"]})
+
+
+class _Resolved(NamedTuple):
+    """One experiment of a build, resolved and checked before anything runs or is written."""
+
+    config: Any                          # its :class:`~lrpkit.experiment.Config` for this build
+    inputs: Dict[str, Any]               # :func:`experiment_inputs`
+    fingerprint: str                     # their :func:`~lrpkit.book.cache.fingerprint`
+    checked: Optional[imports.Checked]   # results made elsewhere to take instead of a run
+
+
+def _resolve(root: Path, experiment: Experiment, profile: str, common: Mapping[str, Any],
+             source: Optional[Path], echo: Callable[[str], None]) -> _Resolved:
+    """Resolve and fingerprint the experiment, and check the results directory ``source`` to import
+    (if any); warn when the ``full`` profile would run it without a GPU."""
+    config = resolve_config(root, experiment, profile, common)
+    inputs = experiment_inputs(root, experiment, config)
+    checked = imports.check(experiment.id, Path(source), config, echo) if source is not None else None
+    if profile == "full" and experiment.gpu and checked is None and not str(common["device"]).startswith("cuda"):
+        echo(f"warning: experiment {experiment.id!r} in profile 'full' on {common['device']}: it needs a GPU to be "
+             f"practical (hours on a CPU)")
+    return _Resolved(config, inputs, fingerprint(inputs), checked)
+
+
+def _fresh_partial(target: Path, profile: str, fp: str, restart: bool) -> Path:
+    """The partial folder of the inputs ``fp`` beside ``target``: those of other inputs are removed
+    (never continued), and this one too when ``restart``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{profile}.{fp[:20]}.partial"
+    for stale in target.parent.glob(f".{profile}.*.partial"):
+        if stale != partial:
+            shutil.rmtree(stale, ignore_errors=True)
+    if restart and partial.exists():
+        shutil.rmtree(partial)
+    return partial
 
 
 def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment], profile: str,
@@ -222,6 +272,8 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
         The book root.
     ids : sequence of str
         The experiments the figures to build read.
+    experiments : mapping of str to Experiment
+        The registry's experiments (:func:`lrpkit.book.registry.load_experiments`).
     profile : str
     common : mapping
         The build's ``device``, ``weights`` and ``seed``.
@@ -231,70 +283,54 @@ def prepare(root: Path, ids: Sequence[str], experiments: Mapping[str, Experiment
         The experiment's progress bar over images.
     imported : mapping of str to path, optional
         Results directories made elsewhere (``lrpkit experiment run`` and ``merge``), by experiment id.
+    echo : callable
+        Where the lines of the step go (stderr).
 
     Returns
     -------
     list of ExperimentResult
+        One per experiment, in the order of ``ids`` (repeats dropped), each with the ``figure_key``
+        that the figures reading it are keyed by (:func:`lrpkit.book.execution.figure_inputs`); the
+        same value :func:`figure_key` computes afterwards from the results on disk.
     """
     from ..experiment import runner
+    from ..experiment.store import write_atomic
 
     root = Path(root)
-    _FINGERPRINTS.clear()
     ids = list(dict.fromkeys(ids))
     imported = dict(imported or {})
     unread = sorted(set(imported) - set(ids))
     if unread:
         raise ValueError(f"--results {unread[0]}=...: no figure of this build reads experiment {unread[0]!r} "
                          f"(they read: {', '.join(ids) or 'none'})")
-    resolved = {}
-    for eid in ids:
-        experiment = experiments[eid]
-        config = resolve_config(root, experiment, profile, common)
-        inputs = experiment_inputs(root, experiment, config)
-        fp = fingerprint(inputs)
-        _FINGERPRINTS[_memo_key(root, eid, profile, common)] = fp
-        checked = imports.check(eid, Path(imported[eid]), config, echo) if eid in imported else None
-        resolved[eid] = (config, inputs, fp, checked)
-        if profile == "full" and experiment.gpu and checked is None and not str(common["device"]).startswith("cuda"):
-            echo(f"warning: experiment {eid!r} in profile 'full' on {common['device']}: it needs a GPU to be "
-                 f"practical (hours on a CPU)")
+    resolved = {eid: _resolve(root, experiments[eid], profile, common, imported.get(eid), echo) for eid in ids}
 
     results = []
     for eid in ids:
-        config, inputs, fp, checked = resolved[eid]
-        target = root / results_dir(eid, profile)
+        fp, checked = resolved[eid].fingerprint, resolved[eid].checked
+        folder = results_dir(eid, profile)
+        target = root / folder
         start = time.perf_counter()
-        memo = _memo_key(root, eid, profile, common)
         if not force and _complete(target, fp, checked and checked.results_sha256):
-            _FINGERPRINTS[memo] = (_record(target) or {}).get("figure_key", fp)
-            results.append(ExperimentResult(eid, "reused", time.perf_counter() - start, fp,
-                                            results_dir(eid, profile).as_posix()))
+            results.append(ExperimentResult(eid, "reused", time.perf_counter() - start, fp, folder.as_posix(),
+                                            _recorded_key(target, fp)))
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.parent / f".{profile}.{fp[:20]}.partial"
-        for stale in target.parent.glob(f".{profile}.*.partial"):   # of other inputs: never continued
-            if stale != partial:
-                shutil.rmtree(stale, ignore_errors=True)
-        if (force or checked is not None) and partial.exists():
-            shutil.rmtree(partial)
+        partial = _fresh_partial(target, profile, fp, restart=force or checked is not None)
         if checked is not None:
             echo(f"experiment {eid!r} ({experiments[eid].title}), profile {profile}: taking the results of "
                  f"{checked.source}")
             imports.copy(checked, partial)
         else:
-            _run(runner, eid, experiments[eid], config, partial, profile, fp, progress, echo)
+            _run(runner, eid, experiments[eid], resolved[eid].config, partial, profile, fp, progress, echo)
         seconds = time.perf_counter() - start
-        from ..experiment.store import write_atomic
-
         made = checked.record() if checked is not None else None
         record = {"experiment": eid, "profile": profile, "fingerprint": fp, "figure_key": _figure_key(fp, made),
-                  "inputs": inputs, "imported": made, "seconds": round(seconds, 2)}
+                  "inputs": resolved[eid].inputs, "imported": made, "seconds": round(seconds, 2)}
         write_atomic(partial / RECORD_FILE,
                      lambda p: p.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8"))
         _replace(partial, target)
-        _FINGERPRINTS[memo] = record["figure_key"]
         results.append(ExperimentResult(eid, "ran" if checked is None else "imported", seconds, fp,
-                                        results_dir(eid, profile).as_posix()))
+                                        folder.as_posix(), record["figure_key"]))
     return results
 
 

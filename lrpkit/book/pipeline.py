@@ -4,7 +4,8 @@
 notebook runs, the build checks once that the device exists on this machine and that the weights
 asked for load (``imagenet``, a state-dict path); either failing is a one-line error. It then runs
 the experiments those figures read (:func:`lrpkit.book.experiments.prepare`: run, or reused when
-their inputs are unchanged), then the figures (:func:`lrpkit.book.execution.run_figures`), checks every glue key of the prose pages
+their inputs are unchanged), then the figures (:func:`lrpkit.book.execution.run_figures`, keyed by
+the experiment keys that ``prepare`` returned), checks every glue key of the prose pages
 (:func:`lrpkit.book.pages.check_glue`) and renders the HTML with Jupyter Book. The summary, also
 written to ``_build/book-build.json``, says which figures, or whether all of them, used random
 weights.
@@ -59,8 +60,8 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
         if stale.resolve() not in expected:
             stale.unlink()
     before = {f.id: _mtime(root / f.output) for f in registry}
-    results = run_figures(root, chosen, profile, common, force=force, timeout=timeout,
-                          progress=progress)
+    results = run_figures(root, chosen, profile, common, force=force, timeout=timeout, progress=progress,
+                          experiment_keys={r.experiment: r.figure_key for r in ran})
     t_notebooks = time.perf_counter() - t0
     changed = any(_mtime(root / f.output) != before[f.id] for f in registry)
     pages = toc_pages(root)

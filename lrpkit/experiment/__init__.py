@@ -7,7 +7,9 @@ thesis's contour plots (§4.1, Tables 4.1-4.3, Figures 4.1-4.6).
 
 Modules: :mod:`~lrpkit.experiment.config` (the YAML config, checked up front),
 :mod:`~lrpkit.experiment.grid` (families, axes, composites), :mod:`~lrpkit.experiment.plan` (units,
-shards, cost), :mod:`~lrpkit.experiment.store` (the results directory), :mod:`~lrpkit.experiment.runner`
+shards, cost), :mod:`~lrpkit.experiment.metrics` (what each row measures: AUC, AOPC, the curve, the
+heatmap's statistics and diagnostics; a new metric is a :class:`Metric` and one :func:`metrics.register`),
+:mod:`~lrpkit.experiment.store` (the results directory), :mod:`~lrpkit.experiment.runner`
 (running units), :mod:`~lrpkit.experiment.report` (mean AUC, best settings) and
 :mod:`~lrpkit.experiment.commands` (``lrpkit experiment run|status|merge|report``).
 
@@ -27,11 +29,14 @@ master's thesis, TU Berlin (2022), §4.1.
 """
 from .config import Config, ConfigError, load_config
 from .grid import FAMILIES, default_axis
+from . import metrics
+from .metrics import Column, Metric, MetricInputs
 from .plan import Cost, Unit, cost, parse_shard, shard_units, units
 from .report import BEST, best_settings, mean_auc
 from .runner import RunResult, Status, run, status
 from .store import COLUMNS, DIAGNOSTIC_COLUMNS, TIMING_COLUMNS, ResultsDir, merge, read_results
 
-__all__ = ["Config", "ConfigError", "load_config", "FAMILIES", "default_axis", "Cost", "Unit", "cost", "parse_shard",
+__all__ = ["Config", "ConfigError", "load_config", "FAMILIES", "default_axis", "metrics", "Column", "Metric",
+           "MetricInputs", "Cost", "Unit", "cost", "parse_shard",
            "shard_units", "units", "BEST", "best_settings", "mean_auc", "RunResult", "Status", "run", "status",
            "COLUMNS", "DIAGNOSTIC_COLUMNS", "TIMING_COLUMNS", "ResultsDir", "merge", "read_results"]

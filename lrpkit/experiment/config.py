@@ -145,6 +145,19 @@ class Config:
     def orders(self) -> List[str]:
         return list(self.data["pf"]["orders"])
 
+    def pf_options(self) -> pf.PixelFlippingOptions:
+        """The ``pf`` section, ``seed`` and ``device`` as the options of :func:`lrpkit.pf.pixel_flipping`.
+
+        These are what every Pixel-Flipping call of the experiment shares (without a progress bar);
+        a call adds its rows' ``order`` (and ``workers``, ``keep_steps``) with :func:`dataclasses.replace`,
+        and passes the options as ``**dataclasses.asdict(options)``.
+        """
+        p = self.data["pf"]
+        return pf.PixelFlippingOptions(
+            patch_size=p["patch_size"], mode=p["mode"], schedule=p["schedule"], score=p["score"],
+            seed=self.data["seed"], n_steps=p["steps"], auc_x=p["auc_x"], thesis_compat=p["thesis_compat"],
+            batch_size=p["batch_size"], device=self.data["device"], progress=False)
+
     def compared(self) -> Dict[str, Any]:
         """The keys a results directory must agree on (all but :data:`UNCOMPARED`)."""
         return {k: v for k, v in self.data.items() if k not in UNCOMPARED}

@@ -123,7 +123,7 @@ def replay(results, settings: Sequence[int], *, image: int = 0, orders: Optional
     dtype = _model_dtype(model)
     unit = units[image]
     x, rgb = _load(config, unit, device, dtype)
-    comp, p = config.data["composite"], config.data["pf"]
+    comp = config.data["composite"]
     a, b = grid_tensors(first, second, dtype=dtype, device=device)
     unique = list(dict.fromkeys(settings))       # a setting asked for twice is explained once
     index = torch.tensor(unique, device=device)
@@ -140,17 +140,17 @@ def replay(results, settings: Sequence[int], *, image: int = 0, orders: Optional
     if orders:
         rows = [o for _ in settings for o in orders]
         heatmaps = relevance.repeat_interleave(len(orders), dim=0)
+        options = config.pf_options()
         n_scores = None
         if keep_steps:
-            counts = pf.flip_schedule(int(np.ceil(x.shape[-2] / p["patch_size"]) * np.ceil(x.shape[-1] / p["patch_size"])),
-                                      p["schedule"], n_steps=p["steps"])
+            size = options.patch_size
+            counts = pf.flip_schedule(int(np.ceil(x.shape[-2] / size) * np.ceil(x.shape[-1] / size)),
+                                      options.schedule, n_steps=options.n_steps)
             n_scores = len(counts) + 2
         keep = [s % n_scores for s in keep_steps] if keep_steps else []
+        options = dataclasses.replace(options, order=rows, keep_steps=keep, workers=0)  # a few images: inpaint here
         result = pf.pixel_flipping(model, x.expand(len(rows), -1, -1, -1), heatmaps, explained,
-                                   patch_size=p["patch_size"], order=rows, mode=p["mode"], schedule=p["schedule"],
-                                   score=p["score"], seed=config.data["seed"], n_steps=p["steps"], auc_x=p["auc_x"],
-                                   thesis_compat=p["thesis_compat"], batch_size=p["batch_size"], keep_steps=keep,
-                                   device=device, progress=False, workers=0)  # a few images: inpaint here
+                                   **dataclasses.asdict(options))
     return Replay(config=config, unit=unit, rgb=rgb, settings=settings, relevance=relevance.detach(),
                   target=explained, orders=orders, pixel_flipping=result)
 

@@ -5,7 +5,9 @@ tensors explains the image once per setting of the grid (sharing the forward pas
 above the first varied one), then one :func:`lrpkit.pf.pixel_flipping` call perturbs the image for
 every heatmap in every order (one row per heatmap and order; one row for the random order, which
 does not depend on the heatmap), so that every perturbed image two curves share is built and scored
-once. The unit's rows are then written atomically; a run only does the units whose file is missing.
+once. Each metric the config computes (:func:`lrpkit.experiment.metrics.active`) then fills its
+columns from the heatmaps and curves, and the unit's rows are written atomically; a run only does
+the units whose file is missing.
 
 Determinism: a unit's numbers depend only on the config (the same seed, image and device give the
 same bits), not on which units ran before it in the process, so an interrupted and resumed run, or
@@ -25,7 +27,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ import torch
 from .. import data, inpainting, lrp, models, pf
 from ..checksums import sha256_file
 from ..provenance import git_commit, lrpkit_version, package_versions, state_sha256
+from . import metrics
 from . import plan as planning
 from . import store
 from .config import Config, ConfigError, factory, load_config
@@ -121,7 +124,7 @@ def _metadata(config: Config, weights: Mapping[str, Any], device: torch.device) 
         "python": platform.python_version(),
         "device": _device_record(device),
         "host": socket.gethostname(),
-        "columns": {name: f"{kind}: {text}" for name, kind, text in store.COLUMNS + store.DIAGNOSTIC_COLUMNS},
+        "columns": {name: f"{kind}: {text}" for name, kind, text in store.columns(metrics.registered())},
     }
 
 
@@ -156,94 +159,86 @@ def _load(config: Config, unit: planning.Unit, device: torch.device, dtype: torc
     return x.to(device, dtype), rgb
 
 
-def _diagnostics(explanation: lrp.Explanation) -> Dict[str, np.ndarray]:
-    """Instability diagnostics per heatmap, as ``diag_<name>`` columns (config ``diagnostics: true``).
+def _explain(model: torch.nn.Module, config: Config, unit: planning.Unit, x: torch.Tensor) -> lrp.Explanation:
+    """The heatmaps of every setting of the grid for the unit's image (one :func:`lrpkit.lrp.explain` call)."""
+    comp = config.data["composite"]
+    a, b = grid_tensors(*config.grid, dtype=x.dtype, device=x.device)
+    composite = build_composite(comp["family"], comp["variant"], a, b, heuristic=comp["heuristic"],
+                                maxpool=comp["maxpool"])
+    target = torch.tensor([unit.label], device=x.device) if config.data["target"] == "label" else None
+    return lrp.explain(model, x, target, composite, chunk_size=config.data["lrp"]["chunk_size"])
 
-    From :func:`lrpkit.diagnostics.instability`; the columns are :data:`store.DIAGNOSTIC_COLUMNS`.
+
+def _pixel_flipping(model: torch.nn.Module, config: Config, x: torch.Tensor, relevance: torch.Tensor, target: int,
+                    *, workers: Optional[int]) -> Tuple[pf.PixelFlippingResult, np.ndarray]:
+    """One Pixel-Flipping call: every heatmap in every order, the random order once.
+
+    Returns
+    -------
+    (PixelFlippingResult, numpy.ndarray)
+        The curves, and ``[S, O]`` int: the row of setting ``s`` in order ``config.orders[o]``.
     """
-    from .. import diagnostics
+    n = relevance.shape[0]
+    row_orders, heatmaps, curve_rows = [], [], []
+    for order in config.orders:
+        count = 1 if order == "random" else n
+        curve_rows.append([len(row_orders) + (0 if order == "random" else s) for s in range(n)])
+        row_orders += [order] * count
+        heatmaps.append(relevance[:count])
+    options = dataclasses.replace(config.pf_options(), order=row_orders, workers=workers)
+    curves = pf.pixel_flipping(model, x.expand(len(row_orders), -1, -1, -1), torch.cat(heatmaps), target,
+                               **dataclasses.asdict(options))
+    return curves, np.array(curve_rows, dtype=np.int64).T
 
-    report = diagnostics.instability(explanation)
-    n = len(report)
-    ratios = report.ratios if report.ratios is not None else torch.full((1, n), math.nan, dtype=torch.float64)
-    return {
-        "diag_unstable": report.unstable.numpy().astype(np.float64),
-        "diag_concentration": report.concentration.numpy(),
-        "diag_top_share": report.top_share.numpy(),
-        "diag_peak": report.peak.numpy(),
-        "diag_patch_share": np.array([p[0].share if p else 0.0 for p in report.patches], dtype=np.float64),
-        "diag_min_ratio": ratios.amin(0).numpy(),
-        "diag_max_ratio": ratios.amax(0).numpy(),
-    }
+
+def _row_columns(config: Config, unit: planning.Unit, target: int, predicted: int) -> Dict[str, List[Any]]:
+    """The :data:`store.ROW_COLUMNS` of the unit's rows: setting by setting, order by order."""
+    first, second = config.grid
+    first_axis, second_axis = config.axes
+    comp = config.data["composite"]
+    grid = settings(first, second)                                              # (i, j) of each setting
+
+    def each_order(values):  # one value per setting, in the rows of all its orders
+        return [value for value in values for _ in config.orders]
+
+    columns = {"setting": each_order(range(len(grid))), "i": each_order(i for i, _ in grid),
+               "j": each_order(j for _, j in grid), first_axis.name: each_order(first[i] for i, _ in grid),
+               second_axis.name: each_order(second[j] for _, j in grid), "order": config.orders * len(grid)}
+    same = {"unit": unit.id, "image": unit.index, "image_file": unit.file, "label": unit.label, "target": target,
+            "predicted": predicted, "composite": comp["family"], "variant": comp["variant"]}
+    return {**{name: [value] * len(columns["order"]) for name, value in same.items()}, **columns}
 
 
 def compute_unit(model: torch.nn.Module, config: Config, unit: planning.Unit, *, workers: Optional[int] = None):
-    """The results rows of one unit (image), as a pyarrow Table (schema :data:`store.COLUMNS`)."""
+    """The results rows of one unit (image), as a pyarrow Table (columns :func:`store.columns` of the
+    config's metrics, :func:`~lrpkit.experiment.metrics.active`)."""
     started = time.perf_counter()
     device = torch.device(config.data["device"])
-    dtype = _model_dtype(model)
-    x, _ = _load(config, unit, device, dtype)
-    comp, p = config.data["composite"], config.data["pf"]
-    first, second = config.grid
-    first_axis, second_axis = config.axes
-    a, b = grid_tensors(first, second, dtype=dtype, device=device)
-    composite = build_composite(comp["family"], comp["variant"], a, b, heuristic=comp["heuristic"],
-                                maxpool=comp["maxpool"])
-    target = torch.tensor([unit.label], device=device) if config.data["target"] == "label" else None
-
+    x, _ = _load(config, unit, device, _model_dtype(model))
     _sync(device)
     t0 = time.perf_counter()
-    explanation = lrp.explain(model, x, target, composite, chunk_size=config.data["lrp"]["chunk_size"])
-    relevance = explanation.relevance
+    explanation = _explain(model, config, unit, x)
     _sync(device)
     lrp_seconds = time.perf_counter() - t0
-    n = relevance.shape[0]
-    explained = int(explanation.target[0])
-    predicted = int(explanation.logits[0].argmax())
-    heat = relevance.detach().double().sum(dim=1).flatten(1)                   # [S, H*W]
-    stats = {"relevance_min": heat.amin(1), "relevance_max": heat.amax(1), "relevance_std": heat.std(1, correction=0),
-             "relevance_sum": heat.sum(1)}
-    stats = {k: v.cpu().numpy() for k, v in stats.items()}
-    diagnostics = _diagnostics(explanation) if config.data["diagnostics"] is True else {}
-
-    # one Pixel-Flipping call: every heatmap in every order, the random order once
-    orders = config.orders
-    offset, rows, heatmaps = {}, [], []
-    for order in orders:
-        offset[order] = len(rows)
-        count = 1 if order == "random" else n
-        rows += [order] * count
-        heatmaps.append(relevance[:count])
+    target = int(explanation.target[0])
     t0 = time.perf_counter()
-    result = pf.pixel_flipping(model, x.expand(len(rows), -1, -1, -1), torch.cat(heatmaps), explained,
-                               patch_size=p["patch_size"], order=rows, mode=p["mode"], schedule=p["schedule"],
-                               score=p["score"], seed=config.data["seed"], n_steps=p["steps"], auc_x=p["auc_x"],
-                               thesis_compat=p["thesis_compat"], batch_size=p["batch_size"], workers=workers,
-                               device=device, progress=False)
+    curves, curve_rows = _pixel_flipping(model, config, x, explanation.relevance, target, workers=workers)
     _sync(device)
     pf_seconds = time.perf_counter() - t0
-    unit_seconds = time.perf_counter() - started
 
-    grid_settings = settings(first, second)
-    columns: Dict[str, List[Any]] = {name: [] for name, _ in
-                                     store.column_types(first_axis.name, second_axis.name, list(diagnostics))}
-    scores, aucs, aopcs = result.scores.tolist(), result.auc.tolist(), result.aopc.tolist()
-    for s, (i, j) in enumerate(grid_settings):
-        for order in orders:
-            row = offset[order] + (0 if order == "random" else s)
-            values = {
-                "unit": unit.id, "image": unit.index, "image_file": unit.file, "label": unit.label,
-                "target": explained, "predicted": predicted, "composite": comp["family"], "variant": comp["variant"],
-                "setting": s, "i": i, "j": j, first_axis.name: first[i], second_axis.name: second[j],
-                "order": order, "auc": aucs[row], "aopc": aopcs[row], "scores": scores[row],
-                "unit_forward": result.n_forward, "unit_inpainted": result.n_inpainted,
-                "unit_lrp_seconds": lrp_seconds, "unit_pf_seconds": pf_seconds, "unit_seconds": unit_seconds,
-            }
-            for name, column in {**stats, **diagnostics}.items():
-                values[name] = float(column[s])
-            for name, value in values.items():
-                columns[name].append(value)
-    return store.table(columns, first_axis.name, second_axis.name, list(diagnostics))
+    inputs = metrics.MetricInputs(config=config, unit=unit, model=model, image=x, explanation=explanation,
+                                  target=target, orders=tuple(config.orders), curves=curves, curve_rows=curve_rows)
+    computed = metrics.active(config)
+    columns = _row_columns(config, unit, target, int(explanation.logits[0].argmax()))
+    for metric in computed:
+        columns.update(metrics.row_values(metric, inputs))
+    n_rows = len(columns["order"])
+    unit_seconds = time.perf_counter() - started
+    work = {"unit_forward": curves.n_forward, "unit_inpainted": curves.n_inpainted, "unit_lrp_seconds": lrp_seconds,
+            "unit_pf_seconds": pf_seconds, "unit_seconds": unit_seconds}
+    columns.update({name: [value] * n_rows for name, value in work.items()})
+    first_axis, second_axis = config.axes
+    return store.table(columns, first_axis.name, second_axis.name, computed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,6 +318,27 @@ def _recorded_unit_seconds(folder: store.ResultsDir, done: List[str]) -> Optiona
     return statistics.median(times) if times else None
 
 
+def _estimate(model: torch.nn.Module, config: Config, folder: store.ResultsDir, done: Set[str],
+              todo: Sequence[planning.Unit], *, workers: Optional[int], echo: Callable[[str], None]) -> Dict[str, Any]:
+    """The time ``todo`` will take, from the finished units' times or else a calibration, echoed.
+
+    Returns
+    -------
+    dict
+        ``unit`` and ``total`` seconds and their ``source`` (and the :func:`calibrate` times).
+    """
+    recorded = _recorded_unit_seconds(folder, sorted(done)) if done else None
+    if recorded is not None:
+        guess: Dict[str, Any] = {"unit": recorded, "source": "finished units"}
+    else:
+        guess = calibrate(model, config, todo[0], workers=workers)
+        guess["source"] = f"a {guess['calibration']:.0f} s calibration"
+    guess["total"] = guess["unit"] * len(todo)
+    echo(f"  time: about {_duration(guess['unit'])} per unit, {_duration(guess['total'])} in all "
+         f"(from {guess['source']}{'; an upper bound' if 'calibration' in guess else ''})")
+    return guess
+
+
 # --------------------------------------------------------------------------------------------------
 # run
 
@@ -397,6 +413,8 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     if shard is not None:  # "K/N" or (K, N), checked alike
         shard = planning.parse_shard(shard if isinstance(shard, str) else f"{shard[0]}/{shard[1]}")
     config, folder = resolve(source, out)
+    axes = config.axes
+    store.column_types(axes[0].name, axes[1].name, metrics.active(config))  # a metric's column clash: before any work
     all_units = planning.units(config)
     model, weights, config = build_model(config, echo)
     plan_record = planned(all_units, weights)
@@ -405,7 +423,6 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     done = set(folder.done()) if folder.exists() else set()
     todo = [u for u in selected if u.id not in done]
     first, second = config.grid
-    axes = config.axes
     echo(f"experiment {config.data.get('name')!r}: {config.data['composite']['family']} "
          f"({config.data['composite']['variant']}), {axes[0].name} x {axes[1].name} = {len(first)} x {len(second)} "
          f"settings, orders {', '.join(config.orders)}, {config.data['device']}")
@@ -414,17 +431,7 @@ def run(source, out=None, *, shard: Optional[Union[str, Tuple[int, int]]] = None
     work = planning.cost(config, len(todo))
     for line in work.lines():
         echo(f"  {line}")
-    guess = None
-    if estimate and todo:
-        recorded = _recorded_unit_seconds(folder, sorted(done)) if done else None
-        if recorded is not None:
-            guess = {"unit": recorded, "source": "finished units"}
-        else:
-            guess = calibrate(model, config, todo[0], workers=workers)
-            guess["source"] = f"a {guess['calibration']:.0f} s calibration"
-        guess["total"] = guess["unit"] * len(todo)
-        echo(f"  time: about {_duration(guess['unit'])} per unit, {_duration(guess['total'])} in all "
-             f"(from {guess['source']}{'; an upper bound' if 'calibration' in guess else ''})")
+    guess = _estimate(model, config, folder, done, todo, workers=workers, echo=echo) if estimate and todo else None
     if dry_run:
         return RunResult(folder.path, len(all_units), len(selected), len(selected) - len(todo), 0, None, work, guess,
                          time.perf_counter() - started)

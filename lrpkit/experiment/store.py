@@ -14,6 +14,8 @@ killed at any moment leaves either a whole file or none (and possibly a temporar
 ignored and removed later). A directory is only ever extended with the units of *its* config: a
 run or merge with another config is refused, naming the first key that differs.
 
+The table's columns, in order: which row it is (:data:`ROW_COLUMNS`), the columns of the metrics
+the config computes (:mod:`lrpkit.experiment.metrics`), the unit's work (:data:`UNIT_COLUMNS`).
 Read the results with one call: ``pandas.read_parquet(DIR / "results.parquet")``, or
 :func:`read_results` (which also reads a partial directory).
 """
@@ -28,9 +30,12 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import yaml
 
+from . import metrics
 from .config import first_difference, shorten, UNCOMPARED
+from .metrics import Column
 
-__all__ = ["ResultsDir", "read_results", "TIMING_COLUMNS", "COLUMNS", "DIAGNOSTIC_COLUMNS", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
+__all__ = ["ResultsDir", "read_results", "TIMING_COLUMNS", "ROW_COLUMNS", "UNIT_COLUMNS", "COLUMNS",
+           "DIAGNOSTIC_COLUMNS", "columns", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
            "RESULTS_FILE", "UNITS_DIR", "merge"]
 
 CONFIG_FILE = "config.yaml"
@@ -45,76 +50,91 @@ _TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp")
 _PROVENANCE_KEY = b"lrpkit.unit"
 
 
-#: The columns of the results table, in order (``<first axis>``/``<second axis>`` are the family's axis
-#: names, e.g. ``gamma``/``epsilon``; the :data:`DIAGNOSTIC_COLUMNS` follow ``relevance_sum`` when the
-#: config's ``diagnostics`` is on, as it is by default).
-COLUMNS: Tuple[Tuple[str, str, str], ...] = (
-    ("unit", "string", "the unit (image) id, zero-padded: the name of its file units/<unit>.parquet"),
-    ("image", "int32", "position of the image in the experiment's image list"),
-    ("image_file", "string", "the image: its file in the image set, or its path in the validation folder"),
-    ("label", "int32", "ground-truth ImageNet class of the image"),
-    ("target", "int32", "class explained and scored (the label, or the predicted class with target: predicted)"),
-    ("predicted", "int32", "class the model predicts for the unperturbed image"),
-    ("composite", "string", "composite family (tutorial, decreasing-gamma)"),
-    ("variant", "string", "the family's variant (table, thesis-code)"),
-    ("setting", "int32", "setting number n2 * i + j (the thesis's experiment id for its 16 x 16 grid)"),
-    ("i", "int32", "index of the value on the first axis"),
-    ("j", "int32", "index of the value on the second axis"),
-    ("<first axis>", "float64", "value of the first axis (e.g. gamma of LRP-Tutorial, gamma1 of Decreasing-gamma)"),
-    ("<second axis>", "float64", "value of the second axis (e.g. epsilon of LRP-Tutorial, gamma2)"),
-    ("order", "string", "Pixel-Flipping order: morf, lrf or random (the random order ignores the heatmap: "
-                        "its rows of one image are equal)"),
-    ("auc", "float64", "area under the score curve (trapezoid, x as pf.auc_x); the thesis's AUC of the "
-                       "batch-mean curve is the mean of this column over the images"),
-    ("aopc", "float64", "area over the perturbation curve (Samek et al. 2017)"),
-    ("scores", "list<float64>", "the target's score after every step; first the unperturbed image, last gray"),
-    ("relevance_min", "float64", "minimum of the heatmap (relevance summed over the color channels)"),
-    ("relevance_max", "float64", "maximum of the heatmap"),
-    ("relevance_std", "float64", "standard deviation of the heatmap's pixels (population, ddof 0)"),
-    ("relevance_sum", "float64", "sum of the relevance (about the target's logit where the rules conserve)"),
-    ("unit_forward", "int32", "distinct images the unit's Pixel-Flipping scored (shared by its rows)"),
-    ("unit_inpainted", "int32", "distinct images the unit's Pixel-Flipping inpainted"),
-    ("unit_lrp_seconds", "float64", "wall-clock seconds of the unit's LRP (all its heatmaps)"),
-    ("unit_pf_seconds", "float64", "wall-clock seconds of the unit's Pixel-Flipping (all its curves)"),
-    ("unit_seconds", "float64", "wall-clock seconds of the whole unit"),
+#: Which row: the image, the setting and the order; the first columns of every results table
+#: (``<first axis>``/``<second axis>`` are the family's axis names, e.g. ``gamma``/``epsilon``).
+ROW_COLUMNS: Tuple[Column, ...] = (
+    Column("unit", "string", "the unit (image) id, zero-padded: the name of its file units/<unit>.parquet"),
+    Column("image", "int32", "position of the image in the experiment's image list"),
+    Column("image_file", "string", "the image: its file in the image set, or its path in the validation folder"),
+    Column("label", "int32", "ground-truth ImageNet class of the image"),
+    Column("target", "int32", "class explained and scored (the label, or the predicted class with target: "
+                              "predicted)"),
+    Column("predicted", "int32", "class the model predicts for the unperturbed image"),
+    Column("composite", "string", "composite family (tutorial, decreasing-gamma)"),
+    Column("variant", "string", "the family's variant (table, thesis-code)"),
+    Column("setting", "int32", "setting number n2 * i + j (the thesis's experiment id for its 16 x 16 grid)"),
+    Column("i", "int32", "index of the value on the first axis"),
+    Column("j", "int32", "index of the value on the second axis"),
+    Column("<first axis>", "float64", "value of the first axis (e.g. gamma of LRP-Tutorial, gamma1 of "
+                                      "Decreasing-gamma)"),
+    Column("<second axis>", "float64", "value of the second axis (e.g. epsilon of LRP-Tutorial, gamma2)"),
+    Column("order", "string", "Pixel-Flipping order: morf, lrf or random (the random order ignores the heatmap: "
+                              "its rows of one image are equal)"),
 )
-#: The heatmap's instability diagnostics (:func:`lrpkit.diagnostics.instability`), all float64.
-DIAGNOSTIC_COLUMNS: Tuple[Tuple[str, str, str], ...] = (
-    ("diag_unstable", "float64", "1 if lrpkit.diagnostics flags the heatmap as numerically unstable, else 0"),
-    ("diag_concentration", "float64", "max |R| over the 99th percentile of |R| (R summed over the colours)"),
-    ("diag_top_share", "float64", "share of the sum of |R| held by the top 0.1 % of the pixels"),
-    ("diag_peak", "float64", "max |R| over the median |R|"),
-    ("diag_patch_share", "float64", "the largest patch's share of the sum of |R| (0 without a patch)"),
-    ("diag_min_ratio", "float64", "smallest conservation ratio (relevance sum / logit) over the layers' inputs"),
-    ("diag_max_ratio", "float64", "largest conservation ratio over the layers' inputs"),
+#: The unit's work, the same in all its rows; the last columns of every results table.
+UNIT_COLUMNS: Tuple[Column, ...] = (
+    Column("unit_forward", "int32", "distinct images the unit's Pixel-Flipping scored (shared by its rows)"),
+    Column("unit_inpainted", "int32", "distinct images the unit's Pixel-Flipping inpainted"),
+    Column("unit_lrp_seconds", "float64", "wall-clock seconds of the unit's LRP (all its heatmaps)"),
+    Column("unit_pf_seconds", "float64", "wall-clock seconds of the unit's Pixel-Flipping (all its curves)"),
+    Column("unit_seconds", "float64", "wall-clock seconds of the whole unit"),
 )
 
 
-def column_types(first_axis: str, second_axis: str, diagnostics: Sequence[str] = ()) -> List[Tuple[str, Any]]:
-    """``[(column, pyarrow type)]`` of a results table, in order."""
+def columns(computed: Iterable[metrics.Metric]) -> Tuple[Column, ...]:
+    """The columns of a results table whose rows hold the metrics ``computed``, in order: the
+    :data:`ROW_COLUMNS`, the columns of each metric, the :data:`UNIT_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        A metric's column with the name of a row or unit column.
+    """
+    computed = list(computed)
+    reserved = {c.name for c in ROW_COLUMNS + UNIT_COLUMNS}
+    for metric in computed:
+        clash = [c.name for c in metric.columns if c.name in reserved]
+        if clash:
+            raise ValueError(f"column {clash[0]!r} of metric {metric.name!r} is a column of every results table "
+                             f"already; give it another name")
+    return ROW_COLUMNS + tuple(c for m in computed for c in m.columns) + UNIT_COLUMNS
+
+
+#: The heatmap's instability diagnostics (:class:`~lrpkit.experiment.metrics.InstabilityDiagnostics`), all
+#: float64; they follow ``relevance_sum`` when the config's ``diagnostics`` is on, as it is by default.
+DIAGNOSTIC_COLUMNS: Tuple[Column, ...] = metrics.InstabilityDiagnostics.columns
+#: The columns of a results table of the built-in metrics with ``diagnostics: false``, in order (from
+#: the registry when this module is imported; :func:`columns` gives those of any metrics).
+COLUMNS: Tuple[Column, ...] = columns(m for m in metrics.registered()
+                                        if not isinstance(m, metrics.InstabilityDiagnostics))
+
+
+def column_types(first_axis: str, second_axis: str, computed: Iterable[metrics.Metric]) -> List[Tuple[str, Any]]:
+    """``[(column, pyarrow type)]`` of a results table whose rows hold the metrics ``computed``, in order."""
     import pyarrow as pa
 
     kinds = {"string": pa.string(), "int32": pa.int32(), "float64": pa.float64(),
              "list<float64>": pa.list_(pa.float64())}
     names = {"<first axis>": first_axis, "<second axis>": second_axis}
-    out = []
-    for name, kind, _ in COLUMNS:
-        out.append((names.get(name, name), kinds[kind]))
-        if name == "relevance_sum":
-            out += [(d, pa.float64()) for d in diagnostics]
-    return out
+    types = [(names.get(c.name, c.name), kinds[c.dtype]) for c in columns(computed)]
+    seen = [name for name, _ in types]
+    twice = next((name for name in seen if seen.count(name) > 1), None)
+    if twice is not None:
+        raise ValueError(f"the results table would have the column {twice!r} twice (a metric's column named like "
+                         f"a grid axis?); rename the metric's column")
+    return types
 
 
-def table(columns: Mapping[str, Sequence], first_axis: str, second_axis: str, diagnostics: Sequence[str] = ()):
-    """A pyarrow Table of results rows from ``{column: values}``, with the results schema."""
+def table(values: Mapping[str, Sequence], first_axis: str, second_axis: str, computed: Iterable[metrics.Metric]):
+    """A pyarrow Table of results rows from ``{column: values}``, with the schema of :func:`column_types`."""
     import pyarrow as pa
 
-    types = column_types(first_axis, second_axis, diagnostics)
-    missing = [n for n, _ in types if n not in columns]
-    if missing or len(columns) != len(types):
+    types = column_types(first_axis, second_axis, computed)
+    missing = [n for n, _ in types if n not in values]
+    if missing or len(values) != len(types):
         raise ValueError(f"results rows need the columns {[n for n, _ in types]}; missing {missing}, extra "
-                         f"{sorted(set(columns) - {n for n, _ in types})}")
-    return pa.table({name: pa.array(columns[name], type=kind) for name, kind in types})
+                         f"{sorted(set(values) - {n for n, _ in types})}")
+    return pa.table({name: pa.array(values[name], type=kind) for name, kind in types})
 
 
 def _fsync_dir(folder: Path) -> None:
