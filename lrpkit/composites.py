@@ -74,8 +74,8 @@ CODE_DECREASING_GAMMA = (                                            # the thesi
     Parameter("gamma2", "γ", (18, 24), 0.1),
 )
 CODE_DECREASING_ZERO = (25, 30)                                      # its γ = 0 block (and its leaf 31)
-UNIFORM_GAMMA = Parameter("gamma", "γ", (0, None), 0.25)
-UNIFORM_EPSILON = Parameter("epsilon", "ε", (0, None), 0.25)
+UNIFORM_GAMMA = Parameter("gamma", "γ", (1, None), 0.25)              # and layer 0 where it has no zᴮ
+UNIFORM_EPSILON = Parameter("epsilon", "ε", (1, None), 0.25)
 
 
 class Composite:

@@ -21,8 +21,7 @@ checksum does not match is rejected and never used.
 ILSVRC-2012 validation
 ----------------------
 A user's copy of the validation set is read by :class:`lrpkit.imagenet.ImageNetVal`, beside the
-other facts of the dataset; ``data.ImageNetVal`` is the same class, re-exported for
-:mod:`lrpkit.experiment.plan`.
+other facts of the dataset.
 
 References
 ----------
@@ -50,7 +49,6 @@ from tqdm.auto import tqdm
 from . import imagenet
 from ._checks import choice
 from .checksums import sha256_file
-from .imagenet import ImageNetVal  # re-exported: lrpkit.experiment.plan reads data.ImageNetVal
 
 __all__ = [
     "MAX_PIXELS",
@@ -70,7 +68,6 @@ __all__ = [
     "data_dir",
     "mirror_file",
     "checkout_mirror",
-    "ImageNetVal",
 ]
 
 #: Largest image accepted by :func:`read_rgb` (pixels); larger files are refused, not decoded.

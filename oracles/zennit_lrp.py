@@ -112,3 +112,16 @@ def gamma_oracle(model, x, target, gamma=0.25):
         AVGPOOL,
     ]
     return _attribute(model, x, target, name_map)
+
+
+def signed_oracle(model, x, target, rule):
+    """zᴮ (zennit's stabilizer) at the pixel layer and zennit's ``rule`` (``ZPlus()`` or
+    ``AlphaBeta(α, β)``) at every other convolution and dense layer; max-pools left to the
+    gradient, the adaptive pool under LRP-0."""
+    low, high = bounds(x)
+    name_map = [
+        (["features.0"], ZBox(low, high)),
+        ([f"features.{i}" for i in CONVS if i > 0] + ["classifier.0", "classifier.3", "classifier.6"], rule),
+        AVGPOOL,
+    ]
+    return _attribute(model, x, target, name_map)

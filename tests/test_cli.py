@@ -82,6 +82,7 @@ def test_pf_help_explains_the_gray_row(capsys):
     (["explain", "x.jpg", "--composite", "uniform", "--gamma", ".1"], "--gamma does not apply to --composite uniform --rule epsilon (only to --rule gamma)"),
     (["explain", "x.jpg", "--composite", "uniform", "--rule", "zero", "--epsilon", "1"], "--epsilon does not apply to --composite uniform --rule zero (only to --rule epsilon)"),
     (["explain", "x.jpg", "--composite", "uniform", "--rule", "gamma", "--epsilon", "1"], "--epsilon does not apply to --composite uniform --rule gamma"),
+    (["explain", "x.jpg", "--composite", "uniform", "--rule", "zplus", "--gamma", "1"], "--gamma does not apply to --composite uniform --rule zplus (only to --rule gamma)"),
     (["pf", "x.jpg", "--steps", "5"], "--steps applies to --schedule log or linear only, not thesis"),
     (["pf", "x.jpg", "--schedule", "1,4,9", "--steps", "5"], "--steps applies to --schedule log or linear only, not an explicit list"),
     (["pf", "x.jpg", "--pf-seed", "3"], "--pf-seed applies to --order random or --mode random only"),
@@ -101,6 +102,8 @@ def test_usage_errors_exit_2_with_one_line(capsys, argv, words):
     (["--composite", "uniform", "--epsilon", "2"], composites.uniform("epsilon", epsilon=2.0)),
     (["--composite", "uniform", "--rule", "gamma", "--gamma", ".1", "--zbox"], composites.uniform("gamma", gamma=0.1, zbox=True)),
     (["--composite", "uniform", "--rule", "zero", "--maxpool", "max"], composites.uniform("zero", maxpool="max")),
+    (["--composite", "uniform", "--rule", "zplus", "--zbox"], composites.uniform("zplus", zbox=True)),
+    (["--composite", "uniform", "--rule", "alpha2-beta1", "--zbox"], composites.uniform("alpha2-beta1", zbox=True)),
 ])
 def test_options_that_apply_make_the_composite(argv, expected):
     """The options that are not refused reach the library's composite."""

@@ -112,9 +112,7 @@ def _check_applicable(args) -> None:
             why = ("does not apply to --composite decreasing-gamma (its γ values are --gammas"
                    + (", and it has no ε rule)" if option == "epsilon" else ")"))
         else:
-            takes = _rules.RULES[rule].parameter
-            why = (f"does not apply to --composite uniform --rule {rule} "
-                   + (f"(only to --rule {option})" if takes is None else f"(its hyperparameter is --{takes})"))
+            why = f"does not apply to --composite uniform --rule {rule} (only to --rule {option})"
         raise UsageError(f"lrpkit {args.command}: --{option.replace('_', '-')} {why} "
                           f"(see lrpkit {args.command} --help)")
     if args.command != "pf":

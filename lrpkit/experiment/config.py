@@ -16,7 +16,7 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       # imagenet_val: $IMAGENET_VAL          # ... or an ILSVRC-2012 validation folder ($VARS expand),
       # class: axolotl                       # with a class (index, wnid or name)
       # count: 50                   # the first images of the set or class (default: all)
-      # labels: FILE | devkit: DIR | wnids: FILE   # as lrpkit.data.ImageNetVal
+      # labels: FILE | devkit: DIR | wnids: FILE   # as lrpkit.imagenet.ImageNetVal
       size: 224
       resize: auto                    # auto | crop | exact | none
     target: label                     # label (the ground truth) | predicted (the argmax)

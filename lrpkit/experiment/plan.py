@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .. import data, pf
+from .. import data, imagenet, pf
 from .._checks import choice
 from ..checksums import sha256_file
 from .config import Config, ConfigError
@@ -76,7 +76,7 @@ def units(config: Config) -> List[Unit]:
         found = [(r.file, Path(r.path), r.class_index, r.sha256) for r in records]
     else:
         root = Path(images["imagenet_val"])
-        val = data.ImageNetVal(root, labels=images["labels"], devkit=images["devkit"], wnids=images["wnids"])
+        val = imagenet.ImageNetVal(root, labels=images["labels"], devkit=images["devkit"], wnids=images["wnids"])
         cls = images["class"]
         try:
             index = val.class_index(cls)
