@@ -242,8 +242,12 @@ def computation(configs) -> str:
         comp, (first, second) = config.data["composite"], config.grid
         found.append(build_composite(comp["family"], comp["variant"], float(first[0]), float(second[0]),
                                      heuristic=comp["heuristic"], maxpool=comp["maxpool"]))
-    compat = {str(config.data["pf"]["thesis_compat"]) for config in configs}
-    text = words(*found)
-    if compat == {"False"}:
-        return text + "; Pixel-Flipping with thesis_compat off"
-    return text + f"; Pixel-Flipping with thesis_compat {', '.join(sorted(compat))}"
+    compat = sorted({_compat(config.data["pf"]["thesis_compat"]) for config in configs}, key=str)
+    if len(compat) == 1:
+        return words(*found, pixel_flipping=compat[0])
+    return words(*found) + "; " + " / ".join(words(pixel_flipping=c) for c in compat)
+
+
+def _compat(value):
+    """A config's ``thesis_compat`` (True, False or a list of defect names) as a hashable value."""
+    return value if isinstance(value, bool) else frozenset(value)
