@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,book]'
+	# Quantus 0.6, the localisation metrics' test oracle, without its opencv-python (pyproject's test extra)
+	$(PY) -m pip install --quiet --no-deps quantus==0.6.0
 	touch $(STAMP)
 
 book: setup
