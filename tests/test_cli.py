@@ -657,3 +657,101 @@ def test_explain_at_256_and_a_huge_size_refused(capsys, tmp_path):
     line = one_error_line(err)
     assert status == 1 and "size 20000 is too large" in line and "at most 10000" in line and "Warning" not in err
     assert not (tmp_path / "huge").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+@pytest.fixture
+def tiny_profile(monkeypatch):
+    """The smoke profile made tiny (32 px, 1/16 of the widths, 768 images, checkpoints every 256
+    images): seconds, not a minute; one torch thread."""
+    import dataclasses
+    import functools
+
+    from lrpkit import synthetic, training
+    if not (MIRROR / "SOURCES.tsv").is_file():
+        pytest.skip(f"no image mirror at {MIRROR}")
+    monkeypatch.setenv("LRPKIT_DATA_MIRROR", str(MIRROR))
+    config = dataclasses.replace(training.PROFILES["smoke"], task=synthetic.TaskConfig(size=32), images=768,
+                                 eval_images=64, width=4, hidden=16)
+    monkeypatch.setitem(training.PROFILES, "smoke", config)
+    monkeypatch.setattr(training, "train", functools.partial(training.train, checkpoint_every=256))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield config
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train"], "the following arguments are required: --out"),
+    (["train", "--out", "x", "--profile", "fast"], "argument --profile: invalid choice: 'fast'"),
+    (["train", "--out", "x", "--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+])
+def test_train_usage_errors_exit_2_with_one_line(capsys, argv, words):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and not out
+    assert words in one_error_line(err)
+
+
+def test_train_help(capsys):
+    status, out, err = run(capsys, "train", "--help")
+    text = " ".join(out.split())
+    assert status == 0 and not err and "--profile {smoke,quick,full}" in text and "VGG-16's 38 layer indices" in text
+
+
+def test_train_refuses_a_file_as_out_before_any_work(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", tmp_path / "file")
+    assert status == 1 and not out and "is a file, not a folder; choose another --out" in one_error_line(err)
+
+
+def test_train_writes_weights_reuses_them_and_refuses_another_seed(capsys, tmp_path, tiny_profile):
+    """`lrpkit train` prints the test accuracy and the sha256; the same command again reuses the
+    result; another --seed is refused in one line (exit 1) unless --force."""
+    import json
+
+    from lrpkit import training
+    out_dir = tmp_path / "trained"
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--quiet")
+    assert status == 0, err
+    record = json.loads((out_dir / "training.json").read_text())
+    lines = out.splitlines()
+    assert lines[0].startswith("trained vgg16-layout (")
+    assert f"test accuracy {record['test']['accuracy']:.2%}" in lines[0]
+    assert lines[1] == f"weights -> {out_dir / 'weights.pt'} (sha256 {record['sha256']})"
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--quiet")
+    assert status == 0 and "reusing it" in out and "reused vgg16-layout" in out and record["sha256"] in out
+    before = files(out_dir)
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--seed", "1", "--quiet")
+    line = one_error_line(err)
+    assert status == 1 and "is of another training config (seed 0 there, 1 here); pass --force" in line
+    assert files(out_dir) == before
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--seed", "1", "--force", "--quiet")
+    assert status == 0, err
+    assert json.loads((out_dir / "training.json").read_text())["config"]["seed"] == 1
+
+
+def test_train_interrupted_exits_130_and_the_same_command_continues(capsys, tmp_path, monkeypatch, tiny_profile):
+    """Ctrl-C after the first checkpoint: exit 130, only checkpoint.pt in --out (no half-written
+    weights); the same command continues and gives the weights of an uninterrupted run."""
+    from lrpkit import training
+    real = training._learning_rate
+
+    def interrupt(config, seen):
+        if seen == 384:
+            raise KeyboardInterrupt
+        return real(config, seen)
+
+    monkeypatch.setattr(training, "_learning_rate", interrupt)
+    out_dir = tmp_path / "trained"
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--quiet")
+    assert status == 130 and err.endswith("lrpkit: interrupted\n")
+    assert "interrupted: " in out and "run the same training again to continue" in out
+    assert sorted(files(out_dir)) == ["checkpoint.pt"]
+    monkeypatch.setattr(training, "_learning_rate", real)
+    status, out, err = run(capsys, "train", "--profile", "smoke", "--out", out_dir, "--quiet")
+    assert status == 0 and "continuing from the checkpoint at 256 of 768 images" in out, err
+    uninterrupted = training.train(tiny_profile, tmp_path / "whole", progress=False, echo=lambda line: None)
+    assert uninterrupted.sha256 in out

@@ -1,4 +1,4 @@
-"""The commands of ``lrpkit``: ``data``, ``weights``, ``explain`` and ``pf``.
+"""The commands of ``lrpkit``: ``data``, ``weights``, ``explain``, ``pf`` and ``train``.
 
 ``explain`` and ``pf`` check everything before they load the model or write anything (the options,
 the images, the ``--out`` folder and every output name), then write through
@@ -131,8 +131,8 @@ def _composite(args):
     (:data:`lrpkit.composites.COMPOSITES`) for the others."""
     options = {"heuristic": args.heuristic, "maxpool": args.maxpool}
     given = {name: getattr(args, name) for name in ("gamma", "epsilon") if getattr(args, name) is not None}
-    if args.composite == "decreasing-gamma" and args.gammas is not None:
-        given = dict(zip((p.name for p in _composites.DECREASING_GAMMA), args.gammas))
+    if args.composite == "decreasing-gamma" and args.gammas is not None:   # its four block γ values
+        return _composites.decreasing_gamma(args.gammas, **options)
     if args.composite == "uniform":
         options.update(rule=args.rule or "epsilon", zbox=bool(args.zbox))
     return _composites.named(args.composite).composite(**given, **options)
@@ -328,3 +328,25 @@ def _cmd_pf(args) -> int:
         moved = outputs.publish()
     print(f"scores -> {moved[0][1] if moved else table}")
     return _report_moved(moved)
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+def _cmd_train(args) -> int:
+    import dataclasses
+
+    from .. import training
+
+    config = training.PROFILES[args.profile]
+    if args.seed is not None:
+        config = dataclasses.replace(config, seed=args.seed)
+    result = training.train(config, Path(args.out), force=args.force, progress=not args.quiet)
+    images = result.config.eval_images
+    print(f"{'reused' if result.reused else 'trained'} {training.ARCH} ({result.parameters:,} parameters) on "
+          f"{result.images:,} images of the task, profile {args.profile}, seed {result.config.seed}, "
+          f"{result.seconds / 60:.1f} min: test accuracy {result.test_accuracy:.2%} ({images:,} test images), "
+          f"validation {result.validation_accuracy:.2%}")
+    print(f"weights -> {result.weights} (sha256 {result.sha256})")
+    return EXIT_OK

@@ -8,7 +8,7 @@ from typing import Callable
 
 from .. import __version__
 from .commands import (COMPOSITES, EXIT_USAGE, UsageError, _cmd_data_fetch, _cmd_data_list, _cmd_data_path,
-                       _cmd_explain, _cmd_pf, _cmd_weights)
+                       _cmd_explain, _cmd_pf, _cmd_train, _cmd_weights)
 
 __all__ = ["build_parser", "Parser", "whole_number"]
 
@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pf(sub)
     _add_data(sub)
     _add_weights(sub)
+    _add_train(sub)
 
     from ..experiment.commands import add_parser as add_experiment_parser
     add_experiment_parser(sub, Parser)
@@ -221,6 +222,31 @@ def _add_weights(sub) -> None:
                         "(TORCH_HOME is honoured), whether it is present and its sha256.")
     we.add_argument("--arch", choices=VGG_ARCHS, default="vgg16")
     we.set_defaults(func=_cmd_weights)
+
+
+def _add_train(sub) -> None:
+    from ..training import PROFILES
+
+    sizes = ", ".join(f"{name} {config.images:,} images" for name, config in PROFILES.items())
+    tr = sub.add_parser("train", help="train a VGG-16-layout network on the ground-truth task",
+                        description="Train a narrow network of VGG-16's layout (13 convolutions with batch "
+                        "norm, 5 max-pools, 3 dense layers: VGG-16's 38 layer indices) on the images of "
+                        "lrpkit.synthetic, seeded, on the CPU, and write OUT/weights.pt and OUT/training.json "
+                        "(config, test and validation accuracy, the weights' sha256). Prints the test accuracy "
+                        "and the sha256. A checkpoint (OUT/checkpoint.pt) is written as it trains: after "
+                        "Ctrl-C the same command continues from it. A complete training of the same config "
+                        "is reused; one of another config is not replaced without --force. Every file appears "
+                        "whole or not at all.")
+    tr.add_argument("--profile", choices=tuple(PROFILES), default="quick",
+                    help=f"how much training ({sizes}; default: quick)")
+    tr.add_argument("--out", required=True, metavar="DIR", help="folder for the weights, the record and the "
+                    "checkpoint (created if needed)")
+    tr.add_argument("--seed", type=whole_number(0), default=None, help="seed of the initial weights, dropout and "
+                    "images (default: the profile's, 0)")
+    tr.add_argument("--force", action="store_true", help="train from scratch even if OUT holds a checkpoint or "
+                    "a training (of any config); they are replaced when the new training is complete")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
 
 
 def _missing_action(parser: argparse.ArgumentParser) -> int:
