@@ -44,6 +44,7 @@ bench: setup
 	$(PY) bench/pf_speed.py
 	$(PY) bench/experiment_speed.py
 	$(PY) bench/sweep_speed.py
+	$(PY) bench/synthetic_speed.py
 
 clean:
 	rm -rf _build book/_generated $(VENV)
