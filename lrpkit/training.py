@@ -35,9 +35,11 @@ Conventions
   by the task's counter-based stream. On the CPU, the same config, torch version, thread count and
   instruction set give the same weights bit for bit (``tests/test_training.py``); another thread
   count or machine may round differently.
-- **Learning rate**: ``schedule="cosine"`` (the default) decays it from ``lr`` to 0 over the
-  ``images`` by a half cosine, computed from the number of images seen (no scheduler state);
-  ``"constant"`` keeps ``lr`` (the measured probe of the project's issue).
+- **Learning rate**: ``schedule="constant"`` (the default) keeps ``lr``; ``"cosine"`` decays it
+  from ``lr`` to 0 over the ``images`` by a half cosine, computed from the number of images seen
+  (no scheduler state). Measured on this project's 2-core CPU, ``quick`` (96 000 images, seed 0):
+  a half cosine with dropout 0.5 reached 85.1 % test accuracy in 5.0 min (triangles and stars
+  confused), a constant rate without dropout 99.3 % in 5.3 min; hence the defaults.
 - **Files**, in ``out_dir``: ``checkpoint.pt`` while training (model, optimizer, random state,
   images seen; rewritten every ``checkpoint_every`` images), then ``weights.pt`` (the state dict)
   and ``training.json`` (:data:`RECORD_FILE`: the config, images seen, accuracies, seconds,
@@ -167,11 +169,11 @@ class TrainingConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    schedule: str = "cosine"
+    schedule: str = "constant"
     eval_images: int = 2_000
     width: int = 16
     hidden: int = 256
-    dropout: float = 0.5
+    dropout: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.task, synthetic.TaskConfig):
@@ -226,7 +228,7 @@ PROFILES = {
 # The network
 
 
-def build_network(classes: int, *, width: int = 16, hidden: int = 256, dropout: float = 0.5) -> nn.Module:
+def build_network(classes: int, *, width: int = 16, hidden: int = 256, dropout: float = 0.0) -> nn.Module:
     """VGG-16's layout with batch normalization, narrow, for a small input (see the module docstring).
 
     Parameters
