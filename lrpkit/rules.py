@@ -272,7 +272,7 @@ class Gamma(_OneHyperparameter):
             raise ValueError(f"ρ of LRP-γ with per-sample γ ({self.hyperparameters()}): take() one sample first")
         if self.gamma == 0.0:
             return weight, bias
-        return tuple(None if p is None else p + self.gamma * p.clamp(min=0) for p in (weight, bias))
+        return _each(lambda p: _plus_gamma(p, self.gamma), weight, bias)
 
     def preactivation(self, layer, a, out):
         if isinstance(self.gamma, float):
@@ -290,7 +290,7 @@ class Gamma(_OneHyperparameter):
         if den is None:
             den = denominator(torch.add(z, z_plus, alpha=gamma), None, heuristic, inplace=True)
         s = divide(R, den, inplace=True)
-        return _times(layer.transpose(s, Gamma(gamma).rho(layer.weight, None)[0], a.shape), a)
+        return _times(layer.transpose(s, _plus_gamma(layer.weight, gamma, w_plus), a.shape), a)
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ class ZPlus(Rule):
     label: ClassVar[str] = "z⁺"
 
     def rho(self, weight, bias):
-        return tuple(None if p is None else p.clamp(min=0) for p in (weight, bias))
+        return _each(lambda p: p.clamp(min=0), weight, bias)
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ class _ZMinus(Rule):
     label: ClassVar[str] = "z⁻"
 
     def rho(self, weight, bias):
-        return tuple(None if p is None else p.clamp(max=0) for p in (weight, bias))
+        return _each(lambda p: p.clamp(max=0), weight, bias)
 
 
 @dataclass(frozen=True)
@@ -485,6 +485,16 @@ def named_rule(name: str, **hyperparameters: Hyperparameter) -> Rule:
     (e.g. ``named_rule("gamma", gamma=0.25, epsilon=0.25)`` is ``Gamma(0.25)``)."""
     entry = RULES[choice("rule", name, tuple(RULES))]
     return entry.make() if entry.parameter is None else entry.make(hyperparameters[entry.parameter])
+
+
+def _plus_gamma(p: torch.Tensor, gamma: float, positive: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """LRP-γ's ``ρ(p) = p + γ p⁺``, with ``p⁺`` given where it is already at hand (a grid's memo)."""
+    return p + gamma * (p.clamp(min=0) if positive is None else positive)
+
+
+def _each(modify: Callable[[torch.Tensor], torch.Tensor], weight, bias) -> tuple:
+    """``(modify(weight), modify(bias))``, a missing bias left None: a rule's ρ on both parameters."""
+    return tuple(None if p is None else modify(p) for p in (weight, bias))
 
 
 def _box(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
