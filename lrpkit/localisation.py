@@ -166,7 +166,7 @@ def relevance_mass_accuracy(relevance: torch.Tensor, mask: Any, *, pooling: str 
     heat, inside = _prepare(relevance, mask, pooling)
     total = heat.sum(1)
     scores = (heat * inside).sum(1) / total
-    return _nan_where(total == 0, scores, "relevance mass accuracy", pooling, "relevance sums to 0")
+    return _nan_where(total == 0, scores, "relevance mass accuracy", pooling, "summing to 0")
 
 
 def relevance_rank_accuracy(relevance: torch.Tensor, mask: Any, *, pooling: str = "sum,pos") -> torch.Tensor:

@@ -100,7 +100,8 @@ from ._outputs import Outputs, check_out
 from .checksums import sha256_file
 
 __all__ = ["SCHEDULES", "PROFILES", "ARCH", "CHECKPOINT_FILE", "WEIGHTS_FILE", "RECORD_FILE", "TrainingConfig",
-           "TrainingResult", "build_network", "parameter_count", "evaluate", "train", "load_trained"]
+           "TrainingResult", "build_network", "parameter_count", "evaluate", "train", "read_record", "recorded_config",
+           "load_trained"]
 
 #: Learning-rate schedules: a half cosine from ``lr`` to 0, or ``lr`` throughout.
 SCHEDULES = ("cosine", "constant")
@@ -428,6 +429,30 @@ def _read_record(folder: Path) -> dict:
     return record
 
 
+def read_record(out_dir) -> dict:
+    """The ``training.json`` of a complete training in ``out_dir`` (not the weights: :func:`load_trained`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No complete training there (naming whether one was interrupted).
+    ValueError
+        A record that is not lrpkit's.
+    """
+    folder = Path(out_dir)
+    if not (folder / RECORD_FILE).is_file():
+        interrupted = (folder / CHECKPOINT_FILE).exists()
+        where = " (a training was interrupted there: run it again to continue)" if interrupted else ""
+        raise FileNotFoundError(f"no trained network in {folder}: {RECORD_FILE} is missing{where}; train one with "
+                                f"lrpkit train --out {folder}")
+    return _read_record(folder)
+
+
+def recorded_config(out_dir) -> TrainingConfig:
+    """The :class:`TrainingConfig` a complete training in ``out_dir`` was made with (its task, its seed)."""
+    return TrainingConfig.from_dict(read_record(out_dir)["config"])
+
+
 def _read_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -732,12 +757,7 @@ def load_trained(out_dir, *, device: str | torch.device | None = None) -> nn.Mod
     from .models import WeightsInfo
 
     folder = Path(out_dir)
-    if not (folder / RECORD_FILE).is_file():
-        interrupted = (folder / CHECKPOINT_FILE).exists()
-        where = " (a training was interrupted there: run it again to continue)" if interrupted else ""
-        raise FileNotFoundError(f"no trained network in {folder}: {RECORD_FILE} is missing{where}; train one with "
-                                f"lrpkit train --out {folder}")
-    record = _read_record(folder)
+    record = read_record(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing (its {RECORD_FILE} is there); train again with "

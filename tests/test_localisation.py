@@ -204,7 +204,7 @@ def test_heatmaps_with_nothing_to_localise_score_nan_with_a_warning():
         assert relevance_rank_accuracy(heat, mask, pooling="sum").isnan().tolist() == [False, True, False, False]
     balanced = torch.zeros(1, 5, 5, dtype=torch.float64)
     balanced[0, 0, 0], balanced[0, 4, 4] = 1.0, -1.0
-    with pytest.warns(RuntimeWarning, match="relevance mass accuracy is NaN.*sums to 0"):
+    with pytest.warns(RuntimeWarning, match="relevance mass accuracy is NaN.*summing to 0"):
         assert relevance_mass_accuracy(balanced, mask, pooling="sum").isnan().all()
 
 

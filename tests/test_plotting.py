@@ -74,3 +74,20 @@ def test_plot_heatmap_draws_the_image_over_the_heatmap():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_outline_mask_follows_the_edges_of_the_mask_pixels():
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[4:8, 6:12] = True                       # rows 4-7, columns 6-11
+    fig, ax = plt.subplots()
+    plotting.outline_mask(ax, torch.from_numpy(mask))
+    assert len(ax.collections) == 2              # the halo, then the line
+    points = np.concatenate([p.vertices for p in ax.collections[1].get_paths()])
+    # halfway between the centres of the outermost mask pixels and of their neighbours outside
+    np.testing.assert_array_equal(points.min(0), [5.5, 3.5])     # (x, y): column 5.5, row 3.5
+    np.testing.assert_array_equal(points.max(0), [11.5, 7.5])
+    plotting.outline_mask(ax, np.zeros((16, 16)))                 # empty: nothing drawn
+    assert len(ax.collections) == 2
+    with pytest.raises(ValueError, match=r"mask must have shape \[H, W\], not \[1, 16, 16\]"):
+        plotting.outline_mask(ax, mask[None])
+    plt.close(fig)

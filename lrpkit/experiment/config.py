@@ -13,6 +13,8 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       epsilon: [0, 0.01, 0.25, 1.0]   # a list, or {logspace: [start, stop, num], zero: bool}
     images:                           # an image set of data/sets.tsv ...
       set: axolotl
+      # synthetic: test                      # ... or a split of model.trained's ground-truth task
+      #                                      # (lrpkit.synthetic; needs count; size is the task's)
       # imagenet_val: $IMAGENET_VAL          # ... or an ILSVRC-2012 validation folder ($VARS expand),
       # class: axolotl                       # with a class (index, wnid or name)
       # count: 50                   # the first images of the set or class (default: all)
@@ -36,6 +38,7 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       arch: vgg16
       weights: auto                   # imagenet | random | auto | a state-dict file
       factory: null                   # "module:function" returning an nn.Module (instead of arch)
+      trained: null                   # a folder of `lrpkit train` (instead of arch and weights)
     device: cpu                       # cpu | cuda | cuda:N | auto
     seed: 0                           # random weights, the random order and the random mode
     diagnostics: true                 # diag_* columns from lrpkit.diagnostics.instability
@@ -68,7 +71,8 @@ from ..models import VGG_ARCHS, WEIGHTS_CHOICES
 from ..rules import POOLING
 from .grid import FAMILIES, default_axis, logspace_axis
 
-__all__ = ["Config", "ConfigError", "load_config", "apply_changes", "TARGETS", "first_difference"]
+__all__ = ["Config", "ConfigError", "load_config", "apply_changes", "TARGETS", "LOCAL_PATHS", "machine_independent",
+           "first_difference"]
 
 TARGETS = ("label", "predicted")
 
@@ -78,13 +82,13 @@ DEFAULTS: Dict[str, Any] = {
     "name": None,
     "composite": {"family": REQUIRED, "variant": "table", "heuristic": "tutorial", "maxpool": "avg"},
     "grid": None,
-    "images": {"set": None, "imagenet_val": None, "class": None, "count": None, "labels": None, "devkit": None,
+    "images": {"set": None, "synthetic": None, "imagenet_val": None, "class": None, "count": None, "labels": None, "devkit": None,
                "wnids": None, "size": 224, "resize": "auto"},
     "target": "label",
     "pf": {"orders": ["morf", "lrf", "random"], "patch_size": 8, "mode": "inpainting", "schedule": "thesis",
            "steps": None, "score": "logit", "auc_x": "step", "thesis_compat": False, "batch_size": None},
     "lrp": {"chunk_size": 16},
-    "model": {"arch": "vgg16", "weights": "auto", "factory": None},
+    "model": {"arch": "vgg16", "weights": "auto", "factory": None, "trained": None},
     "device": "cpu",
     "seed": 0,
     "diagnostics": True,
@@ -92,6 +96,9 @@ DEFAULTS: Dict[str, Any] = {
 }
 #: Keys that do not change the results: a results directory accepts a config that differs only here.
 UNCOMPARED = ("name", "output")
+#: Keys (``section.key``) that name a folder or file of this machine: what was read there is
+#: identified by checksums (the units', the weights'), so :func:`machine_independent` hides them.
+LOCAL_PATHS = ("images.imagenet_val", "images.labels", "images.devkit", "images.wnids", "model.trained")
 
 
 class ConfigError(ValueError):
@@ -356,10 +363,10 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
     if data["name"] is not None and not isinstance(data["name"], str):
         data["name"] = str(data["name"])
     _check_composite(data, source)
-    _check_images(data, source, root)
+    _check_model(data, raw, source, root)    # before the images: model.trained's task gives synthetic images
+    _check_images(data, raw.get("images") or {}, source, root)
     _check_pf(data, source)
     data["lrp"]["chunk_size"] = _int(source, "lrp.chunk_size", data["lrp"]["chunk_size"], 1)
-    _check_model(data, raw, source, root)
     data["device"] = _device(source, data["device"], resolve)
     data["seed"] = _int(source, "seed", data["seed"], 0)
     if data["diagnostics"] not in (True, False):
@@ -392,13 +399,17 @@ def _check_composite(data: Dict[str, Any], source: str) -> None:
     data["grid"] = {a.name: _axis(source, a.name, grid.get(a.name), a.symbol) for a in axes}
 
 
-def _check_images(data: Dict[str, Any], source: str, root: Path) -> None:
-    """An image set or a validation folder with a class (which images they hold: plan.units), size, target."""
+def _check_images(data: Dict[str, Any], raw_images: Mapping[str, Any], source: str, root: Path) -> None:
+    """An image set, a split of the ground-truth task or a validation folder with a class (which images
+    they hold: plan.units), size, target."""
     images = data["images"]
-    if (images["set"] is None) == (images["imagenet_val"] is None):
-        raise _fail(source, "key 'images' needs exactly one of 'set' (an image set of data/sets.tsv) and "
-                            "'imagenet_val' (an ILSVRC-2012 validation folder, with 'class')")
-    if images["set"] is not None:
+    if sum(images[k] is not None for k in ("set", "synthetic", "imagenet_val")) != 1:
+        raise _fail(source, "key 'images' needs exactly one of 'set' (an image set of data/sets.tsv), 'synthetic' "
+                            "(a split of model.trained's ground-truth task) and 'imagenet_val' (an ILSVRC-2012 "
+                            "validation folder, with 'class')")
+    if images["synthetic"] is not None:
+        _check_synthetic(data, raw_images, source)
+    elif images["set"] is not None:
         extra = [k for k in ("class", "labels", "devkit", "wnids") if images[k] is not None]
         if extra:
             raise _fail(source, f"key 'images.{extra[0]}' applies to 'imagenet_val' only, not to an image set")
@@ -416,10 +427,36 @@ def _check_images(data: Dict[str, Any], source: str, root: Path) -> None:
         if not Path(images["imagenet_val"]).is_dir():
             raise _fail(source, f"key 'images.imagenet_val': ILSVRC-2012 validation folder not found: "
                                 f"{images['imagenet_val']}")
-    images["count"] = _int(source, "images.count", images["count"], 1, none_ok=True)
+    images["count"] = _int(source, "images.count", images["count"], 1, none_ok=images["synthetic"] is None)
     images["size"] = _int(source, "images.size", images["size"], MIN_SIDE)
     images["resize"] = _choice(source, "resize mode", images["resize"], RESIZE_MODES)
     data["target"] = _choice(source, "target", data["target"], TARGETS)
+
+
+def _check_synthetic(data: Dict[str, Any], raw_images: Mapping[str, Any], source: str) -> None:
+    """A split of the ground-truth task that ``model.trained``'s network learned: its images are
+    generated (:func:`lrpkit.synthetic.generate`, the training's seed), at the task's size."""
+    from .. import synthetic, training
+
+    images = data["images"]
+    images["synthetic"] = _choice(source, "images.synthetic split", images["synthetic"], synthetic.SPLITS)
+    trained = data["model"]["trained"]
+    if trained is None:
+        raise _fail(source, "key 'images.synthetic' needs 'model.trained': the folder of the network trained on the "
+                            "task (lrpkit train --out DIR), whose task the images are drawn from")
+    extra = [k for k in ("class", "labels", "devkit", "wnids") if images[k] is not None]
+    if extra:
+        raise _fail(source, f"key 'images.{extra[0]}' applies to 'imagenet_val' only, not to 'synthetic'")
+    if images["count"] is None:
+        raise _fail(source, "key 'images.count' is required with 'images.synthetic' (how many images of the split, "
+                            "e.g. 100)")
+    size = training.recorded_config(trained).task.size
+    given = raw_images.get("size")
+    if given is not None and given != size:
+        raise _fail(source, f"key 'images.size' is {given!r} but the network in {trained} was trained on "
+                            f"{size}x{size} images of the task; leave 'images.size' out")
+    images["size"] = size
+    images["resize"] = "none"
 
 
 def _check_pf(data: Dict[str, Any], source: str) -> None:
@@ -474,11 +511,25 @@ def _check_pf(data: Dict[str, Any], source: str) -> None:
 
 
 def _check_model(data: Dict[str, Any], raw: Mapping[str, Any], source: str, root: Path) -> None:
-    """A torchvision VGG with its weights, or a factory function."""
+    """A torchvision VGG with its weights, a network trained by :mod:`lrpkit.training`, or a factory function."""
     model = data["model"]
-    if model["factory"] is not None:
+    given = raw.get("model") or {}
+    if model["trained"] is not None:
+        from .. import training
+
+        if given.get("factory") is not None or given.get("weights") is not None or given.get("arch") is not None:
+            raise _fail(source, "key 'model.trained' names a network trained by lrpkit; leave out 'model.arch', "
+                                "'model.weights' and 'model.factory'")
+        if not isinstance(model["trained"], str):
+            raise _fail(source, f"key 'model.trained' must be a folder path, got {model['trained']!r}")
+        model["trained"] = _path(source, "model.trained", root, model["trained"])
+        try:
+            training.recorded_config(model["trained"])
+        except (FileNotFoundError, ValueError) as err:
+            raise _fail(source, f"key 'model.trained': {err}") from None
+        model["arch"], model["weights"] = training.ARCH, None
+    elif model["factory"] is not None:
         _factory(source, model["factory"])
-        given = raw.get("model") or {}
         if given.get("weights") is not None or given.get("arch") is not None:
             raise _fail(source, "key 'model.factory' builds the model itself; leave out 'model.arch' and "
                                 "'model.weights'")
@@ -540,6 +591,19 @@ def _device(source: str, device, resolve: bool) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # comparing configs
+
+
+def machine_independent(data: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of the config ``data`` (as JSON values) with the :data:`LOCAL_PATHS` that are set
+    replaced by ``"(local folder)"``: what two machines that compute the same experiment agree on."""
+    import json
+
+    out = json.loads(json.dumps(dict(data), default=str))
+    for dotted in LOCAL_PATHS:
+        section, key = dotted.split(".")
+        if isinstance(out.get(section), dict) and out[section].get(key) is not None:
+            out[section][key] = "(local folder)"
+    return out
 
 
 def first_difference(there: Any, here: Any, prefix: str = "") -> Optional[Tuple[str, Any, Any]]:

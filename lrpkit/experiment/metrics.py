@@ -10,8 +10,9 @@ registry order, and the results table has their columns in that order (:func:`lr
 store.columns`).
 
 The built-in metrics, in order: ``auc``, ``aopc`` and ``scores`` of every curve, ``relevance``
-(statistics of the heatmap) and ``diagnostics`` (the instability detector's measurements, with the
-config's ``diagnostics: true``).
+(statistics of the heatmap), ``diagnostics`` (the instability detector's measurements, with the
+config's ``diagnostics: true``) and ``localisation`` (relevance mass and rank accuracy and the
+pointing game against the ground-truth mask, for ``images.synthetic``).
 
 Example
 -------
@@ -45,7 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from .plan import Unit
 
 __all__ = ["Column", "DTYPES", "PER", "Metric", "MetricInputs", "register", "unregister", "registered", "active",
-           "row_values", "AUC", "AOPC", "ScoreCurve", "RelevanceStatistics", "InstabilityDiagnostics"]
+           "row_values", "AUC", "AOPC", "ScoreCurve", "RelevanceStatistics", "InstabilityDiagnostics",
+           "Localisation"]
 
 #: The dtypes a results column may have (:func:`lrpkit.experiment.store.column_types` maps them to pyarrow).
 DTYPES = ("string", "int32", "float64", "list<float64>")
@@ -87,6 +89,9 @@ class MetricInputs:
         has one row for all settings).
     curve_rows : numpy.ndarray
         ``[S, O]`` int: the row of ``curves`` of setting ``s`` in order ``orders[o]``.
+    mask : torch.Tensor or None
+        ``[H, W]`` bool: the pixels of the object that decides the class, for an image of the
+        ground-truth task (``images.synthetic``); None for a photo.
     """
 
     config: "Config"
@@ -98,6 +103,7 @@ class MetricInputs:
     orders: Tuple[str, ...]
     curves: pf.PixelFlippingResult
     curve_rows: np.ndarray
+    mask: "torch.Tensor | None" = None
 
     @property
     def n_settings(self) -> int:
@@ -335,6 +341,38 @@ class InstabilityDiagnostics(Metric):
         }
 
 
-for _builtin in (AUC(), AOPC(), ScoreCurve(), RelevanceStatistics(), InstabilityDiagnostics()):
+class Localisation(Metric):
+    """How well each heatmap points at the ground truth (:mod:`lrpkit.localisation`, Arras et al. 2022),
+    for images that come with one (``images.synthetic``): the positive relevance summed over the
+    colour channels, against the mask of the deciding object. A heatmap without positive relevance
+    has no localisation: NaN (with a warning)."""
+
+    name, per = "localisation", "heatmap"
+    columns = (
+        Column("loc_mass", "float64", "relevance mass accuracy: share of the positive relevance inside the object's "
+                                      "mask"),
+        Column("loc_rank", "float64", "relevance rank accuracy: share of the mask's pixels among the |mask| pixels "
+                                      "of highest relevance"),
+        Column("loc_pointing", "float64", "pointing game: 1 if the pixel of highest relevance lies in the mask, "
+                                          "else 0"),
+    )
+
+    def applies(self, config: "Config") -> bool:
+        return config.data["images"]["synthetic"] is not None
+
+    def compute(self, inputs: MetricInputs) -> Dict[str, torch.Tensor]:
+        from .. import localisation
+
+        if inputs.mask is None:
+            raise ValueError(f"image {inputs.unit.file} came without a ground-truth mask; the localisation metric "
+                             f"needs images.synthetic")
+        relevance = inputs.explanation.relevance.detach().double()
+        mask = inputs.mask.to(relevance.device).expand(relevance.shape[0], -1, -1)
+        return {"loc_mass": localisation.relevance_mass_accuracy(relevance, mask),
+                "loc_rank": localisation.relevance_rank_accuracy(relevance, mask),
+                "loc_pointing": localisation.pointing_game(relevance, mask)}
+
+
+for _builtin in (AUC(), AOPC(), ScoreCurve(), RelevanceStatistics(), InstabilityDiagnostics(), Localisation()):
     register(_builtin)
 del _builtin

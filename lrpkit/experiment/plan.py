@@ -7,6 +7,7 @@ of sharding (``--shard K/N`` takes every N-th unit, starting at the K-th).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from .._checks import choice
 from ..checksums import sha256_file
 from .config import Config, ConfigError
 
-__all__ = ["Unit", "units", "parse_shard", "shard_units", "Cost", "cost"]
+__all__ = ["Unit", "units", "synthetic_images", "synthetic_sha256", "parse_shard", "shard_units", "Cost", "cost"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,14 +32,17 @@ class Unit:
     id : str
         Zero-padded index, the name of its results file (``units/<id>.parquet``).
     file : str
-        The image's name, machine-independent: its file in an image set, or its path relative to the
-        ILSVRC-2012 validation folder.
+        The image's name, machine-independent: its file in an image set, its path relative to the
+        ILSVRC-2012 validation folder, or ``<split>/<index>`` of the ground-truth task
+        (``synthetic:test/00012``).
     path : pathlib.Path
-        Where it is read from on this machine.
+        Where it is read from on this machine (for the ground-truth task: the trained network's folder,
+        whose task generates it).
     label : int
-        Its ground-truth ImageNet class.
+        Its ground-truth class (ImageNet's, or the task's).
     sha256 : str
-        Checksum of the file.
+        Checksum of the file (for the ground-truth task: of its pixels, mask and label,
+        :func:`synthetic_sha256`).
     """
 
     index: int
@@ -54,13 +58,19 @@ class Unit:
 
 
 def units(config: Config) -> List[Unit]:
-    """The experiment's units, in order: the images of the set, or of the class in the validation folder.
+    """The experiment's units, in order: the images of the set, of the ground-truth task's split, or of
+    the class in the validation folder.
 
     Image-set files are fetched into the cache if missing (checked by sha256); validation images
     are checksummed here.
     """
     images = config.data["images"]
-    if images["set"] is not None:
+    if images["synthetic"] is not None:
+        batch = synthetic_images(config, 0, images["count"])
+        split = images["synthetic"]
+        found = [(f"synthetic:{split}/{k:05d}", Path(config.data["model"]["trained"]), int(batch.labels[k]),
+                  synthetic_sha256(batch, k)) for k in range(len(batch))]
+    elif images["set"] is not None:
         name = images["set"]
         try:
             choice("image set", name, tuple(sorted(data.image_sets())), known="the known sets")
@@ -96,6 +106,24 @@ def units(config: Config) -> List[Unit]:
     width = max(4, len(str(len(found) - 1)))
     return [Unit(k, f"{k:0{width}d}", file, path, label, digest)
             for k, (file, path, label, digest) in enumerate(found)]
+
+
+def synthetic_images(config: Config, start: int, n: int):
+    """Images ``start .. start + n - 1`` of the config's split of the ground-truth task: the task and
+    seed that ``model.trained``'s network was trained with (:func:`lrpkit.synthetic.generate`)."""
+    from .. import synthetic, training
+
+    trained = training.recorded_config(config.data["model"]["trained"])
+    return synthetic.generate(trained.task, n, seed=trained.seed, split=config.data["images"]["synthetic"],
+                              start=start)
+
+
+def synthetic_sha256(batch, k: int) -> str:
+    """sha256 of image ``k`` of a :class:`lrpkit.synthetic.Batch`: its uint8 pixels, its mask and its label."""
+    digest = hashlib.sha256(batch.rgb()[k].numpy().tobytes())
+    digest.update(batch.masks[k].numpy().tobytes())
+    digest.update(str(int(batch.labels[k])).encode())
+    return digest.hexdigest()
 
 
 _SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")

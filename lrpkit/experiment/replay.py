@@ -122,7 +122,7 @@ def replay(results, settings: Sequence[int], *, image: int = 0, orders: Optional
     device = torch.device(config.data["device"])
     dtype = _model_dtype(model)
     unit = units[image]
-    x, rgb = _load(config, unit, device, dtype)
+    x, rgb, _ = _load(config, unit, device, dtype)
     comp = config.data["composite"]
     a, b = grid_tensors(first, second, dtype=dtype, device=device)
     unique = list(dict.fromkeys(settings))       # a setting asked for twice is explained once

@@ -27,12 +27,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
 
-from .. import data, inpainting, lrp, models, pf
+from .. import data, inpainting, lrp, models, pf, training
 from ..checksums import sha256_file
 from ..provenance import git_commit, lrpkit_version, package_versions, state_sha256
 from . import metrics
@@ -89,7 +89,11 @@ def build_model(config: Config, echo: Callable[[str], None] = print) -> Tuple[to
     """
     spec = config.data["model"]
     device = torch.device(config.data["device"])
-    if spec["factory"] is not None:
+    if spec["trained"] is not None:
+        model = training.load_trained(spec["trained"], device=device)
+        record = dataclasses.asdict(models.weights_info(model))
+        record["requested"] = "model.trained"   # the folder is this machine's; the checksums identify the weights
+    elif spec["factory"] is not None:
         model = factory(spec["factory"])()
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"{config.source}: key 'model.factory' {spec['factory']!r} returned "
@@ -150,13 +154,28 @@ def _model_dtype(model: torch.nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters()), torch.float32)
 
 
-def _load(config: Config, unit: planning.Unit, device: torch.device, dtype: torch.dtype):
+class _Loaded(NamedTuple):
+    """One unit's image, as the model and the figures need it."""
+
+    x: torch.Tensor                  # [1, C, H, W] normalized, on the config's device in the model's dtype
+    rgb: np.ndarray                  # [H, W, 3] uint8, the pixels as shown
+    mask: Optional[torch.Tensor]     # [H, W] bool, the ground truth of a synthetic image (None for a photo)
+
+
+def _load(config: Config, unit: planning.Unit, device: torch.device, dtype: torch.dtype) -> _Loaded:
+    images = config.data["images"]
+    if images["synthetic"] is not None:
+        batch = planning.synthetic_images(config, unit.index, 1)
+        if planning.synthetic_sha256(batch, 0) != unit.sha256:
+            raise ValueError(f"image {unit.file} of the ground-truth task differs from the one planned (sha256 "
+                             f"differs from plan.json): another lrpkit or torch version generates it differently; "
+                             f"start a new results directory")
+        return _Loaded(batch.normalized().to(device, dtype), batch.rgb()[0].numpy(), batch.masks[0].to(device))
     if sha256_file(unit.path) != unit.sha256:
         raise ValueError(f"image {unit.path} changed since the experiment was planned (sha256 differs from "
                          f"plan.json); restore it or start a new results directory")
-    images = config.data["images"]
     x, rgb = data.load_image(unit.path, images["size"], images["resize"], return_rgb=True)
-    return x.to(device, dtype), rgb
+    return _Loaded(x.to(device, dtype), rgb, None)
 
 
 def _explain(model: torch.nn.Module, config: Config, unit: planning.Unit, x: torch.Tensor) -> lrp.Explanation:
@@ -214,7 +233,7 @@ def compute_unit(model: torch.nn.Module, config: Config, unit: planning.Unit, *,
     config's metrics, :func:`~lrpkit.experiment.metrics.active`)."""
     started = time.perf_counter()
     device = torch.device(config.data["device"])
-    x, _ = _load(config, unit, device, _model_dtype(model))
+    x, _, mask = _load(config, unit, device, _model_dtype(model))
     _sync(device)
     t0 = time.perf_counter()
     explanation = _explain(model, config, unit, x)
@@ -227,7 +246,8 @@ def compute_unit(model: torch.nn.Module, config: Config, unit: planning.Unit, *,
     pf_seconds = time.perf_counter() - t0
 
     inputs = metrics.MetricInputs(config=config, unit=unit, model=model, image=x, explanation=explanation,
-                                  target=target, orders=tuple(config.orders), curves=curves, curve_rows=curve_rows)
+                                  target=target, orders=tuple(config.orders), curves=curves, curve_rows=curve_rows,
+                                  mask=mask)
     computed = metrics.active(config)
     columns = _row_columns(config, unit, target, int(explanation.logits[0].argmax()))
     for metric in computed:
@@ -260,7 +280,7 @@ def calibrate(model: torch.nn.Module, config: Config, unit: planning.Unit, *, wo
     started = time.perf_counter()
     device = torch.device(config.data["device"])
     dtype = _model_dtype(model)
-    x, rgb = _load(config, unit, device, dtype)
+    x, rgb, _ = _load(config, unit, device, dtype)
     comp, p = config.data["composite"], config.data["pf"]
     first, second = config.grid
     chunk = min(config.data["lrp"]["chunk_size"], config.n_settings)
