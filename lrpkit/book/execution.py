@@ -65,7 +65,8 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any], *,
     (:func:`~lrpkit.book.cache.code_inputs`), the images' and the weights' checksums, the machine's
     kernels (:func:`lrpkit.provenance.machine`: float32 rounding decides which heatmaps the thesis
     code breaks, so a build with ``ONEDNN_MAX_CPU_ISA`` set, or on another CPU or GPU, runs again)
-    and, for a figure that reads experiments, their figure keys (``{"experiments": {id: key}}``).
+    and, for a figure that reads experiments, their figure keys (``{"experiments": {id: key}}``), for
+    one that reads a trained network, its key (:func:`lrpkit.book.networks.figure_key`).
 
     Parameters
     ----------
@@ -96,7 +97,17 @@ def figure_inputs(root: Path, figure: Figure, parameters: Mapping[str, Any], *,
         **weights_inputs(parameters["weights"]),
         "machine": machine(str(parameters.get("device", "cpu"))),
         **({"experiments": _experiment_keys(root, figure, parameters, experiment_keys)} if figure.experiment else {}),
+        **({"network": _network_key(root, figure, parameters)} if figure.network else {}),
     }
+
+
+def _network_key(root: Path, figure: Figure, parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The trained network's key (inputs' fingerprint and weights' sha256), from its folder."""
+    from . import networks
+    from .registry import load_networks
+
+    common = {k: parameters[k] for k in ("device", "weights", "seed")}
+    return networks.figure_key(root, load_networks(root)[figure.network], parameters["profile"], common)
 
 
 def _experiment_keys(root: Path, figure: Figure, parameters: Mapping[str, Any],

@@ -60,9 +60,6 @@ __all__ = ["ExperimentResult", "resolve_config", "experiment_inputs", "experimen
 
 #: The file in a results directory that records the inputs it was made from.
 RECORD_FILE = "book-inputs.json"
-#: Parts of the config that only say where things are on this machine (the units' checksums say
-#: what was read): left out of the fingerprint.
-_LOCAL_PATHS = ("imagenet_val", "labels", "devkit", "wnids")
 
 
 @dataclass
@@ -105,7 +102,7 @@ def resolve_config(root: Path, experiment: Experiment, profile: str, common: Map
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         changed = apply_changes(raw if isinstance(raw, Mapping) else {}, experiment.changes(profile, common))
         factory = isinstance(changed.get("model"), Mapping) and changed["model"].get("factory") is not None
-        return load_config(path, changes=experiment.changes(profile, common, factory=factory))
+        return load_config(path, changes=experiment.changes(profile, common, factory=factory, root=root))
     except yaml.YAMLError:
         raise ValueError(f"experiment {experiment.id!r}: config {experiment.config.as_posix()} is not valid YAML") from None
     except ConfigError as err:
@@ -133,18 +130,22 @@ def experiment_inputs(root: Path, experiment: Experiment, config) -> Dict[str, A
     :func:`lrpkit.book.execution.figure_inputs`.
     """
     from ..experiment import plan
+    from ..experiment.config import machine_independent
 
-    compared = json.loads(json.dumps(config.compared(), default=str))
-    images = compared.get("images", {})
-    for key in _LOCAL_PATHS:
-        if images.get(key) is not None:
-            images[key] = "(local folder)"
+    compared = machine_independent(config.compared())
     try:
         units = [u.record() for u in plan.units(config)]
     except Exception as err:  # noqa: BLE001 -- any failure to list the images is one line
         raise ValueError(f"experiment {experiment.id!r}: cannot list its images: {err}") from None
     model = config.data["model"]     # a model.factory builds its own model: no weights file to check
-    weights = weights_inputs(model["weights"], arch=model["arch"]) if model["factory"] is None else {}
+    if model["trained"] is not None:  # a network the build trained: its recorded weights checksum
+        from ..training import read_record
+
+        weights = {"trained_weights_sha256": read_record(model["trained"])["sha256"]}
+    elif model["factory"] is None:
+        weights = weights_inputs(model["weights"], arch=model["arch"])
+    else:
+        weights = {}
     return {
         "experiment": experiment.id,
         "config": compared,

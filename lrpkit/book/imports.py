@@ -26,9 +26,6 @@ __all__ = ["Checked", "check", "copy", "WHERE_IT_RAN"]
 #: Keys of a config that say where an experiment ran, not what it computed: not compared.
 WHERE_IT_RAN = ("name", "output", "device")
 #: Keys of ``images`` that are folders of one machine (the units' checksums say what was read).
-_LOCAL_IMAGE_KEYS = ("imagenet_val", "labels", "devkit", "wnids")
-
-
 @dataclass
 class Checked:
     """A results directory found to be the experiment the build would run."""
@@ -47,9 +44,9 @@ class Checked:
 
 
 def _comparable(config: Mapping[str, Any]) -> Dict[str, Any]:
-    data = {k: v for k, v in config.items() if k not in WHERE_IT_RAN}
-    data["images"] = {k: v for k, v in dict(data.get("images") or {}).items() if k not in _LOCAL_IMAGE_KEYS}
-    return data
+    from ..experiment.config import machine_independent
+
+    return machine_independent({k: v for k, v in config.items() if k not in WHERE_IT_RAN})
 
 
 def check(experiment_id: str, source: Path, config, echo: Callable[[str], None] = lambda line: None) -> Checked:

@@ -2,8 +2,9 @@
 
 ``python -m lrpkit.book build`` (:mod:`lrpkit.book.command`) calls :func:`build`. Before any
 notebook runs, the build checks once that the device exists on this machine and that the weights
-asked for load (``imagenet``, a state-dict path); either failing is a one-line error. It then runs
-the experiments those figures read (:func:`lrpkit.book.experiments.prepare`: run, or reused when
+asked for load (``imagenet``, a state-dict path); either failing is a one-line error. It then trains
+the networks those figures and their experiments read (:func:`lrpkit.book.networks.prepare`: once
+per inputs, reused afterwards), runs the experiments those figures read (:func:`lrpkit.book.experiments.prepare`: run, or reused when
 their inputs are unchanged), then the figures (:func:`lrpkit.book.execution.run_figures`, keyed by
 the experiment keys that ``prepare`` returned), checks every glue key of the prose pages
 (:func:`lrpkit.book.pages.check_glue`) and renders the HTML with Jupyter Book. The summary, also
@@ -19,10 +20,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import networks
 from .execution import run_figures
 from .experiments import prepare
 from .pages import check_glue, jupyter_book, toc_pages, weights_by_figure
-from .registry import GENERATED, PROFILES, load_experiments, load_registry, select
+from .registry import GENERATED, PROFILES, load_experiments, load_networks, load_registry, select
 
 __all__ = ["build", "resolve_device", "resolve_profile", "check_weights"]
 
@@ -52,7 +54,12 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
         if slow:
             print(f"warning: profile 'full' on {device}: {', '.join(slow)} need a GPU to be "
                   "practical (hours on a CPU)", file=sys.stderr)
-    ran = prepare(root, [e for f in chosen for e in f.experiment], load_experiments(root), profile, common,
+    experiments = load_experiments(root)
+    needed = [e for f in chosen for e in f.experiment]
+    trained = networks.prepare(root, [f.network for f in chosen if f.network]
+                               + [experiments[e].network for e in needed if experiments[e].network],
+                               load_networks(root), profile, common, force=force, progress=progress)
+    ran = prepare(root, needed, experiments, profile, common,
                   force=force, progress=progress, imported={k: Path(v) for k, v in (results or {}).items()})
     # Executed notebooks of figures no longer in the registry would be stale pages.
     expected = {(root / f.output).resolve() for f in registry}
@@ -71,6 +78,7 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
                "figures": [vars(r) for r in results],
                "executed": [r.figure for r in results if r.status == "executed"],
                "cached": [r.figure for r in results if r.status == "cached"],
+               "networks": [vars(r) for r in trained],
                "experiments": [vars(r) for r in ran],
                "network_figures": network, "random_weights": random,
                "notebook_seconds": round(t_notebooks, 2)}

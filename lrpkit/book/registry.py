@@ -13,6 +13,13 @@ image sets it reads, config changes per profile); a figure that says ``experimen
 of ids) gets the notebook parameter ``results``, the results directory (:func:`results_dir`; for a
 list, a mapping id -> directory). Running them is the build's experiment step
 (:mod:`lrpkit.book.experiments`).
+
+Some figures and experiments need a network that the build trains itself (:mod:`lrpkit.training`
+on the ground-truth task). The registry names those in a top-level ``networks:`` map
+(:class:`Network`: a title, the training profile per book profile); a figure
+or an experiment that says ``network: <id>`` gets the trained network's folder (the notebook
+parameter ``network``; the config key ``model.trained``). Training them is the build's network step
+(:mod:`lrpkit.book.networks`), before the experiments.
 """
 from __future__ import annotations
 
@@ -26,8 +33,9 @@ import yaml
 
 from ..provenance import COMMON_PARAMETERS
 
-__all__ = ["PROFILES", "REGISTRY", "GENERATED", "EXPERIMENTS", "Figure", "Experiment", "load_registry",
-           "load_experiments", "results_dir", "notebook_parameters", "select"]
+__all__ = ["PROFILES", "REGISTRY", "GENERATED", "EXPERIMENTS", "NETWORKS", "Figure", "Experiment", "Network",
+           "load_registry", "load_experiments", "load_networks", "results_dir", "network_dir", "notebook_parameters",
+           "select"]
 
 PROFILES = ("smoke", "quick", "full")
 REGISTRY = Path("notebooks") / "figures.yml"
@@ -35,8 +43,11 @@ REGISTRY = Path("notebooks") / "figures.yml"
 GENERATED = Path("book") / "_generated"
 #: Where the book keeps experiment results (relative to the book root): ``<id>/<profile>/``.
 EXPERIMENTS = GENERATED / "_experiments"
-_FIGURE_FIELDS = {"title", "notebook", "chapter", "gpu", "data", "parameters", "experiment"}
-_EXPERIMENT_FIELDS = {"title", "config", "data", "gpu", "parameters"}
+#: Where the book keeps the networks it trains (relative to the book root): ``<id>/<profile>/``.
+NETWORKS = GENERATED / "_networks"
+_FIGURE_FIELDS = {"title", "notebook", "chapter", "gpu", "data", "parameters", "experiment", "network"}
+_EXPERIMENT_FIELDS = {"title", "config", "data", "gpu", "parameters", "network"}
+_NETWORK_FIELDS = {"title", "profiles"}
 #: Config changes an experiment entry may not make: the build command sets them.
 _EXPERIMENT_COMMON = {"device", "seed", "model.weights"}
 
@@ -53,6 +64,7 @@ class Figure:
     data: list[str]         # image sets of data/sets.tsv that the notebook reads
     parameters: dict[str, dict[str, Any]]   # "all" and one entry per profile
     experiment: list[str] = field(default_factory=list)   # ids of the experiments it reads
+    network: str | None = None                             # id of the trained network it reads
 
     @property
     def output(self) -> Path:
@@ -69,6 +81,8 @@ class Figure:
         if self.experiment:
             folders = {eid: results_dir(eid, profile).as_posix() for eid in self.experiment}
             params["results"] = folders[self.experiment[0]] if len(folders) == 1 else folders
+        if self.network:
+            params["network"] = network_dir(self.network, profile).as_posix()
         return params
 
 
@@ -82,23 +96,46 @@ class Experiment:
     data: list[str]              # image sets it reads (their checksums are part of its inputs)
     gpu: bool                    # whether the `full` profile needs a GPU to be practical
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)   # config changes per profile
+    network: str | None = None   # id of the trained network it explains (the config's model.trained)
 
-    def changes(self, profile: str, common: Mapping[str, Any], factory: bool = False) -> dict[str, Any]:
+    def changes(self, profile: str, common: Mapping[str, Any], factory: bool = False,
+                root: Path | str = ".") -> dict[str, Any]:
         """The config changes of ``profile`` (:func:`lrpkit.experiment.config.apply_changes`), then
-        the build's device, weights (unless the config builds its model with a ``model.factory``)
-        and seed."""
+        the build's device, the model (the trained network's folder under ``root`` for an experiment
+        with a ``network``; else the build's weights, unless the config builds its model with a
+        ``model.factory``) and seed."""
         out = dict(self.parameters.get("all", {}))
         out.update(self.parameters.get(profile, {}))
         out["device"] = common["device"]
-        if not factory:
+        if self.network:
+            out["model.trained"] = str((Path(root) / network_dir(self.network, profile)).resolve())
+        elif not factory:
             out["model.weights"] = common["weights"]
         out["seed"] = int(common["seed"])
         return out
 
 
+@dataclass
+class Network:
+    """One entry of the registry's ``networks:`` map: a network the book trains (:mod:`lrpkit.training`)."""
+
+    id: str
+    title: str
+    profiles: dict[str, str] = field(default_factory=dict)   # book profile -> lrpkit.training.PROFILES name
+
+    def training_profile(self, profile: str) -> str:
+        """The :data:`lrpkit.training.PROFILES` name trained for the book's ``profile`` (default: the same name)."""
+        return self.profiles.get(profile, profile)
+
+
 def results_dir(experiment_id: str, profile: str) -> Path:
     """``book/_generated/_experiments/<id>/<profile>``, relative to the book root."""
     return EXPERIMENTS / experiment_id / profile
+
+
+def network_dir(network_id: str, profile: str) -> Path:
+    """``book/_generated/_networks/<id>/<profile>``, relative to the book root."""
+    return NETWORKS / network_id / profile
 
 
 def load_registry(root: Path | str = ".") -> list[Figure]:
@@ -117,7 +154,8 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
     if not path.is_file():
         raise FileNotFoundError(f"figure registry not found: {path}")
     doc = yaml.safe_load(path.read_text()) or {}
-    experiments = _experiments(root, doc, path)
+    networks = _networks(doc, path)
+    experiments = _experiments(root, doc, path, networks)
     entries = doc.get("figures")
     if not isinstance(entries, Mapping) or not entries:
         raise ValueError(f"{path}: expected a non-empty mapping 'figures: {{id: entry}}'")
@@ -145,8 +183,12 @@ def load_registry(root: Path | str = ".") -> list[Figure]:
                         chapter=str(entry["chapter"]), gpu=bool(entry.get("gpu", False)),
                         data=[str(d) for d in entry.get("data") or []],
                         parameters={k: dict(v or {}) for k, v in params.items()},
-                        experiment=_figure_experiments(entry.get("experiment"), where, experiments))
+                        experiment=_figure_experiments(entry.get("experiment"), where, experiments),
+                        network=_network_id(entry.get("network"), where, networks))
         names = notebook_parameters(root / notebook)
+        if figure.network and "network" not in names:
+            raise ValueError(f"{notebook}: reads network {figure.network!r} but its 'parameters' cell does not "
+                             "define network (the trained network's folder the build passes)")
         if figure.experiment and "results" not in names:
             raise ValueError(f"{notebook}: reads experiment(s) {figure.experiment} but its 'parameters' cell "
                              "does not define results (the results directory the build passes)")
@@ -180,10 +222,51 @@ def _check_entry(where: str, key: Any, entry: Any, fields: set[str]) -> None:
 def load_experiments(root: Path | str = ".") -> dict[str, Experiment]:
     """The registry's ``experiments:`` map under ``root``, checked (empty if there is none)."""
     path = Path(root) / REGISTRY
-    return _experiments(Path(root), yaml.safe_load(path.read_text()) or {}, path)
+    doc = yaml.safe_load(path.read_text()) or {}
+    return _experiments(Path(root), doc, path, _networks(doc, path))
 
 
-def _experiments(root: Path, doc: Mapping[str, Any], path: Path) -> dict[str, Experiment]:
+def load_networks(root: Path | str = ".") -> dict[str, Network]:
+    """The registry's ``networks:`` map under ``root``, checked (empty if there is none)."""
+    path = Path(root) / REGISTRY
+    return _networks(yaml.safe_load(path.read_text()) or {}, path)
+
+
+def _networks(doc: Mapping[str, Any], path: Path) -> dict[str, Network]:
+    from ..training import PROFILES as TRAINING_PROFILES
+
+    entries = doc.get("networks") or {}
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"{path}: 'networks' must map ids to entries, got {entries!r}")
+    out = {}
+    for nid, entry in entries.items():
+        where = f"{path}: network {nid!r}"
+        _check_entry(where, nid, entry, _NETWORK_FIELDS)
+        profiles = entry.get("profiles") or {}
+        if not isinstance(profiles, Mapping) or set(profiles) - set(PROFILES):
+            raise ValueError(f"{where}: profiles must map book profiles ({', '.join(PROFILES)}) to training "
+                             f"profiles, got {profiles!r}")
+        for book_profile in PROFILES:
+            name = profiles.get(book_profile, book_profile)
+            if name not in TRAINING_PROFILES:
+                raise ValueError(f"{where}: profile {book_profile!r} trains {name!r}, not a training profile "
+                                 f"({', '.join(TRAINING_PROFILES)})")
+        out[str(nid)] = Network(id=str(nid), title=str(entry.get("title", nid)), profiles={str(k): str(v) for k, v in profiles.items()})
+    return out
+
+
+def _network_id(value: Any, where: str, networks: Mapping[str, Network]) -> str | None:
+    """The ``network:`` field of a figure or experiment entry as a known id (or None)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in networks:
+        known = ", ".join(sorted(networks)) or "none"
+        raise ValueError(f"{where}: network {value!r} is not in the registry's 'networks:' (known: {known})")
+    return value
+
+
+def _experiments(root: Path, doc: Mapping[str, Any], path: Path,
+                 networks: Mapping[str, Network]) -> dict[str, Experiment]:
     entries = doc.get("experiments") or {}
     if not isinstance(entries, Mapping):
         raise ValueError(f"{path}: 'experiments' must map ids to entries, got {entries!r}")
@@ -213,7 +296,8 @@ def _experiments(root: Path, doc: Mapping[str, Any], path: Path) -> dict[str, Ex
             raise ValueError(f"{where}: data must list image sets, got {data!r}")
         out[str(eid)] = Experiment(id=str(eid), title=str(entry.get("title", eid)), config=config,
                                    data=[str(d) for d in data], gpu=bool(entry.get("gpu", False)),
-                                   parameters={k: dict(v or {}) for k, v in params.items()})
+                                   parameters={k: dict(v or {}) for k, v in params.items()},
+                                   network=_network_id(entry.get("network"), where, networks))
     return out
 
 

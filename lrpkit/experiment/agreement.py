@@ -38,13 +38,19 @@ import numpy as np
 from .._checks import choice
 from .report import BEST, axes_of
 
-__all__ = ["LOCALISATION", "DIRECTION", "TauInterval", "per_image", "score_grid", "optimum", "kendall_tau",
+__all__ = ["LOCALISATION", "DIRECTION", "LOCALISATION_NAMES", "VERDICTS", "TauInterval", "per_image", "score_grid", "optimum", "kendall_tau",
            "rank_agreement", "agreement_table"]
 
 #: The localisation columns of a results table (:class:`lrpkit.experiment.metrics.Localisation`).
 LOCALISATION = ("loc_mass", "loc_rank", "loc_pointing")
 #: Which end of each localisation score is better.
 DIRECTION = {name: "max" for name in LOCALISATION}
+#: How a page words :func:`agreement_table`'s ``agrees``: "the two rankings ..."
+VERDICTS = {"yes": "agree", "no": "disagree", "undecided": "are not told apart from unrelated rankings by these images",
+            "no ranking": "cannot be compared: one of the scores is the same at every setting"}
+#: How the figures name them.
+LOCALISATION_NAMES = {"loc_mass": "relevance mass accuracy", "loc_rank": "relevance rank accuracy",
+                      "loc_pointing": "pointing game"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +252,8 @@ def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics
         axes, ``auc``), the metric's optimum (``<metric>_<axis>`` renamed ``loc_<axis>``, ``loc``),
         ``same_optimum`` (bool), ``tau``, ``tau_low``, ``tau_high``, ``agrees`` (``"yes"`` when the
         interval excludes 0 on the side of agreement, ``"no"`` when it excludes 0 on the other side,
-        ``"undecided"`` otherwise), ``images`` and ``settings``.
+        ``"undecided"`` otherwise, ``"no ranking"`` when either score is the same at every setting:
+        τ is NaN), ``images`` and ``settings``. :data:`VERDICTS` words them.
     """
     import pandas as pd
 
@@ -268,7 +275,10 @@ def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics
             interval = rank_agreement(auc, values, n_boot=n_boot, level=level, seed=seed)
             sign = -1.0 if best == "min" else 1.0     # MoRF: a lower AUC is better, so agreement is τ < 0
             low, high = sorted((sign * interval.low, sign * interval.high))
-            agrees = "yes" if low > 0 else "no" if high < 0 else "undecided"
+            if np.isnan(interval.tau):
+                agrees = "no ranking"
+            else:
+                agrees = "yes" if low > 0 else "no" if high < 0 else "undecided"
             rows.append({"order": order, "metric": metric, f"auc_{a}": auc_opt[0], f"auc_{b}": auc_opt[1],
                          "auc": auc_opt[2], f"loc_{a}": loc_opt[0], f"loc_{b}": loc_opt[1], "loc": loc_opt[2],
                          "same_optimum": auc_opt[:2] == loc_opt[:2], "tau": interval.tau, "tau_low": interval.low,

@@ -1,5 +1,5 @@
 """Figures of an experiment's results: contour plots over the grid, AUC distributions, relevance
-extremes and score curves (thesis Figures 3.2, 4.1, 4.2, 4.6, B.2).
+extremes and score curves (thesis Figures 3.2, 4.1, 4.2, 4.6, B.2), and contours of the ground-truth scores beside them.
 
 The thesis drew its contour plots with ``tricontourf`` on linear axes, default levels, and no
 mark at the optimum (its Figures 4.1 and 4.2). Here both axes are logarithmic with the value 0
@@ -15,6 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .agreement import DIRECTION, LOCALISATION_NAMES, optimum, score_grid
 from .grid import FAMILIES
 from .report import BEST, auc_grid, axes_of, best_settings, log_position, mean_auc, relevance_extremes
 
@@ -49,17 +50,22 @@ def _log_ticks(values: np.ndarray, positions: np.ndarray) -> Tuple[list, list]:
     return ticks, labels
 
 
-def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels: int = 12, cmap: str = "viridis",
+def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=None, title: Optional[str] = None,
+            levels: int = 12, cmap: str = "viridis",
             region: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = None,
             region_label: str = "thesis's optimum", zero_gap: float = 1.0) -> Dict[str, Any]:
-    """Filled contours of the mean AUC of ``order`` over the grid (thesis Figures 4.1, 4.2).
+    """Filled contours of the mean AUC of ``order`` over the grid (thesis Figures 4.1, 4.2), or of
+    the mean of a localisation column (``loc_mass``, ``loc_rank``, ``loc_pointing``).
 
     Parameters
     ----------
     results : pandas.DataFrame
         A results table (:func:`~lrpkit.experiment.store.read_results`).
     order : str
-        ``"morf"``, ``"lrf"`` or ``"random"``.
+        ``"morf"``, ``"lrf"`` or ``"random"`` (for ``column="auc"``).
+    column : str
+        ``"auc"``, or a localisation column of :data:`lrpkit.experiment.agreement.LOCALISATION`
+        (higher is better; ``order`` is not needed: the value is the heatmap's).
     ax : matplotlib axes, optional
     title : str, optional
         Default: the order's name and which way is better.
@@ -74,17 +80,23 @@ def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels
     -------
     dict
         ``best`` (the starred setting's row of :func:`~lrpkit.experiment.report.best_settings`, or
-        None for the random order), ``constant`` (whether the grid's mean AUC is the same
-        everywhere), ``min`` and ``max`` of the mean AUC, and ``ax``.
+        None for the random order; for a localisation column ``{axis: value, ..., column: mean}``),
+        ``constant`` (whether the grid's mean is the same everywhere), ``min`` and ``max`` of the
+        mean, and ``ax``.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 4.2))
-    first, second, z = auc_grid(results, order)
+    if column == "auc":
+        first, second, z = auc_grid(results, order)
+        direction, bar_label = BEST.get(order), "mean AUC (logit × step)"
+    else:
+        first, second, z = score_grid(results, column)
+        direction, bar_label = DIRECTION[column], f"mean {LOCALISATION_NAMES[column]}"
     px, py = log_position(first, zero_gap), log_position(second, zero_gap)
-    zmin, zmax = float(z.min()), float(z.max())
+    zmin, zmax = float(np.nanmin(z)), float(np.nanmax(z))
     constant = bool(zmax - zmin <= 1e-9 * max(abs(zmax), 1.0))
     if constant:   # one band (contourf finds no level inside a constant field)
         half = max(abs(zmax) * 1e-6, 1e-9)
@@ -92,7 +104,7 @@ def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels
     else:
         filled = ax.contourf(px, py, z.T, levels=levels, cmap=cmap)
     colorbar = ax.figure.colorbar(filled, ax=ax)
-    colorbar.set_label("mean AUC (logit × step)")
+    colorbar.set_label(bar_label)
     if constant:
         colorbar.set_ticks([zmin])
         colorbar.set_ticklabels([f"{zmin:.4g}"])
@@ -102,9 +114,13 @@ def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels
     best = None
     direction = BEST.get(order)
     if direction is not None and not constant:
-        rows = best_settings(results)
-        best = rows[rows["order"] == order].iloc[0].to_dict()
         a, b = axes_of(results)
+        if column == "auc":
+            rows = best_settings(results)
+            best = rows[rows["order"] == order].iloc[0].to_dict()
+        else:
+            found = optimum(first, second, z, direction)
+            best = {a: found[0], b: found[1], column: found[2]}
         bx = log_position(np.r_[first, best[a]], zero_gap)[-1]
         by = log_position(np.r_[second, best[b]], zero_gap)[-1]
         ax.plot([bx], [by], marker="*", markersize=16, color="white", markeredgecolor="black",
@@ -128,7 +144,7 @@ def contour(results, order: str, *, ax=None, title: Optional[str] = None, levels
     ax.set_yticks(yt, yl)
     ax.set_xlabel(axis_label(results, 0))
     ax.set_ylabel(axis_label(results, 1))
-    name = ORDER_NAMES.get(order, order)
+    name = ORDER_NAMES.get(order, order) if column == "auc" else LOCALISATION_NAMES[column]
     ax.set_title(title if title is not None else f"{name}: {_DIRECTION[direction]}"
                  + (" (constant)" if constant and direction is None else ""), fontsize=10)
     # below the plot, off the data (a star or a dot under the legend would be hidden)
