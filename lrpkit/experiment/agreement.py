@@ -249,7 +249,8 @@ def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics
     -------
     pandas.DataFrame
         One row per (order, metric): ``order``, ``metric``, the AUC optimum (``auc_<axis>`` for both
-        axes, ``auc``), the metric's optimum (``<metric>_<axis>`` renamed ``loc_<axis>``, ``loc``),
+        axes, ``auc``), the metric's optimum (``loc_<axis>`` for both axes, NaN where the metric
+        is the same at every setting, and ``loc``),
         ``same_optimum`` (bool), ``tau``, ``tau_low``, ``tau_high``, ``agrees`` (``"yes"`` when the
         interval excludes 0 on the side of agreement, ``"no"`` when it excludes 0 on the other side,
         ``"undecided"`` otherwise, ``"no ranking"`` when either score is the same at every setting:
@@ -271,7 +272,10 @@ def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics
             if not np.array_equal(settings, m_settings):
                 raise ValueError(f"order {order!r} and column {metric!r} cover different settings")
             g1, g2, zloc = score_grid(results, metric)
-            loc_opt = optimum(g1, g2, zloc, DIRECTION[metric])
+            if np.nanmax(zloc) - np.nanmin(zloc) <= 1e-12:      # the same everywhere: no optimum
+                loc_opt = (float("nan"), float("nan"), float(np.nanmax(zloc)))
+            else:
+                loc_opt = optimum(g1, g2, zloc, DIRECTION[metric])
             interval = rank_agreement(auc, values, n_boot=n_boot, level=level, seed=seed)
             sign = -1.0 if best == "min" else 1.0     # MoRF: a lower AUC is better, so agreement is τ < 0
             low, high = sorted((sign * interval.low, sign * interval.high))

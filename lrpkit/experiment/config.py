@@ -517,7 +517,9 @@ def _check_model(data: Dict[str, Any], raw: Mapping[str, Any], source: str, root
     if model["trained"] is not None:
         from .. import training
 
-        if given.get("factory") is not None or given.get("weights") is not None or given.get("arch") is not None:
+        # (a resolved config, as a results directory keeps it, names the architecture training.ARCH)
+        if (given.get("factory") is not None or given.get("weights") is not None
+                or given.get("arch") not in (None, training.ARCH)):
             raise _fail(source, "key 'model.trained' names a network trained by lrpkit; leave out 'model.arch', "
                                 "'model.weights' and 'model.factory'")
         if not isinstance(model["trained"], str):

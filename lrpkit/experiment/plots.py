@@ -112,7 +112,6 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
     ax.plot(gx.ravel(), gy.ravel(), ".", color="white", markeredgecolor="0.3", markeredgewidth=0.4, markersize=4,
             label="settings measured")
     best = None
-    direction = BEST.get(order)
     if direction is not None and not constant:
         a, b = axes_of(results)
         if column == "auc":

@@ -69,7 +69,10 @@ def best_settings(results):
 
 
 def report_lines(results, metadata: Optional[dict] = None) -> List[str]:
-    """A short text report of a results table: per order, the AUC range and the best setting."""
+    """A short text report of a results table: per order, the AUC range and the best setting (and
+    the same for each localisation column, when the images came with a ground truth)."""
+    import numpy as np
+
     axes = _axes(results)
     means = mean_auc(results)
     out = []
@@ -92,6 +95,18 @@ def report_lines(results, metadata: Optional[dict] = None) -> List[str]:
         elif BEST.get(order, "x") is None:
             line += "; no best setting (the random order ignores the heatmap)"
         out.append(line)
+    for column in ("loc_mass", "loc_rank", "loc_pointing"):     # images with a ground truth (images.synthetic)
+        if column in results.columns:
+            from .agreement import LOCALISATION_NAMES, optimum, score_grid
+
+            first, second, z = score_grid(results, column)
+            line = f"{column} ({LOCALISATION_NAMES[column]}): mean {np.nanmin(z):.4g} .. {np.nanmax(z):.4g}"
+            if np.nanmax(z) - np.nanmin(z) > 1e-12:
+                best = optimum(first, second, z, "max")
+                line += f"; best (highest) at {axes[0]} = {best[0]:.4g}, {axes[1]} = {best[1]:.4g}, {best[2]:.4g}"
+            else:
+                line += "; the same at every setting"
+            out.append(line)
     return out
 
 
