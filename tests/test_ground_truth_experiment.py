@@ -212,7 +212,8 @@ def constructed_results():
             mass = 0.1 * (i * 3 + j) + rng.normal(scale=0.01)
             for order in ("morf", "lrf", "random"):
                 auc = {"morf": 5 - 4 * mass, "lrf": 5 + 4 * mass, "random": 5.0}[order]
-                rows.append({"image": image, "setting": setting, "i": i, "j": j, "gamma": [0.0, 1.0][i],
+                rows.append({"image": image, "composite": "tutorial", "variant": "table", "setting": setting,
+                             "i": i, "j": j, "gamma": [0.0, 1.0][i],
                              "epsilon": [0.0, 0.1, 1.0][j], "order": order, "auc": auc, "loc_mass": mass,
                              "loc_rank": mass, "loc_pointing": float(j == 2)})
     return pd.DataFrame(rows)
@@ -229,3 +230,21 @@ def test_the_agreement_table_finds_both_optima_and_the_sign_of_agreement():
         agreement.agreement_table(constructed_results(), orders=("random",))
     with pytest.raises(ValueError, match="no column 'loc_nothing'"):
         agreement.agreement_table(constructed_results(), metrics=("loc_nothing",))
+
+
+def test_the_contour_of_a_localisation_score_stars_its_optimum_and_the_report_names_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrpkit.experiment import plots, report
+
+    results = constructed_results()
+    marked = plots.contour(results, column="loc_mass")
+    assert (marked["best"]["gamma"], marked["best"]["epsilon"]) == (1.0, 1.0) and not marked["constant"]
+    assert "relevance mass accuracy" in marked["ax"].get_title()
+    flat = plots.contour(results.assign(loc_rank=0.5), column="loc_rank")
+    assert flat["constant"] and flat["best"] is None
+    lines = report.report_lines(results.assign(loc_rank=0.5))
+    assert any(line.startswith("loc_mass (relevance mass accuracy)") and "gamma = 1, epsilon = 1" in line
+               for line in lines)
+    assert any(line.startswith("loc_rank") and "the same at every setting" in line for line in lines)
