@@ -235,13 +235,8 @@ def load_networks(root: Path | str = ".") -> dict[str, Network]:
 def _networks(doc: Mapping[str, Any], path: Path) -> dict[str, Network]:
     from ..training import PROFILES as TRAINING_PROFILES
 
-    entries = doc.get("networks") or {}
-    if not isinstance(entries, Mapping):
-        raise ValueError(f"{path}: 'networks' must map ids to entries, got {entries!r}")
     out = {}
-    for nid, entry in entries.items():
-        where = f"{path}: network {nid!r}"
-        _check_entry(where, nid, entry, _NETWORK_FIELDS)
+    for nid, entry, where in _entries(doc, "networks", path, _NETWORK_FIELDS):
         profiles = entry.get("profiles") or {}
         if not isinstance(profiles, Mapping) or set(profiles) - set(PROFILES):
             raise ValueError(f"{where}: profiles must map book profiles ({', '.join(PROFILES)}) to training "
@@ -251,8 +246,21 @@ def _networks(doc: Mapping[str, Any], path: Path) -> dict[str, Network]:
             if name not in TRAINING_PROFILES:
                 raise ValueError(f"{where}: profile {book_profile!r} trains {name!r}, not a training profile "
                                  f"({', '.join(TRAINING_PROFILES)})")
-        out[str(nid)] = Network(id=str(nid), title=str(entry.get("title", nid)), profiles={str(k): str(v) for k, v in profiles.items()})
+        out[str(nid)] = Network(id=str(nid), title=str(entry.get("title", nid)),
+                                profiles={str(k): str(v) for k, v in profiles.items()})
     return out
+
+
+def _entries(doc: Mapping[str, Any], section: str, path: Path, fields: set[str]):
+    """``(id, entry, where)`` of every entry of the registry's top-level map ``section``, each
+    checked by :func:`_check_entry` (``where`` names it in messages)."""
+    entries = doc.get(section) or {}
+    if not isinstance(entries, Mapping):
+        raise ValueError(f"{path}: '{section}' must map ids to entries, got {entries!r}")
+    for key, entry in entries.items():
+        where = f"{path}: {section[:-1]} {key!r}"
+        _check_entry(where, key, entry, fields)
+        yield key, entry, where
 
 
 def _network_id(value: Any, where: str, networks: Mapping[str, Network]) -> str | None:
@@ -267,13 +275,8 @@ def _network_id(value: Any, where: str, networks: Mapping[str, Network]) -> str 
 
 def _experiments(root: Path, doc: Mapping[str, Any], path: Path,
                  networks: Mapping[str, Network]) -> dict[str, Experiment]:
-    entries = doc.get("experiments") or {}
-    if not isinstance(entries, Mapping):
-        raise ValueError(f"{path}: 'experiments' must map ids to entries, got {entries!r}")
     out = {}
-    for eid, entry in entries.items():
-        where = f"{path}: experiment {eid!r}"
-        _check_entry(where, eid, entry, _EXPERIMENT_FIELDS)
+    for eid, entry, where in _entries(doc, "experiments", path, _EXPERIMENT_FIELDS):
         if "config" not in entry:
             raise ValueError(f"{where}: missing field 'config' (an experiment config, e.g. experiments/x.yaml)")
         config = Path(str(entry["config"]))
