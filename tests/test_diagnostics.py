@@ -61,7 +61,17 @@ def share_in_broken_fields(box, heat, found):
     return float(heat[patch & fields].sum() / heat[patch].sum())
 
 
-def assert_the_report_is_explained(model, x, report, b, heat):
+def outside_the_band(explanation, report, b):
+    """Which layers' Σ R leave CONSERVATION_BAND, in units of the output's size (max(|target logit|,
+    max |logit|))."""
+    low, high = diagnostics.CONSERVATION_BAND
+    logit = float(explanation.layer_sums[-1, b])
+    size = max(abs(logit), float(explanation.logits[b].abs().max()))
+    scaled = report.ratios[:, b] * logit / size
+    return (scaled > high) | (scaled <= low)
+
+
+def assert_the_report_is_explained(model, x, explanation, report, b, heat):
     """What holds for a heatmap of the code's vanilla under any rounding: the layer named for
     conservation is the topmost out of the band and holds a neuron whose denominator lies in the
     window, with a negative forward factor; a heatmap whose neurons all stay out of the window is not
@@ -69,9 +79,7 @@ def assert_the_report_is_explained(model, x, report, b, heat):
     Not the whole box: a thin fringe can reach past the field (measured: 0.03 % of the common newt's
     patch |R| in 5 rows below it under ONEDNN_MAX_CPU_ISA=SSE41), probably because the broken neuron's
     forward value changes the layers above it too (not examined further)."""
-    low, high = diagnostics.CONSERVATION_BAND
-    ratios = report.ratios[:, b]
-    out = (ratios > high) | (ratios <= low)
+    out = outside_the_band(explanation, report, b)
     found = diagnostics.culprits(model, x[b:b + 1], SHIFT, count=5)
     layer = report.first_layer[b]
     if out.any():
@@ -95,7 +103,7 @@ def test_thesis_code_vanilla_breaks_as_its_culprits_say_under_any_rounding(vgg16
     explanation = lrp.explain(vgg16, broken_images, None, SHIFT)
     report, heat = diagnostics.instability(explanation), explanation.relevance.sum(1).abs()
     for b in range(len(BROKEN_F64)):
-        assert_the_report_is_explained(vgg16, broken_images, report, b, heat)
+        assert_the_report_is_explained(vgg16, broken_images, explanation, report, b, heat)
 
 
 @pytest.mark.rounding
@@ -112,7 +120,7 @@ def test_thesis_code_vanilla_patches_are_flagged_with_their_layer_in_float64(vgg
         assert report.unstable.tolist() == [True] * len(BROKEN_F64)
         assert report.first_layer == list(BROKEN_F64.values())
         for b, layer in enumerate(BROKEN_F64.values()):
-            assert_the_report_is_explained(model, x, report, b, heat)
+            assert_the_report_is_explained(model, x, explanation, report, b, heat)
             found = diagnostics.culprits(model, x[b:b + 1], SHIFT, count=5)
             assert any((c.layer, c.rule) == (layer, "LRP-ε") for c in broken(found))
             assert f"at layer {layer} (features.{layer}, LRP-ε)" in report.reasons[b]
@@ -178,15 +186,66 @@ def test_a_planted_patch_is_found_with_its_box_and_share():
 
 
 def test_conservation_names_the_topmost_layer_out_of_the_band():
-    sums = torch.ones(9, 3)
+    sums = torch.ones(9, 4)
     sums[:6, 0] = 5.0            # grows past the band at layer 5 (and stays out below)
-    sums[:3, 1] = -0.5           # changes sign at layer 2
+    sums[:3, 1] = -5.0           # turns strongly negative at layer 2: relevance created
     sums[:8, 2] = 0.01           # absorbs, as LRP-ε does: in the band
-    report = diagnostics.instability(explanation(noise(3), sums))
-    assert report.first_layer == [5, 2, None]
-    assert report.reasons[0] == ("Σ R leaves the band at layer 5 (layer5): 5 × the logit (band 0 < ratio <= 2)")
-    assert report.reasons[1].startswith("Σ R changes sign at layer 2 (layer2, LRP-0): -0.5 × the logit")
-    assert report.unstable.tolist() == [True, True, False]
+    sums[:4, 3] = -0.6           # a slight sign change, as biases of a trained network make: in the band
+    report = diagnostics.instability(explanation(noise(4), sums))
+    assert report.first_layer == [5, 2, None, None]
+    assert report.reasons[0] == ("Σ R leaves the band at layer 5 (layer5): 5 × the logit (5 × the output's size, "
+                                 "band -3 < Σ R / size <= 3)")
+    assert report.reasons[1].startswith("Σ R leaves the band at layer 2 (layer2, LRP-0): -5 × the logit")
+    assert report.unstable.tolist() == [True, True, False, False]
+
+
+def test_conservation_is_measured_in_the_output_size_not_a_small_target_logit():
+    """A misclassified image's true-class logit can be near 0: Σ R of a few times that logit is no
+    created relevance when the network's largest logit is far larger."""
+    sums = torch.full((5, 2), 0.1)
+    sums[:2] = 2.0                                        # 20 × the target's logit
+    e = explanation(noise(2), sums)
+    e.logits[0, 3] = 8.0                                  # heatmap 0: the output's size is 8 (0.25 × it)
+    report = diagnostics.instability(e)
+    assert report.ratios[0, 0] == pytest.approx(20.0)
+    assert report.first_layer == [None, 1] and report.unstable.tolist() == [False, True]
+    assert "(20 × the output's size" in report.reasons[1]
+
+
+def disc(size=64, centre=(30, 36), radius=9):
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius ** 2, rows, cols
+
+
+def test_a_sparse_healthy_heatmap_is_not_a_patch():
+    """A trained network's heatmap: relevance on the object, of one sign, a background near zero, so
+    the object's pixels exceed PATCH_LEVEL times the median; conserved up to a slight sign change on
+    the way down. Not flagged."""
+    inside, rows, cols = disc()
+    g = torch.Generator().manual_seed(1)
+    heat = 1e-6 * (torch.rand(1, 64, 64, generator=g) - 0.5)                 # background
+    heat[0][inside] = (0.5 + torch.rand(int(inside.sum()), generator=g)) * 1e-2  # the object, positive
+    heat[0][inside & ((rows + cols) % 7 == 0)] *= -0.3                         # with a few negative pixels
+    sums = torch.full((9, 1), float(heat.sum()))
+    sums[3:6] = -0.5 * sums[8]                                                 # biases flip Σ R for a while
+    report = diagnostics.instability(explanation(heat, sums))
+    assert report.peak[0] > diagnostics.PATCH_LEVEL and report.patches == [[]]  # extreme, but of one sign
+    assert not report.unstable[0], report.reasons
+
+
+def test_an_alternating_sign_patch_of_huge_magnitude_is_flagged_on_a_sparse_heatmap():
+    """The same heatmap with an instability patch: |R| 1e4 times the object's, its sign alternating."""
+    inside, rows, cols = disc()
+    g = torch.Generator().manual_seed(1)
+    heat = 1e-6 * (torch.rand(1, 64, 64, generator=g) - 0.5)
+    heat[0][inside] = (0.5 + torch.rand(int(inside.sum()), generator=g)) * 1e-2
+    spot, _, _ = disc(centre=(50, 12), radius=5)
+    heat[0][spot] = 100.0 * torch.where((rows + cols) % 2 == 0, 1.0, -1.0)[spot]
+    report = diagnostics.instability(explanation(heat, torch.ones(9, 1)))
+    (patch,) = report.patches[0]
+    assert patch.share > 0.99 and patch.balance < 0.1 and patch.box == (45 - diagnostics.PATCH_GAP, 7 - diagnostics.PATCH_GAP,
+                                                                         55 + diagnostics.PATCH_GAP, 17 + diagnostics.PATCH_GAP)
+    assert report.unstable[0] and report.reasons[0].startswith("one patch holds")
 
 
 def test_a_single_spike_is_flagged_by_concentration_not_as_a_patch():

@@ -84,6 +84,16 @@ def test_bad_configs_are_one_line_errors_naming_the_key(trained, changes, words)
     assert words in message and "\n" not in message
 
 
+@pytest.mark.parametrize("name", ["ground-truth-tutorial", "ground-truth-decreasing-gamma"])
+def test_the_example_configs_load_with_a_trained_network(trained, name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.yaml"
+    config = load_config(path, resolve=False, changes={"model.trained": str(trained)})
+    assert config.n_settings == 256 and config.data["images"]["count"] == 500
+    assert config.data["pf"]["patch_size"] == 4 and config.data["images"]["size"] == TINY.task.size
+
+
 def test_the_machine_independent_config_hides_the_networks_folder(trained):
     from lrpkit.experiment.config import machine_independent
 

@@ -103,10 +103,13 @@ def columns(computed: Iterable[metrics.Metric]) -> Tuple[Column, ...]:
 #: The heatmap's instability diagnostics (:class:`~lrpkit.experiment.metrics.InstabilityDiagnostics`), all
 #: float64; they follow ``relevance_sum`` when the config's ``diagnostics`` is on, as it is by default.
 DIAGNOSTIC_COLUMNS: Tuple[Column, ...] = metrics.InstabilityDiagnostics.columns
-#: The columns of a results table of the built-in metrics with ``diagnostics: false``, in order (from
-#: the registry when this module is imported; :func:`columns` gives those of any metrics).
+#: The columns of a results table of the built-in metrics with ``diagnostics: false`` on images without
+#: a ground truth (an image set, a validation folder), in order (from the registry when this module is
+#: imported; :func:`columns` gives those of any metrics).
 COLUMNS: Tuple[Column, ...] = columns(m for m in metrics.registered()
-                                        if not isinstance(m, metrics.InstabilityDiagnostics))
+                                        if not isinstance(m, (metrics.InstabilityDiagnostics, metrics.Localisation)))
+#: The columns :class:`~lrpkit.experiment.metrics.Localisation` adds for ``images.synthetic``.
+LOCALISATION_COLUMNS: Tuple[Column, ...] = metrics.Localisation.columns
 
 
 def column_types(first_axis: str, second_axis: str, computed: Iterable[metrics.Metric]) -> List[Tuple[str, Any]]:
