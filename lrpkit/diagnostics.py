@@ -385,7 +385,7 @@ def _reason(first, ratios, scaled, names, patches, concentration) -> Optional[st
         where = names[first] if names else str(first)
         ratio = float(ratios[first])
         found.append(f"Σ R leaves the band at layer {where}: {ratio:.3g} × the logit "
-                     f"({float(scaled[first]):.3g} × the output's size, band "
+                     f"({float(scaled[first]):.3g} × the output size, band "
                      f"{CONSERVATION_BAND[0]:g} < Σ R / size <= {CONSERVATION_BAND[1]:g})")
     if patches and patches[0].share > PATCH_SHARE:
         top, left, bottom, right = patches[0].box

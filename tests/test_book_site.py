@@ -6,6 +6,7 @@ driven by Playwright (no browser download), started with the flags this machine 
 """
 from __future__ import annotations
 
+import ast
 import functools
 import http.server
 import json
@@ -85,6 +86,15 @@ def toc_docnames(root: Path) -> list[str]:
 
     walk(toc)
     return names
+
+
+def _glued_text(plain: str) -> str:
+    """The text a ``{glue:text}`` shows of a glued string: its ``text/plain`` is the repr."""
+    try:
+        value = ast.literal_eval(plain)
+    except (ValueError, SyntaxError):
+        return plain
+    return value if isinstance(value, str) else plain
 
 
 def test_smoke_build_executes_every_figure(smoke_book):
@@ -419,7 +429,7 @@ def test_when_lrp_breaks_shows_its_figures_verdicts_and_numbers(site):
             assert heading in body, heading
         assert "Traceback" not in body and "Error" not in body
         assert "random" in body.lower() and "Montavon et al." in body
-        assert verdict.strip("'") in body                     # the detector's verdict, glued as text
+        assert ast.literal_eval(verdict) in body              # the detector's verdict, glued as text (its repr)
         assert "upper (next to the output)" in body           # Table 2.5 says which layers are meant
         machine = provenance.machine_text(provenance.machine())
         assert f"This build ran on {machine}" in " ".join(body.split())   # which images break depends on it
@@ -497,7 +507,7 @@ def test_grid_pages_show_every_sweep_with_verdicts(site):
             assert "random weights" in text.lower(), docname
             assert page.locator(".lrpkit-random-weights").count() >= 1, docname
             assert "Traceback" not in text and "Error" not in text, docname
-            values = {k: "".join(v["data"]["text/plain"]).strip("'") for k, v in glued.items()
+            values = {k: _glued_text("".join(v["data"]["text/plain"])) for k, v in glued.items()
                       if "text/plain" in v["data"]}
             for sentence in sentences:
                 assert sentence.format(**values) in text, (docname, sentence.format(**values))

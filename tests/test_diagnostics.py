@@ -193,7 +193,7 @@ def test_conservation_names_the_topmost_layer_out_of_the_band():
     sums[:4, 3] = -0.6           # a slight sign change, as biases of a trained network make: in the band
     report = diagnostics.instability(explanation(noise(4), sums))
     assert report.first_layer == [5, 2, None, None]
-    assert report.reasons[0] == ("Σ R leaves the band at layer 5 (layer5): 5 × the logit (5 × the output's size, "
+    assert report.reasons[0] == ("Σ R leaves the band at layer 5 (layer5): 5 × the logit (5 × the output size, "
                                  "band -3 < Σ R / size <= 3)")
     assert report.reasons[1].startswith("Σ R leaves the band at layer 2 (layer2, LRP-0): -5 × the logit")
     assert report.unstable.tolist() == [True, True, False, False]
@@ -209,7 +209,7 @@ def test_conservation_is_measured_in_the_output_size_not_a_small_target_logit():
     report = diagnostics.instability(e)
     assert report.ratios[0, 0] == pytest.approx(20.0)
     assert report.first_layer == [None, 1] and report.unstable.tolist() == [False, True]
-    assert "(20 × the output's size" in report.reasons[1]
+    assert "(20 × the output size" in report.reasons[1]
 
 
 def disc(size=64, centre=(30, 36), radius=9):
