@@ -31,6 +31,7 @@ intervals). L. Arras, A. Osman, W. Samek, *CLEVR-XAI*, Information Fusion 81 (20
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -122,9 +123,9 @@ def per_image(results, column: str, order: str | None = None) -> Tuple[np.ndarra
     if column == "auc" and order is None:
         raise ValueError("column 'auc' differs between orders: give the order (morf, lrf or random)")
     part = _rows(results, column, order)
-    table = part.pivot_table(index="image", columns="setting", values=column, aggfunc="first", dropna=False)
-    if table.isna().all(axis=0).any() and len(table.columns) < part["setting"].nunique():
+    if part.groupby("image")["setting"].nunique().min() < part["setting"].nunique():
         raise ValueError(f"column {column!r}: not every image has a row for every setting")
+    table = part.pivot_table(index="image", columns="setting", values=column, aggfunc="first", dropna=False)
     return table.columns.to_numpy(), table.to_numpy(dtype=np.float64)
 
 
@@ -211,7 +212,8 @@ def rank_agreement(first: np.ndarray, second: np.ndarray, *, n_boot: int = 1000,
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    with np.errstate(invalid="ignore"), _quiet_nanmean():
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)  # all-NaN setting
         a, b = np.nanmean(first, axis=0), np.nanmean(second, axis=0)
         keep = ~(np.isnan(a) | np.isnan(b))
         tau = kendall_tau(a[keep], b[keep])
@@ -225,20 +227,6 @@ def rank_agreement(first: np.ndarray, second: np.ndarray, *, n_boot: int = 1000,
     low, high = np.nanquantile(taus, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(taus).any() else (np.nan,) * 2
     return TauInterval(tau=tau, low=float(low), high=float(high), level=level, n_boot=int(n_boot), n_images=n_images,
                        n_settings=int(keep.sum()))
-
-
-class _quiet_nanmean:
-    """Silence numpy's "Mean of empty slice" (an all-NaN setting is left out, not an error)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
 
 
 def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics: Sequence[str] = LOCALISATION,
@@ -259,23 +247,28 @@ def agreement_table(results, *, orders: Sequence[str] = ("morf", "lrf"), metrics
     import pandas as pd
 
     a, b = axes_of(results)
+    for order in orders:
+        if BEST.get(order) is None:
+            raise ValueError(f"order {order!r} has no better end of its AUC; use morf or lrf")
+    truth = {}                       # each localisation score once: it is the same in every order
+    for metric in metrics:
+        m_settings, values = per_image(results, metric)
+        g1, g2, zloc = score_grid(results, metric)
+        if np.nanmax(zloc) - np.nanmin(zloc) <= 1e-12:      # the same everywhere: no optimum
+            loc_opt = (float("nan"), float("nan"), float(np.nanmax(zloc)))
+        else:
+            loc_opt = optimum(g1, g2, zloc, DIRECTION[metric])
+        truth[metric] = (m_settings, values, loc_opt)
     rows = []
     for order in orders:
-        best = BEST.get(order)
-        if best is None:
-            raise ValueError(f"order {order!r} has no better end of its AUC; use morf or lrf")
+        best = BEST[order]
         settings, auc = per_image(results, "auc", order)
         f1, f2, zauc = score_grid(results, "auc", order)
         auc_opt = optimum(f1, f2, zauc, best)
         for metric in metrics:
-            m_settings, values = per_image(results, metric)
+            m_settings, values, loc_opt = truth[metric]
             if not np.array_equal(settings, m_settings):
                 raise ValueError(f"order {order!r} and column {metric!r} cover different settings")
-            g1, g2, zloc = score_grid(results, metric)
-            if np.nanmax(zloc) - np.nanmin(zloc) <= 1e-12:      # the same everywhere: no optimum
-                loc_opt = (float("nan"), float("nan"), float(np.nanmax(zloc)))
-            else:
-                loc_opt = optimum(g1, g2, zloc, DIRECTION[metric])
             interval = rank_agreement(auc, values, n_boot=n_boot, level=level, seed=seed)
             sign = -1.0 if best == "min" else 1.0     # MoRF: a lower AUC is better, so agreement is τ < 0
             low, high = sorted((sign * interval.low, sign * interval.high))
