@@ -13,6 +13,7 @@ This module is private: it imports nothing of lrpkit, so that every module may u
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
 from typing import Any, Optional, Sequence
 
@@ -54,6 +55,18 @@ def integer(name: str, value: Any, minimum: Optional[int] = None, *, hint: str =
         note = f" ({hint})" if hint else ""
         raise ValueError(f"{name} must be an int >= {minimum}{note}, got {value!r}")
     return int(value)
+
+
+def real(name: str, value: Any, minimum: Optional[float] = None) -> float:
+    """``value`` as a finite float: a TypeError if it is not a real number (bools are not), a
+    ValueError if it is NaN, infinite or below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return value
 
 
 def check_images(x: Any, name: str = "x") -> None:

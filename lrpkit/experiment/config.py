@@ -32,6 +32,8 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       auc_x: step                     # step | fraction
       thesis_compat: false            # true, or names from lrpkit.pf.THESIS_COMPAT
       batch_size: null                # images per forward pass (default: 8 on a CPU, 64 on a GPU)
+    road: false                       # a second grader, ROAD (lrpkit.road), in pf's orders and patches:
+                                      # true, or {percentages: [10, 20, ..., 90], noise: 0.01}
     lrp:
       chunk_size: 16                  # heatmaps per LRP backward pass (bounds memory)
     model:
@@ -87,6 +89,7 @@ DEFAULTS: Dict[str, Any] = {
     "target": "label",
     "pf": {"orders": ["morf", "lrf", "random"], "patch_size": 8, "mode": "inpainting", "schedule": "thesis",
            "steps": None, "score": "logit", "auc_x": "step", "thesis_compat": False, "batch_size": None},
+    "road": False,
     "lrp": {"chunk_size": 16},
     "model": {"arch": "vgg16", "weights": "auto", "factory": None, "trained": None},
     "device": "cpu",
@@ -164,6 +167,20 @@ class Config:
             patch_size=p["patch_size"], mode=p["mode"], schedule=p["schedule"], score=p["score"],
             seed=self.data["seed"], n_steps=p["steps"], auc_x=p["auc_x"], thesis_compat=p["thesis_compat"],
             batch_size=p["batch_size"], device=self.data["device"], progress=False)
+
+    def road_options(self) -> pf.PixelFlippingOptions:
+        """The ``road`` section as the options of :func:`lrpkit.pf.pixel_flipping` with ``mode="road"``:
+        pf's patches, score and batch size, the schedule from ``road.percentages``, the AUC over the
+        fraction removed. Only for a config with ``road``."""
+        from .. import road
+
+        r = self.data["road"]
+        if r is False:
+            raise ValueError(f"{self.source}: the config has no 'road' section")
+        side, patch = self.data["images"]["size"], self.data["pf"]["patch_size"]
+        schedule = road.percentage_schedule((-(-side // patch)) ** 2, r["percentages"])
+        return dataclasses.replace(self.pf_options(), mode="road", schedule=schedule, n_steps=None, noise=r["noise"],
+                                   auc_x="fraction", thesis_compat=False)
 
     def compared(self) -> Dict[str, Any]:
         """The keys a results directory must agree on (all but :data:`UNCOMPARED`)."""
@@ -366,6 +383,7 @@ def _check(raw: Mapping[str, Any], source: str, resolve: bool, root: Path) -> Di
     _check_model(data, raw, source, root)    # before the images: model.trained's task gives synthetic images
     _check_images(data, raw.get("images") or {}, source, root)
     _check_pf(data, source)
+    _check_road(data, source)
     data["lrp"]["chunk_size"] = _int(source, "lrp.chunk_size", data["lrp"]["chunk_size"], 1)
     data["device"] = _device(source, data["device"], resolve)
     data["seed"] = _int(source, "seed", data["seed"], 0)
@@ -508,6 +526,39 @@ def _check_pf(data: Dict[str, Any], source: str) -> None:
     if not isinstance(schedule, str) and p["schedule"][-1] > (-(-size // p["patch_size"])) ** 2:
         raise _fail(source, f"key 'pf.schedule' goes up to {p['schedule'][-1]} patches, but a {size}x{size} image "
                             f"has {(-(-size // p['patch_size'])) ** 2} patches of {p['patch_size']}x{p['patch_size']}")
+
+
+#: The keys of ``road`` and their defaults (ROAD's percentages and noise, Rong et al. 2022).
+ROAD_DEFAULTS = {"percentages": [10, 20, 30, 40, 50, 60, 70, 80, 90], "noise": 0.01}
+
+
+def _check_road(data: Dict[str, Any], source: str) -> None:
+    """ROAD: off (``false``), on with its defaults (``true``), or ``{percentages, noise}``; the
+    percentages must give distinct patch counts on pf's patches."""
+    from .. import road
+
+    given = data["road"]
+    if given is False or given is None:
+        data["road"] = False
+        return
+    if given is True:
+        given = {}
+    if not isinstance(given, Mapping):
+        raise _fail(source, f"key 'road' must be true, false or a mapping with keys {', '.join(ROAD_DEFAULTS)}, "
+                            f"got {given!r}")
+    merged = _merge(given, ROAD_DEFAULTS, source, "road.")
+    side, patch = data["images"]["size"], data["pf"]["patch_size"]
+    try:
+        merged["percentages"] = [float(p) if not float(p).is_integer() else int(p) for p in merged["percentages"]] \
+            if isinstance(merged["percentages"], (list, tuple)) else merged["percentages"]
+        road.percentage_schedule((-(-side // patch)) ** 2, merged["percentages"])
+    except (TypeError, ValueError) as err:
+        raise _fail(source, f"key 'road.percentages': {err}") from None
+    noise = merged["noise"]
+    if isinstance(noise, bool) or not _number(noise) or not math.isfinite(noise) or noise < 0:
+        raise _fail(source, f"key 'road.noise' must be a number >= 0 (the noise's standard deviation), got {noise!r}")
+    merged["noise"] = float(noise)
+    data["road"] = merged
 
 
 def _check_model(data: Dict[str, Any], raw: Mapping[str, Any], source: str, root: Path) -> None:

@@ -9,10 +9,14 @@ curve). The runner computes every registered metric the config asks for (:func:`
 registry order, and the results table has their columns in that order (:func:`lrpkit.experiment.
 store.columns`).
 
-The built-in metrics, in order: ``auc``, ``aopc`` and ``scores`` of every curve, ``relevance``
+The built-in metrics, in order: ``auc``, ``aopc`` and ``scores`` of every curve, ``srg`` (the
+symmetric relevance gain of Pixel-Flipping, with both ``morf`` and ``lrf``), ``relevance``
 (statistics of the heatmap), ``diagnostics`` (the instability detector's measurements, with the
-config's ``diagnostics: true``) and ``localisation`` (relevance mass and rank accuracy and the
-pointing game against the ground-truth mask, for ``images.synthetic``).
+config's ``diagnostics: true``), ``localisation`` (relevance mass and rank accuracy and the
+pointing game against the ground-truth mask, for ``images.synthetic``), and ``road`` and
+``road_srg`` (a second grader: ROAD's curves in the same orders, their AUC and symmetric relevance
+gain, with the config's ``road``). Metrics that share work (ROAD's curves) compute it once per unit
+through :meth:`MetricInputs.once`.
 
 Example
 -------
@@ -32,7 +36,7 @@ import abc
 import dataclasses
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 
 __all__ = ["Column", "DTYPES", "PER", "Metric", "MetricInputs", "register", "unregister", "registered", "active",
            "row_values", "AUC", "AOPC", "ScoreCurve", "RelevanceStatistics", "InstabilityDiagnostics",
-           "Localisation"]
+           "Localisation", "SymmetricGain", "ROAD", "RoadSymmetricGain", "curves_in_orders"]
 
 #: The dtypes a results column may have (:func:`lrpkit.experiment.store.column_types` maps them to pyarrow).
 DTYPES = ("string", "int32", "float64", "list<float64>")
@@ -104,6 +108,14 @@ class MetricInputs:
     curves: pf.PixelFlippingResult
     curve_rows: np.ndarray
     mask: "torch.Tensor | None" = None
+    memo: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    def once(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, run the first time ``name`` is asked for in this unit and kept: work that
+        several metrics read (ROAD's curves) is done once."""
+        if name not in self.memo:
+            self.memo[name] = compute()
+        return self.memo[name]
 
     @property
     def n_settings(self) -> int:
@@ -249,6 +261,39 @@ def row_values(metric: Metric, inputs: MetricInputs) -> Dict[str, List[Any]]:
     return out
 
 
+def curves_in_orders(grade: Callable[..., pf.PixelFlippingResult], model: torch.nn.Module, x: torch.Tensor,
+                     relevance: torch.Tensor, target: int, orders: Sequence[str],
+                     options: pf.PixelFlippingOptions) -> Tuple[pf.PixelFlippingResult, np.ndarray]:
+    """Every heatmap in every order in one call of ``grade`` (:func:`lrpkit.pf.pixel_flipping`), the
+    random order once (it ignores the heatmap).
+
+    Returns
+    -------
+    (PixelFlippingResult, numpy.ndarray)
+        The curves, and ``[S, O]`` int: the row of setting ``s`` in order ``orders[o]``.
+    """
+    n = relevance.shape[0]
+    row_orders, heatmaps, curve_rows = [], [], []
+    for order in orders:
+        count = 1 if order == "random" else n
+        curve_rows.append([len(row_orders) + (0 if order == "random" else s) for s in range(n)])
+        row_orders += [order] * count
+        heatmaps.append(relevance[:count])
+    options = dataclasses.replace(options, order=row_orders)
+    curves = grade(model, x.expand(len(row_orders), -1, -1, -1), torch.cat(heatmaps), target,
+                   **dataclasses.asdict(options))
+    return curves, np.array(curve_rows, dtype=np.int64).T
+
+
+def _gain(areas: np.ndarray, orders: Sequence[str]) -> np.ndarray:
+    """``[S]``: LeRF's area minus MoRF's, from ``[S, O]`` areas in ``orders``."""
+    return areas[:, list(orders).index("lrf")] - areas[:, list(orders).index("morf")]
+
+
+def _both_orders(config: "Config") -> bool:
+    return {"morf", "lrf"} <= set(config.orders)
+
+
 # --------------------------------------------------------------------------------------------------
 # the built-in metrics
 
@@ -285,6 +330,69 @@ class ScoreCurve(Metric):
 
     def compute(self, inputs: MetricInputs) -> Dict[str, np.ndarray]:
         return {"scores": inputs.curves.scores.numpy()[inputs.curve_rows]}
+
+
+class SymmetricGain(Metric):
+    """The symmetric relevance gain of Pixel-Flipping (Blücher et al. 2024): each heatmap's LRF AUC
+    minus its MoRF AUC, for configs with both orders. Higher is better."""
+
+    name, per = "srg", "heatmap"
+    columns = (Column("srg", "float64", "symmetric relevance gain of Pixel-Flipping: the LRF AUC minus the MoRF "
+                                        "AUC of the heatmap (higher is better)"),)
+
+    def applies(self, config: "Config") -> bool:
+        return _both_orders(config)
+
+    def compute(self, inputs: MetricInputs) -> Dict[str, np.ndarray]:
+        curves = inputs.curves
+        areas = pf.auc(curves.scores, curves.settings.auc_x, curves.fraction_flipped).numpy()[inputs.curve_rows]
+        return {"srg": _gain(areas, inputs.orders)}
+
+
+class ROAD(Metric):
+    """A second grader: ROAD (Rong et al. 2022, :mod:`lrpkit.road`) in the config's orders — the
+    patches removed in the heatmap's order and imputed from their neighbours with noise — after
+    each of the config's ``road.percentages``; its AUC over the fraction removed and its curve.
+    Computed with the config's ``road`` section, sharing the unit's LRP pass."""
+
+    name, per = "road", "curve"
+    columns = (
+        Column("road_auc", "float64", "area under the ROAD curve (trapezoid over the fraction of patches removed)"),
+        Column("road_scores", "list<float64>", "the target's score under ROAD: the unperturbed image, each "
+                                               "percentage removed (imputed), then gray"),
+    )
+
+    def applies(self, config: "Config") -> bool:
+        return config.data["road"] is not False
+
+    def compute(self, inputs: MetricInputs) -> Dict[str, np.ndarray]:
+        curves, rows = _road_curves(inputs)
+        return {"road_auc": curves.auc.numpy()[rows], "road_scores": curves.scores.numpy()[rows]}
+
+
+class RoadSymmetricGain(Metric):
+    """ROAD's symmetric relevance gain: each heatmap's LeRF minus MoRF ROAD AUC, for configs with
+    ``road`` and both orders. Higher is better."""
+
+    name, per = "road_srg", "heatmap"
+    columns = (Column("road_srg", "float64", "symmetric relevance gain of ROAD: the LeRF minus the MoRF ROAD AUC "
+                                             "(higher is better)"),)
+
+    def applies(self, config: "Config") -> bool:
+        return config.data["road"] is not False and _both_orders(config)
+
+    def compute(self, inputs: MetricInputs) -> Dict[str, np.ndarray]:
+        curves, rows = _road_curves(inputs)
+        return {"road_srg": _gain(curves.auc.numpy()[rows], inputs.orders)}
+
+
+def _road_curves(inputs: MetricInputs) -> Tuple[pf.PixelFlippingResult, np.ndarray]:
+    """The unit's ROAD curves in the config's orders, computed once per unit."""
+    def compute():
+        return curves_in_orders(pf.pixel_flipping, inputs.model, inputs.image, inputs.explanation.relevance.detach(),
+                                inputs.target, inputs.orders, inputs.config.road_options())
+
+    return inputs.once("road", compute)
 
 
 class RelevanceStatistics(Metric):
@@ -373,6 +481,7 @@ class Localisation(Metric):
                 "loc_pointing": localisation.pointing_game(relevance, mask)}
 
 
-for _builtin in (AUC(), AOPC(), ScoreCurve(), RelevanceStatistics(), InstabilityDiagnostics(), Localisation()):
+for _builtin in (AUC(), AOPC(), ScoreCurve(), SymmetricGain(), RelevanceStatistics(), InstabilityDiagnostics(),
+                 Localisation(), ROAD(), RoadSymmetricGain()):
     register(_builtin)
 del _builtin

@@ -190,24 +190,16 @@ def _explain(model: torch.nn.Module, config: Config, unit: planning.Unit, x: tor
 
 def _pixel_flipping(model: torch.nn.Module, config: Config, x: torch.Tensor, relevance: torch.Tensor, target: int,
                     *, workers: Optional[int]) -> Tuple[pf.PixelFlippingResult, np.ndarray]:
-    """One Pixel-Flipping call: every heatmap in every order, the random order once.
+    """One Pixel-Flipping call: every heatmap in every order, the random order once
+    (:func:`lrpkit.experiment.metrics.curves_in_orders`).
 
     Returns
     -------
     (PixelFlippingResult, numpy.ndarray)
         The curves, and ``[S, O]`` int: the row of setting ``s`` in order ``config.orders[o]``.
     """
-    n = relevance.shape[0]
-    row_orders, heatmaps, curve_rows = [], [], []
-    for order in config.orders:
-        count = 1 if order == "random" else n
-        curve_rows.append([len(row_orders) + (0 if order == "random" else s) for s in range(n)])
-        row_orders += [order] * count
-        heatmaps.append(relevance[:count])
-    options = dataclasses.replace(config.pf_options(), order=row_orders, workers=workers)
-    curves = pf.pixel_flipping(model, x.expand(len(row_orders), -1, -1, -1), torch.cat(heatmaps), target,
-                               **dataclasses.asdict(options))
-    return curves, np.array(curve_rows, dtype=np.int64).T
+    options = dataclasses.replace(config.pf_options(), workers=workers)
+    return metrics.curves_in_orders(pf.pixel_flipping, model, x, relevance, target, config.orders, options)
 
 
 def _row_columns(config: Config, unit: planning.Unit, target: int, predicted: int) -> Dict[str, List[Any]]:

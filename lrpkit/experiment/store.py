@@ -35,7 +35,7 @@ from .config import first_difference, shorten, UNCOMPARED
 from .metrics import Column
 
 __all__ = ["ResultsDir", "read_results", "TIMING_COLUMNS", "ROW_COLUMNS", "UNIT_COLUMNS", "COLUMNS",
-           "DIAGNOSTIC_COLUMNS", "columns", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
+           "DIAGNOSTIC_COLUMNS", "LOCALISATION_COLUMNS", "ROAD_COLUMNS", "columns", "column_types", "table", "CONFIG_FILE", "PLAN_FILE", "METADATA_FILE",
            "RESULTS_FILE", "UNITS_DIR", "merge"]
 
 CONFIG_FILE = "config.yaml"
@@ -103,13 +103,16 @@ def columns(computed: Iterable[metrics.Metric]) -> Tuple[Column, ...]:
 #: The heatmap's instability diagnostics (:class:`~lrpkit.experiment.metrics.InstabilityDiagnostics`), all
 #: float64; they follow ``relevance_sum`` when the config's ``diagnostics`` is on, as it is by default.
 DIAGNOSTIC_COLUMNS: Tuple[Column, ...] = metrics.InstabilityDiagnostics.columns
-#: The columns of a results table of the built-in metrics with ``diagnostics: false`` on images without
-#: a ground truth (an image set, a validation folder), in order (from the registry when this module is
-#: imported; :func:`columns` gives those of any metrics).
-COLUMNS: Tuple[Column, ...] = columns(m for m in metrics.registered()
-                                        if not isinstance(m, (metrics.InstabilityDiagnostics, metrics.Localisation)))
+#: The columns of a results table of the built-in metrics with ``diagnostics: false``, without ``road``,
+#: on images without a ground truth (an image set, a validation folder), in all three orders, in order
+#: (from the registry when this module is imported; :func:`columns` gives those of any metrics).
+COLUMNS: Tuple[Column, ...] = columns(m for m in metrics.registered() if not isinstance(
+    m, (metrics.InstabilityDiagnostics, metrics.Localisation, metrics.ROAD, metrics.RoadSymmetricGain)))
 #: The columns :class:`~lrpkit.experiment.metrics.Localisation` adds for ``images.synthetic``.
 LOCALISATION_COLUMNS: Tuple[Column, ...] = metrics.Localisation.columns
+#: The columns the second grader adds with the config's ``road`` (:class:`~lrpkit.experiment.metrics.ROAD`,
+#: and :class:`~lrpkit.experiment.metrics.RoadSymmetricGain` with both morf and lrf).
+ROAD_COLUMNS: Tuple[Column, ...] = metrics.ROAD.columns + metrics.RoadSymmetricGain.columns
 
 
 def column_types(first_axis: str, second_axis: str, computed: Iterable[metrics.Metric]) -> List[Tuple[str, Any]]:

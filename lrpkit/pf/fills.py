@@ -7,6 +7,8 @@ one class here, chosen from :data:`_FILLS` by the plan's kind, and all have the 
 
 - ``inpainting`` (:class:`_InpaintingFill`): Telea on the input rounded to ``uint8``, each mask
   from the original image, in worker jobs; only the flipped pixels change;
+- ``imputation`` (:class:`_ImputationFill`): ROAD's linear imputation (:mod:`lrpkit.imputation`)
+  from the original image, in worker jobs, plus one Gaussian noise image per distinct image;
 - ``chain`` (:class:`_ChainFill`): the thesis code's chained inpainting (``truncation``), whose
   output replaces the whole image;
 - ``noise`` (:class:`_NoiseFill`): uniform noise in [0, 1] pixel units, one noise image per
@@ -25,7 +27,7 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 import torch
 
-from .. import inpainting
+from .. import imputation, inpainting
 from .options import PixelFlippingOptions
 from .plan import _Key, _Plan, _Recipe
 
@@ -120,6 +122,34 @@ class _InpaintingFill(_Fill):
         return self._pixels[image]
 
 
+class _ImputationFill(_Fill):
+    """ROAD's noisy linear imputation (Rong et al. 2022): each mask's pixels imputed from the
+    original image by one sparse solve (:func:`lrpkit.imputation.impute_patch_masks`, in float64),
+    plus Gaussian noise of standard deviation ``noise`` (in the units of the normalized input, as
+    ROAD's and Quantus's code add it) drawn once per distinct image from ``(seed, 2, image)``: a
+    pixel removed at several steps keeps its noise, and rows that share a mask share its image."""
+
+    def __init__(self, canvas: _Canvas, rank_grid: np.ndarray, options: PixelFlippingOptions):
+        super().__init__(canvas, rank_grid, options)
+        shape, work = tuple(canvas.xc.shape[1:]), canvas.xc.dtype
+        self.noise: Dict[int, torch.Tensor] = {}
+        for image in canvas.plan.first_row:
+            draw = np.random.default_rng([options.seed, 2, image]).standard_normal(shape) * options.noise
+            self.noise[image] = torch.from_numpy(draw).to(work)
+
+    def job(self, index: int) -> tuple:
+        plan = self.canvas.plan
+        produced = plan.jobs[index]
+        masks = np.stack([plan.patch_masks[plan.recipe[key].row, plan.recipe[key].step] for key in produced])
+        start = self.canvas.xc[plan.first_row[plan.image_of(produced[0])]].double().numpy()
+        return imputation.impute_patch_masks, start, masks, self.canvas.patch_size
+
+    def filled(self, key: _Key, recipe: _Recipe, result: _JobResult) -> torch.Tensor:
+        slot = self.canvas.plan.job_of_key[key]
+        imputed = torch.from_numpy(result(slot.job)[slot.index]).to(self.canvas.xc.dtype)
+        return self.canvas.masked(recipe, imputed + self.noise[self.canvas.plan.image_of(key)])
+
+
 class _ChainFill(_Fill):
     """The thesis code's chained inpainting (``truncation``): each step re-inpaints the previous
     step's output, truncated to uint8, and replaces the whole image."""
@@ -187,7 +217,7 @@ class _ScalarFill(_Fill):
 
 
 #: The fill of each kind (:attr:`lrpkit.pf.plan._Plan.kind`).
-_FILLS = {"inpainting": _InpaintingFill, "chain": _ChainFill, "noise": _NoiseFill, "constant": _ConstantFill,
+_FILLS = {"inpainting": _InpaintingFill, "imputation": _ImputationFill, "chain": _ChainFill, "noise": _NoiseFill, "constant": _ConstantFill,
           "scalar": _ScalarFill}
 
 

@@ -57,7 +57,8 @@ class PixelFlippingResult:
         Number of distinct images the model scored (after sharing).
     n_inpainted : int
         Number of distinct images inpainted (Telea calls; in the thesis code's chained inpainting,
-        the steps of every chain), 0 in the other modes.
+        the steps of every chain) or imputed (``mode="road"``: one sparse solve each), 0 in the
+        other modes.
     settings : PixelFlippingOptions
         The options the run used, checked and resolved.
     """
@@ -81,7 +82,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
                    target: Union[int, Sequence[int], torch.Tensor, None], *, patch_size: int = 8,
                    order: Union[str, Sequence[str]] = "morf", mode: str = "inpainting",
                    schedule: Union[str, Sequence[int]] = "thesis", score: str = "logit", seed: int = 0,
-                   n_steps: Optional[int] = None, strict: bool = False, radius: float = 3.0,
+                   n_steps: Optional[int] = None, strict: bool = False, radius: float = 3.0, noise: float = 0.01,
                    gray_value: Union[float, Sequence[float]] = 0.5, mean: Sequence[float] = imagenet.MEAN,
                    std: Sequence[float] = imagenet.STD, auc_x: str = "step",
                    thesis_compat: Union[bool, Iterable[str]] = False, keep_steps: Iterable[int] = (),
@@ -115,7 +116,10 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     mode : str
         How flipped regions are perturbed: ``"inpainting"`` (Telea on the un-normalized image,
         rounded to uint8; only masked pixels change), ``"random"`` (uniform noise in the valid pixel
-        range [0, 1], one noise image per distinct image and seed) or ``"gray"`` (``gray_value``).
+        range [0, 1], one noise image per distinct image and seed), ``"gray"`` (``gray_value``) or
+        ``"road"`` (ROAD's noisy linear imputation, Rong et al. 2022: each flipped pixel the
+        weighted mean of its eight neighbours, one sparse solve per mask from the original image,
+        plus Gaussian noise; :mod:`lrpkit.road` wraps it with ROAD's percentages).
     schedule : str or sequence of int
         Cumulative patches perturbed after each step (:func:`flip_schedule`); a final step that
         turns the whole image gray is always appended.
@@ -129,6 +133,10 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         Refuse image sizes that ``patch_size`` does not divide.
     radius : float
         Telea inpainting radius (the thesis uses 3).
+    noise : float
+        ``mode="road"``: standard deviation of the Gaussian noise added to the imputed pixels, in
+        the units of the normalized input ``x`` (ROAD and Quantus use 0.01); one noise image per
+        distinct image, drawn from ``seed``. 0 imputes without noise.
     gray_value : float or sequence of float
         Gray in pixel units [0, 1] (per channel or one for all), for the gray step and mode.
     mean, std : sequence of float
@@ -149,7 +157,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
         image than in the standard layout and batches of 2 (``bench/forward_layout.py``); 64 on an
         accelerator.
     workers : int, optional
-        Inpainting worker threads; 0 inpaints in the calling thread. Default: one per eight cores on a
+        Inpainting (or imputation) worker threads; 0 works in the calling thread. Default: one per eight cores on a
         CPU model, all cores but one on an accelerator.
     device : str or torch.device, optional
         Where the model runs; default the device of its parameters.
@@ -164,7 +172,7 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     _check_data(x, relevance)
     options = _check_options(PixelFlippingOptions(
         patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=seed, n_steps=n_steps,
-        strict=strict, radius=radius, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
+        strict=strict, radius=radius, noise=noise, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
         thesis_compat=thesis_compat, keep_steps=keep_steps, keep_masks=keep_masks, batch_size=batch_size,
         workers=workers, device=device, progress=progress), x, model)
     targets = _checks.targets(target, x.shape[0])

@@ -19,9 +19,11 @@ from .. import _checks, imagenet, inpainting
 from .curves import AUC_X
 from .patches import ORDERS, SCHEDULES, flip_schedule
 
-__all__ = ["PixelFlippingOptions", "MODES", "SCORES", "THESIS_COMPAT"]
+__all__ = ["PixelFlippingOptions", "MODES", "JOB_MODES", "SCORES", "THESIS_COMPAT"]
 
-MODES = ("inpainting", "random", "gray")
+MODES = ("inpainting", "random", "gray", "road")
+#: The modes that fill from the image itself in worker jobs (Telea inpainting, ROAD's linear imputation).
+JOB_MODES = ("inpainting", "road")
 SCORES = ("logit", "softmax")
 
 #: What ``thesis_compat`` switches on, one name per way the thesis code differs from lrpkit.
@@ -60,6 +62,7 @@ class PixelFlippingOptions:
     n_steps: Optional[int] = None
     strict: bool = False
     radius: float = 3.0
+    noise: float = 0.01
     gray_value: Union[float, Tuple[float, ...]] = 0.5
     mean: Tuple[float, ...] = imagenet.MEAN
     std: Tuple[float, ...] = imagenet.STD
@@ -116,13 +119,14 @@ def _check_options(given: PixelFlippingOptions, x: torch.Tensor,
     radius = float(given.radius)
     if not radius > 0:
         raise ValueError(f"radius must be > 0, got {radius}")
+    noise = _checks.real("noise", given.noise, 0.0)
     n_scores = len(counts) + 2  # the unperturbed input, the steps, gray
     keep_steps = tuple(sorted({int(s) for s in given.keep_steps}))
     if any(s < 0 or s >= n_scores for s in keep_steps):
         raise ValueError(f"keep_steps must lie in [0, {n_scores - 1}], got {list(keep_steps)}")
     device, batch_size, workers = _resolve_for_device(given, mode, x, model)
     return replace(given, patch_size=patch_size, order=order, mode=mode, schedule=schedule, score=score, seed=seed,
-                   strict=bool(given.strict), radius=radius, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
+                   strict=bool(given.strict), radius=radius, noise=noise, gray_value=gray_value, mean=mean, std=std, auc_x=auc_x,
                    thesis_compat=tuple(sorted(features)), keep_steps=keep_steps, keep_masks=bool(given.keep_masks),
                    batch_size=batch_size, workers=workers, device=device)
 
@@ -167,7 +171,7 @@ def _resolve_for_device(given: PixelFlippingOptions, mode: str, x: torch.Tensor,
         if batch_size is None:
             batch_size = 8 if where.type == "cpu" else 64
         if workers is None:
-            workers = inpainting.default_workers(accelerated=where.type != "cpu") if mode == "inpainting" else 0
+            workers = inpainting.default_workers(accelerated=where.type != "cpu") if mode in JOB_MODES else 0
     return device, batch_size, workers
 
 

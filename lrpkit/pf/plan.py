@@ -10,15 +10,15 @@ its other fields are what rows must have in common to share the image:
 
 - :class:`_OriginalKey` — the unperturbed ``image``;
 - :class:`_GrayKey` — the gray image, shared by every row;
-- :class:`_MaskKey` — ``image`` with the patches of ``mask`` filled (``inpainting``, ``noise``,
-  ``constant``): rows share it whatever their order;
+- :class:`_MaskKey` — ``image`` with the patches of ``mask`` filled (``inpainting``,
+  ``imputation``, ``noise``, ``constant``): rows share it whatever their order;
 - :class:`_ChainKey` — ``step`` of the thesis code's chained inpainting (``chain``) of ``image``
   in the order whose ``ranks`` it is: shared only by rows with the same image and order;
 - :class:`_RowStepKey` — ``step`` of ``row`` alone (``scalar``: the thesis code's random values
   are drawn per row and step).
 
 A key's :class:`_Recipe` says how to build its image from the rows: its kind, the row whose image
-(and mask) it starts from, and the step. Inpainting goes to worker jobs: ``jobs`` lists the keys
+(and mask) it starts from, and the step. Inpainting and ROAD's imputation go to worker jobs: ``jobs`` lists the keys
 each job produces, and ``job_of_key[key]`` is a :class:`_JobSlot`.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class _MaskKey(NamedTuple):
     """Image ``image`` with the patches of ``mask`` filled: equal for rows that show one image and
     flip the same patches, whatever their order."""
 
-    kind: str           # the fill: "inpainting", "noise" or "constant"
+    kind: str           # the fill: "inpainting", "imputation", "noise" or "constant"
     image: int
     mask: bytes         # the flipped patches, bit-packed (numpy.packbits)
 
@@ -97,8 +97,9 @@ class _JobSlot(NamedTuple):
 class _Plan:
     """The distinct images of a run and how each is built: a function of the rows alone.
 
-    ``kind`` is the recipe of the perturbed steps, one of the five fill kinds of
-    :mod:`lrpkit.pf.fills`: ``inpainting`` (mask of row b, step k, filled by a worker), ``chain``
+    ``kind`` is the recipe of the perturbed steps, one of the six fill kinds of
+    :mod:`lrpkit.pf.fills`: ``inpainting`` and ``imputation`` (mask of row b, step k, filled by a
+    worker: Telea, or ROAD's linear imputation), ``chain``
     (the thesis code's sequential inpainting), ``noise``, ``constant`` or ``scalar`` (thesis
     random mode).
     """
@@ -116,8 +117,9 @@ class _Plan:
 
     @property
     def n_inpainted(self) -> int:
-        """Images inpainted (Telea calls; in the thesis code's chains, every step of every chain)."""
-        return sum(1 for key in self.keys if key.kind in ("inpainting", "chain"))
+        """Images inpainted (Telea calls; in the thesis code's chains, every step of every chain) or
+        imputed (ROAD's linear imputation: one sparse solve each)."""
+        return sum(1 for key in self.keys if key.kind in ("inpainting", "chain", "imputation"))
 
     def add(self, key: _Key, recipe: _Recipe) -> _Key:
         """``key``, with its recipe recorded the first time it is added."""
@@ -179,8 +181,8 @@ def _plan(image_ids: Sequence[int], rank_grid: np.ndarray, counts: Sequence[int]
             else:
                 row.append(plan.add(_step_key(plan, rank_grid, b, k), _Recipe(plan.kind, b, k)))
         row.append(gray_key)
-    if plan.kind == "inpainting":
-        _group_masks(plan, job_size)
+    if plan.kind in ("inpainting", "imputation"):
+        _group_masks(plan, job_size if plan.kind == "inpainting" else 1)   # a solve is a job's worth
     elif plan.kind == "chain":
         _group_chains(plan)
     return plan
@@ -190,13 +192,13 @@ def _fill_kind(mode: str, features: frozenset) -> str:
     """The fill kind of the perturbed steps, for a mode and the thesis code's features."""
     return {"inpainting": "chain" if "truncation" in features else "inpainting",
             "random": "scalar" if "random_scalar" in features else "noise",
-            "gray": "constant"}[mode]
+            "gray": "constant", "road": "imputation"}[mode]
 
 
 def _full_step(mode: str, features: frozenset) -> str:
     """What a step whose mask covers every patch is: ``"gray"``, ``"previous"`` (the thesis code's
     no-op inpainting) or ``"filled"`` as any other step (random noise; the thesis code's chains)."""
-    if mode == "gray" or (mode == "inpainting" and "noop_step" not in features):
+    if mode in ("gray", "road") or (mode == "inpainting" and "noop_step" not in features):
         return "gray"
     if mode == "inpainting" and "truncation" not in features:
         return "previous"
@@ -214,10 +216,10 @@ def _step_key(plan: _Plan, rank_grid: np.ndarray, b: int, k: int) -> _Key:
 
 
 def _group_masks(plan: _Plan, job_size: int) -> None:
-    """Jobs of up to ``job_size`` masks of one image, each inpainted from the original image."""
+    """Jobs of up to ``job_size`` masks of one image, each filled from the original image."""
     group: List[_Key] = []
     for key in plan.keys:
-        if key.kind != "inpainting":
+        if key.kind != plan.kind:
             continue
         if group and (len(group) == job_size or plan.image_of(group[0]) != plan.image_of(key)):
             plan.add_job(group, range(len(group)))
