@@ -31,6 +31,7 @@ from typing import List, Sequence
 import torch
 
 from . import pf
+from .pf.options import _check_data
 
 __all__ = ["PERCENTAGES", "road", "percentage_schedule", "SymmetricGain", "symmetric_relevance_gain", "srg"]
 
@@ -104,8 +105,9 @@ def road(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Tensor, targe
     for name in ("mode", "schedule", "n_steps"):
         if name in options:
             raise TypeError(f"road() sets {name} itself; give percentages instead")
-    height, width = x.shape[-2:] if isinstance(x, torch.Tensor) and x.dim() == 4 else (0, 0)
-    if height and isinstance(patch_size, int) and 0 < patch_size <= min(height, width):
+    _check_data(x, relevance)                                # the images and heatmaps first, then the steps
+    height, width = x.shape[-2:]
+    if isinstance(patch_size, int) and 0 < patch_size <= min(height, width):
         n_patches = -(-height // patch_size) * -(-width // patch_size)
         schedule = percentage_schedule(n_patches, percentages)
     else:

@@ -85,7 +85,10 @@ def test_pf_help_explains_the_gray_row(capsys):
     (["explain", "x.jpg", "--composite", "uniform", "--rule", "zplus", "--gamma", "1"], "--gamma does not apply to --composite uniform --rule zplus (only to --rule gamma)"),
     (["pf", "x.jpg", "--steps", "5"], "--steps applies to --schedule log or linear only, not thesis"),
     (["pf", "x.jpg", "--schedule", "1,4,9", "--steps", "5"], "--steps applies to --schedule log or linear only, not an explicit list"),
-    (["pf", "x.jpg", "--pf-seed", "3"], "--pf-seed applies to --order random or --mode random only"),
+    (["pf", "x.jpg", "--pf-seed", "3"], "--pf-seed applies to --order random, --mode random or --mode road only"),
+    (["pf", "x.jpg", "--noise", "0.1"], "--noise applies to --mode road only, not inpainting"),
+    (["pf", "x.jpg", "--mode", "road", "--noise", "-1"], "--noise must be a finite number >= 0"),
+    (["pf", "x.jpg", "--mode", "road", "--percentages", "10,50", "--schedule", "log"], "give --percentages or --schedule/--steps, not both"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, argv, words):
     status, out, err = run(capsys, *argv)
@@ -277,11 +280,15 @@ def test_fetch_then_explain_the_castle(capsys, tmp_path, monkeypatch):
     (["--schedule", "5,3"], "strictly increasing"),
     (["--patch-size", "0"], "--patch-size must be in [1, 224]"),
     (["--patch-size", "300"], "--patch-size must be in [1, 224]"),
+    (["--percentages", "0,50"], "percentages must lie in (0, 100)"),
+    (["--percentages", "50,100"], "percentages must lie in (0, 100)"),
+    (["--percentages", "50,x"], "--percentages must be comma-separated numbers in (0, 100)"),
 ])
 def test_pf_bad_settings_exit_1(capsys, tmp_path, argv, words):
     status, out, err = run(capsys, "pf", CASTLE, "--weights", "random", "--offline", "--mode", "gray",
                            *argv, "--out", tmp_path / "out")
     assert status == 1 and words in one_error_line(err.split("\n", 1)[-1] if "warning" in err else err)
+    assert not (tmp_path / "out").exists()                  # nothing written
 
 
 @needs_mirror

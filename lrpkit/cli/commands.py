@@ -6,6 +6,7 @@ the images, the ``--out`` folder and every output name), then write through
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -121,9 +122,15 @@ def _check_applicable(args) -> None:
         which = args.schedule if args.schedule == "thesis" else "an explicit list of counts"
         raise UsageError(f"lrpkit pf: --steps applies to --schedule log or linear only, not "
                           f"{which} (see lrpkit pf --help)")
-    if args.pf_seed is not None and "random" not in (args.order, args.mode):
-        raise UsageError("lrpkit pf: --pf-seed applies to --order random or --mode random only "
+    if args.pf_seed is not None and "random" not in (args.order, args.mode) and args.mode != "road":
+        raise UsageError("lrpkit pf: --pf-seed applies to --order random, --mode random or --mode road only "
                           "(see lrpkit pf --help)")
+    if args.noise is not None and args.mode != "road":
+        raise UsageError(f"lrpkit pf: --noise applies to --mode road only, not {args.mode} (see lrpkit pf --help)")
+    if args.noise is not None and not (math.isfinite(args.noise) and args.noise >= 0):
+        raise UsageError(f"lrpkit pf: --noise must be a finite number >= 0, got {args.noise}")
+    if args.percentages is not None and (args.schedule != "thesis" or args.steps is not None):
+        raise UsageError("lrpkit pf: give --percentages or --schedule/--steps, not both (see lrpkit pf --help)")
 
 
 def _composite(args):
@@ -264,20 +271,36 @@ def _schedule(text: str):
                          f"got {text!r}") from None
 
 
-def _check_pf_settings(args, pixels, schedule) -> None:
-    """The ranges :func:`lrpkit.pf.pixel_flipping` checks, for these images, before any work."""
-    from .. import pf
+def _percentages(text: str):
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--percentages must be comma-separated numbers in (0, 100), got {text!r}") from None
+
+
+def _check_pf_settings(args, pixels, schedule):
+    """The ranges :func:`lrpkit.pf.pixel_flipping` checks, for these images, before any work; the
+    schedule, from ``--percentages`` if given."""
+    from .. import pf, road
 
     height, width = min(p.shape[0] for p in pixels), min(p.shape[1] for p in pixels)
     if not 1 <= args.patch_size <= min(height, width):
         raise ValueError(f"--patch-size must be in [1, {min(height, width)}] for {height}x{width} "
                          f"images, got {args.patch_size}")
     n_patches = -(-height // args.patch_size) * -(-width // args.patch_size)
+    if args.percentages is not None:
+        if any(p.shape[:2] != pixels[0].shape[:2] for p in pixels):
+            raise ValueError("--percentages needs images of one size (use --resize crop or exact)")
+        try:
+            return road.percentage_schedule(n_patches, _percentages(args.percentages))
+        except ValueError as err:
+            raise ValueError(f"--percentages {args.percentages!r}: {err}") from None
     try:
         pf.flip_schedule(n_patches, schedule, args.steps)
     except ValueError as err:
         raise ValueError(f"--schedule {args.schedule!r} with --patch-size {args.patch_size}: "
                          f"{err}") from None
+    return schedule
 
 
 def _cmd_pf(args) -> int:
@@ -298,7 +321,7 @@ def _cmd_pf(args) -> int:
     table = out / "pf-scores.csv"
     check_outputs(out, [table], images, args.force)
     pixels = [data.read_rgb(p, args.size, args.resize) for p in images]
-    _check_pf_settings(args, pixels, schedule)
+    schedule = _check_pf_settings(args, pixels, schedule)
     model = _model(args)
     device = next(model.parameters()).device
     bar = tqdm(list(zip(images, pixels, names)), desc="pixel-flipping", unit="image",
@@ -315,7 +338,7 @@ def _cmd_pf(args) -> int:
                     model, x, explanation.relevance, explanation.target, patch_size=args.patch_size,
                     order=args.order, mode=args.mode, schedule=schedule, score=args.score,
                     seed=args.pf_seed or 0, n_steps=args.steps, thesis_compat=args.thesis_compat,
-                    progress=False)
+                    noise=0.01 if args.noise is None else args.noise, progress=False)
                 last = len(result.flips_per_step) - 1
                 for step, (flips, fraction, value) in enumerate(zip(
                         result.flips_per_step, result.fraction_flipped, result.scores[0].tolist())):

@@ -166,11 +166,17 @@ def _add_pf(sub) -> None:
     pfp.add_argument("--order", choices=ORDERS, default="morf",
                      help="most relevant first, least relevant first, or random (default: morf)")
     pfp.add_argument("--mode", choices=MODES, default="inpainting",
-                     help="how patches are perturbed (default: inpainting, OpenCV Telea)")
+                     help="how patches are perturbed (default: inpainting, OpenCV Telea; road: ROAD's noisy "
+                     "linear imputation, Rong et al. 2022)")
     pfp.add_argument("--schedule", default="thesis", help="thesis (k^2 patches after step k), log, "
                      "linear, or comma-separated cumulative patch counts (default: thesis)")
     pfp.add_argument("--steps", type=whole_number(1), default=None, help="number of steps of the log "
                      "and linear schedules (default: as many as the thesis schedule has)")
+    pfp.add_argument("--percentages", default=None, help="instead of --schedule: comma-separated "
+                     "percentages of the patches perturbed after each step, in (0, 100), e.g. ROAD's "
+                     "10,20,30,40,50,60,70,80,90")
+    pfp.add_argument("--noise", type=float, default=None, help="--mode road: standard deviation of the "
+                     "Gaussian noise added to the imputed pixels, in normalized input units (default: 0.01)")
     pfp.add_argument("--score", choices=SCORES, default="logit",
                      help="score of the target class (default: logit)")
     pfp.add_argument("--pf-seed", type=whole_number(0), default=None, help="seed of the random order "

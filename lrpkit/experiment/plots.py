@@ -19,7 +19,7 @@ from .agreement import DIRECTION, LOCALISATION_NAMES, optimum, score_grid
 from .grid import FAMILIES
 from .report import BEST, auc_grid, axes_of, best_settings, log_position, mean_auc, relevance_extremes
 
-__all__ = ["contour", "auc_distributions", "relevance_extremes_plot", "score_curves", "axis_label", "ORDER_NAMES"]
+__all__ = ["contour", "grader_contours", "auc_distributions", "relevance_extremes_plot", "score_curves", "axis_label", "ORDER_NAMES"]
 
 #: How the figures name the orders.
 ORDER_NAMES = {"morf": "MoRF", "lrf": "LRF", "random": "Random"}
@@ -53,9 +53,13 @@ def _log_ticks(values: np.ndarray, positions: np.ndarray) -> Tuple[list, list]:
 def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=None, title: Optional[str] = None,
             levels: int = 12, cmap: str = "viridis",
             region: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = None,
-            region_label: str = "thesis's optimum", zero_gap: float = 1.0) -> Dict[str, Any]:
-    """Filled contours of the mean AUC of ``order`` over the grid (thesis Figures 4.1, 4.2), or of
-    the mean of a localisation column (``loc_mass``, ``loc_rank``, ``loc_pointing``).
+            region_label: str = "thesis's optimum", zero_gap: float = 1.0,
+            better_region: Optional[np.ndarray] = None,
+            better_region_label: str = "not significantly worse than the best (95 %)") -> Dict[str, Any]:
+    """Filled contours of the mean AUC of ``order`` over the grid (thesis Figures 4.1, 4.2), of
+    the mean of a localisation column (``loc_mass``, ``loc_rank``, ``loc_pointing``), or of another
+    grader's column (``srg``, ``road_auc`` with its order, ``road_srg``:
+    :data:`lrpkit.experiment.uncertainty.GRADERS`).
 
     Parameters
     ----------
@@ -65,7 +69,9 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
         ``"morf"``, ``"lrf"`` or ``"random"`` (for ``column="auc"``).
     column : str
         ``"auc"``, or a localisation column of :data:`lrpkit.experiment.agreement.LOCALISATION`
-        (higher is better; ``order`` is not needed: the value is the heatmap's).
+        (higher is better; ``order`` is not needed: the value is the heatmap's), or the column of a
+        grader of :data:`~lrpkit.experiment.uncertainty.GRADERS` (``road_auc`` needs ``order``; its
+        title, colour bar and better end are the grader's).
     ax : matplotlib axes, optional
     title : str, optional
         Default: the order's name and which way is better.
@@ -75,14 +81,20 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
         A rectangle to outline (dashed), e.g. the optimum the thesis reports.
     zero_gap : float
         Decades between the position of 0 and the smallest positive value on each axis.
+    better_region : numpy.ndarray, optional
+        A bool grid shaped like the mean's (``[first axis, second axis]``), e.g.
+        :attr:`OptimumUncertainty.region <lrpkit.experiment.uncertainty.OptimumUncertainty>`: its
+        settings are outlined (a dashed black line on white, half way to the next setting).
+    better_region_label : str
+        The outline's legend entry.
 
     Returns
     -------
     dict
         ``best`` (the starred setting's row of :func:`~lrpkit.experiment.report.best_settings`, or
-        None for the random order; for a localisation column ``{axis: value, ..., column: mean}``),
+        None for the random order; for another column ``{axis: value, ..., column: mean}``),
         ``constant`` (whether the grid's mean is the same everywhere), ``min`` and ``max`` of the
-        mean, and ``ax``.
+        mean, and ``ax``; with ``better_region`` also ``better_region`` (how many settings it outlines).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -92,9 +104,20 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
     if column == "auc":
         first, second, z = auc_grid(results, order)
         direction, bar_label = BEST.get(order), "mean AUC (logit × step)"
-    else:
+        name = ORDER_NAMES.get(order, order)
+    elif column in DIRECTION:
         first, second, z = score_grid(results, column)
         direction, bar_label = DIRECTION[column], f"mean {LOCALISATION_NAMES[column]}"
+        name = LOCALISATION_NAMES[column]
+    else:
+        scorer = _grader_of(column, order)
+        first, second, z = score_grid(results, column, scorer.order)
+        direction, bar_label, name = scorer.best, f"mean {scorer.label}", scorer.label
+    if better_region is not None:
+        better_region = np.asarray(better_region, dtype=bool)
+        if better_region.shape != z.shape:
+            raise ValueError(f"better_region has shape {list(better_region.shape)}, but the grid of {column!r} is "
+                             f"{list(z.shape)}")
     px, py = log_position(first, zero_gap), log_position(second, zero_gap)
     zmin, zmax = float(np.nanmin(z)), float(np.nanmax(z))
     constant = bool(zmax - zmin <= 1e-9 * max(abs(zmax), 1.0))
@@ -124,6 +147,8 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
         by = log_position(np.r_[second, best[b]], zero_gap)[-1]
         ax.plot([bx], [by], marker="*", markersize=16, color="white", markeredgecolor="black",
                 linestyle="none", label=f"best: {best[a]:.3g}, {best[b]:.3g}")
+    if better_region is not None and better_region.any():
+        _outline(ax, px, py, better_region, better_region_label)
     if region is not None:
         (x0, x1), (y0, y1) = region
         rx = log_position(np.r_[first, x0, x1], zero_gap)[-2:]
@@ -143,12 +168,113 @@ def contour(results, order: Optional[str] = None, *, column: str = "auc", ax=Non
     ax.set_yticks(yt, yl)
     ax.set_xlabel(axis_label(results, 0))
     ax.set_ylabel(axis_label(results, 1))
-    name = ORDER_NAMES.get(order, order) if column == "auc" else LOCALISATION_NAMES[column]
     ax.set_title(title if title is not None else f"{name}: {_DIRECTION[direction]}"
                  + (" (constant)" if constant and direction is None else ""), fontsize=10)
     # below the plot, off the data (a star or a dot under the legend would be hidden)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=7, frameon=False)
-    return {"best": best, "constant": constant, "min": zmin, "max": zmax, "ax": ax}
+    marked = {"best": best, "constant": constant, "min": zmin, "max": zmax, "ax": ax}
+    if better_region is not None:
+        marked["better_region"] = int(better_region.sum())
+    return marked
+
+
+def grader_contours(results, graders: Optional[Sequence[Any]] = None, *, n_boot: int = 1000, level: float = 0.95,
+                    seed: int = 0, axes=None) -> Dict[str, Tuple[Dict[str, Any], Any]]:
+    """One contour per grader, side by side (at most 3 a row), each with its best setting starred and
+    the settings not significantly worse than it outlined (:func:`~lrpkit.experiment.uncertainty.optimum_uncertainty`).
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+    graders : sequence of Grader or str, optional
+        Default: :func:`~lrpkit.experiment.uncertainty.graders_in` ``(results)``.
+    n_boot, level, seed
+        As :func:`~lrpkit.experiment.uncertainty.optimum_uncertainty`.
+    axes : sequence of matplotlib axes, optional
+        One per grader (default: a new figure).
+
+    Returns
+    -------
+    dict
+        Grader name -> (what :func:`contour` marked, its
+        :class:`~lrpkit.experiment.uncertainty.OptimumUncertainty`).
+
+    Raises
+    ------
+    ValueError
+        No grader, fewer ``axes`` than graders, or what :func:`~lrpkit.experiment.uncertainty.optimum_uncertainty` raises.
+    """
+    import matplotlib.pyplot as plt
+
+    from .uncertainty import _find, graders_in, optimum_uncertainty
+
+    chosen = graders_in(results) if graders is None else tuple(map(_find, graders))
+    if not chosen:
+        raise ValueError(f"the results hold no grader's column; they have {', '.join(map(str, results.columns))}")
+    if axes is None:
+        columns = min(3, len(chosen))
+        rows = -(-len(chosen) // columns)
+        fig, grid = plt.subplots(rows, columns, figsize=(5.4 * columns, 4.9 * rows), squeeze=False)
+        axes = list(grid.ravel())
+        for extra in axes[len(chosen):]:
+            extra.set_visible(False)
+    else:
+        axes = list(np.ravel(axes))
+        if len(axes) < len(chosen):
+            raise ValueError(f"{len(chosen)} graders ({', '.join(g.name for g in chosen)}) need as many axes, "
+                             f"got {len(axes)}")
+    out = {}
+    for g, ax in zip(chosen, axes):
+        sure = optimum_uncertainty(results, g, n_boot=n_boot, level=level, seed=seed)
+        title = f"{g.label}: {_DIRECTION[g.best]}"
+        if not sure.constant:
+            title += (f"\nbest in {100 * sure.best_share:.0f} % of {n_boot} resamples; "
+                      f"{sure.n_region} of {sure.n_settings} within")
+        marked = contour(results, g.order, column=g.column, ax=ax, title=title, better_region=sure.region,
+                         better_region_label=f"not significantly worse than the best ({100 * level:g} %)")
+        star = marked["best"]
+        a, b = sure.first_axis, sure.second_axis
+        if (star is None) != sure.constant or (star is not None and (star[a], star[b]) != (sure.best_first,
+                                                                                           sure.best_second)):
+            raise RuntimeError(f"grader {g.name!r}: the contour stars {None if star is None else (star[a], star[b])} "
+                               f"but the best setting is {(sure.best_first, sure.best_second)}")
+        out[g.name] = (marked, sure)
+    return out
+
+
+def _grader_of(column: str, order: Optional[str]):
+    """The grader of :data:`~lrpkit.experiment.uncertainty.GRADERS` that scores ``column`` (in ``order``)."""
+    from .uncertainty import GRADERS
+
+    mine = [g for g in GRADERS if g.column == column]
+    if not mine:
+        known = sorted({"auc", *DIRECTION, *(g.column for g in GRADERS)})
+        raise ValueError(f"contour cannot draw column {column!r}; choose one of {', '.join(known)}")
+    if mine[0].order is None:
+        return mine[0]
+    for g in mine:
+        if g.order == order:
+            return g
+    raise ValueError(f"column {column!r} differs between orders: give the order "
+                     f"({' or '.join(g.order for g in mine)}), got {order!r}")
+
+
+def _outline(ax, px: np.ndarray, py: np.ndarray, inside: np.ndarray, label: str) -> None:
+    """Outline the settings where ``inside`` (``[len(px), len(py)]`` bool) is True: the 0.5 contour of
+    the grid padded with False settings, so that the line closes around settings on the edge."""
+    import matplotlib.patheffects as effects
+
+    def padded(p):
+        step = 0.4     # decades beyond the edge: the line passes 0.2 outside the edge settings, within the 0.25 margin
+        return np.r_[p[0] - step, p, p[-1] + step]
+
+    grid = np.zeros((len(px) + 2, len(py) + 2))
+    grid[1:-1, 1:-1] = inside
+    halo = [effects.withStroke(linewidth=3.2, foreground="white")]
+    lines = ax.contour(padded(px), padded(py), grid.T, levels=[0.5], colors="black", linewidths=1.4,
+                       linestyles="--")
+    lines.set_path_effects(halo)
+    ax.plot([], [], color="black", linewidth=1.4, linestyle="--", path_effects=halo, label=label)
 
 
 def auc_distributions(tables: Mapping[str, Any], *, orders: Sequence[str] = ("morf", "lrf", "random")):

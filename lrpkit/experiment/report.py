@@ -107,6 +107,30 @@ def report_lines(results, metadata: Optional[dict] = None) -> List[str]:
             else:
                 line += "; the same at every setting"
             out.append(line)
+    out += _uncertainty_lines(results)
+    return out
+
+
+def _uncertainty_lines(results) -> List[str]:
+    """Per grader, how sure the images make its best setting; per pair of graders, their rank agreement
+    (:mod:`lrpkit.experiment.uncertainty`, 1000 resamples, seed 0). A table the bootstrap cannot take
+    (a partial one: not every image at every setting) gets a line that says why."""
+    import numpy as np
+
+    from .uncertainty import grader_agreement, graders_in, optimum_uncertainty
+
+    graders = graders_in(results)
+    out = []
+    try:
+        for g in graders:
+            out.append(optimum_uncertainty(results, g, n_boot=1000, seed=0).text())
+        if len(graders) >= 2:
+            words = {"yes": "agree", "no": "disagree", "undecided": "undecided", "no ranking": "no ranking"}
+            for _, row in grader_agreement(results, graders, n_boot=1000, seed=0).iterrows():
+                tau = "nan" if np.isnan(row["tau"]) else f"{row['tau']:.2f} [{row['tau_low']:.2f}, {row['tau_high']:.2f}]"
+                out.append(f"τ({row['first']}, {row['second']}) = {tau}: {words[row['agrees']]}")
+    except ValueError as error:
+        out.append(f"no bootstrap of the best settings: {error}")
     return out
 
 
