@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/experiment_speed.py
 	$(PY) bench/sweep_speed.py
 	$(PY) bench/synthetic_speed.py
+	$(PY) bench/road_speed.py
 
 clean:
 	rm -rf _build book/_generated $(VENV)

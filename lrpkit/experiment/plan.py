@@ -170,10 +170,14 @@ class Cost:
     inpaintings: int
     naive_forward: int
     naive_inpaintings: int
+    road_forward: int = 0
+    road_imputations: int = 0
 
     def lines(self) -> List[str]:
         per = max(self.curves, 1)
-        return [
+        road = [f"ROAD (road): at most {self.road_forward} forward passes and {self.road_imputations} imputations "
+                f"(sparse solves)"] if self.road_imputations else []
+        return road + [
             f"{self.units} units (images), {self.heatmaps} heatmaps in {self.lrp_passes} batched LRP passes, "
             f"{self.curves} Pixel-Flipping curves",
             f"forward passes: at most {self.forward} ({self.forward / per:.1f} per curve; one run per curve: "
@@ -207,7 +211,9 @@ def cost(config: Config, n_units: int) -> Cost:
     images_per_unit = 2 + rows * (n_steps if chained else partial)
     inpaint_per_unit = rows * (n_steps if chained else partial) if mode == "inpainting" else 0
     curves = n_units * settings * len(orders)
-    return Cost(units=n_units, heatmaps=n_units * settings,
+    road_steps = len(config.data["road"]["percentages"]) if config.data["road"] is not False else 0
+    return Cost(road_forward=n_units * (2 + rows * road_steps) if road_steps else 0,
+                road_imputations=n_units * rows * road_steps,units=n_units, heatmaps=n_units * settings,
                 lrp_passes=n_units * math.ceil(settings / config.data["lrp"]["chunk_size"]), curves=curves,
                 forward=n_units * images_per_unit, inpaintings=n_units * inpaint_per_unit,
                 naive_forward=curves * per_curve_forward,

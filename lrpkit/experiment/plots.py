@@ -5,6 +5,8 @@ The thesis drew its contour plots with ``tricontourf`` on linear axes, default l
 mark at the optimum (its Figures 4.1 and 4.2). Here both axes are logarithmic with the value 0
 shown one decade below the smallest positive value (the grids are ``{0} ∪`` log-spaced values), the
 measured settings are dotted, the best setting is starred, and the title says which way is better.
+:func:`grader_contours` draws one such plot per grader (:mod:`~lrpkit.experiment.uncertainty`) and
+outlines the settings that the images do not tell apart from the starred one.
 
 Every function draws into matplotlib axes it is given (or a new figure) and returns what it marked,
 so that a notebook can state and check the numbers it shows.
@@ -214,7 +216,8 @@ def grader_contours(results, graders: Optional[Sequence[Any]] = None, *, n_boot:
     if axes is None:
         columns = min(3, len(chosen))
         rows = -(-len(chosen) // columns)
-        fig, grid = plt.subplots(rows, columns, figsize=(5.4 * columns, 4.9 * rows), squeeze=False)
+        fig, grid = plt.subplots(rows, columns, figsize=(6.2 * columns, 5.6 * rows), squeeze=False,
+                                 layout="constrained")
         axes = list(grid.ravel())
         for extra in axes[len(chosen):]:
             extra.set_visible(False)
@@ -270,11 +273,10 @@ def _outline(ax, px: np.ndarray, py: np.ndarray, inside: np.ndarray, label: str)
 
     grid = np.zeros((len(px) + 2, len(py) + 2))
     grid[1:-1, 1:-1] = inside
-    halo = [effects.withStroke(linewidth=3.2, foreground="white")]
-    lines = ax.contour(padded(px), padded(py), grid.T, levels=[0.5], colors="black", linewidths=1.4,
-                       linestyles="--")
-    lines.set_path_effects(halo)
-    ax.plot([], [], color="black", linewidth=1.4, linestyle="--", path_effects=halo, label=label)
+    for color, width, style in (("white", 3.0, "-"), ("black", 1.4, "--")):     # dashed black on white: seen on any colour
+        ax.contour(padded(px), padded(py), grid.T, levels=[0.5], colors=color, linewidths=width, linestyles=style)
+    handle = ax.plot([], [], color="black", linewidth=1.4, linestyle="--", label=label)[0]   # the legend's entry
+    handle.set_path_effects([effects.withStroke(linewidth=3.0, foreground="white")])
 
 
 def auc_distributions(tables: Mapping[str, Any], *, orders: Sequence[str] = ("morf", "lrf", "random")):

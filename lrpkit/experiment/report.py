@@ -117,18 +117,16 @@ def _uncertainty_lines(results) -> List[str]:
     (a partial one: not every image at every setting) gets a line that says why."""
     import numpy as np
 
-    from .uncertainty import grader_agreement, graders_in, optimum_uncertainty
+    from .uncertainty import _summary
 
-    graders = graders_in(results)
     out = []
     try:
-        for g in graders:
-            out.append(optimum_uncertainty(results, g, n_boot=1000, seed=0).text())
-        if len(graders) >= 2:
-            words = {"yes": "agree", "no": "disagree", "undecided": "undecided", "no ranking": "no ranking"}
-            for _, row in grader_agreement(results, graders, n_boot=1000, seed=0).iterrows():
-                tau = "nan" if np.isnan(row["tau"]) else f"{row['tau']:.2f} [{row['tau_low']:.2f}, {row['tau_high']:.2f}]"
-                out.append(f"τ({row['first']}, {row['second']}) = {tau}: {words[row['agrees']]}")
+        sure, pairs = _summary(results, n_boot=1000, level=0.95, seed=0)
+        out += [one.text() for one in sure]
+        words = {"yes": "agree", "no": "disagree", "undecided": "undecided", "no ranking": "no ranking"}
+        for _, row in pairs.iterrows():
+            tau = "nan" if np.isnan(row["tau"]) else f"{row['tau']:.2f} [{row['tau_low']:.2f}, {row['tau_high']:.2f}]"
+            out.append(f"τ({row['first']}, {row['second']}) = {tau}: {words[row['agrees']]}")
     except ValueError as error:
         out.append(f"no bootstrap of the best settings: {error}")
     return out

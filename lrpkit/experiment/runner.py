@@ -305,6 +305,18 @@ def calibrate(model: torch.nn.Module, config: Config, unit: planning.Unit, *, wo
         parallel = max(workers if workers is not None else
                        inpainting.default_workers(accelerated=device.type != "cpu"), 1)
         pf_seconds = max(pf_seconds, count.inpaintings * per_inpainting / parallel)
+    if count.road_imputations:                         # ROAD: a solve of half the image per imputation
+        from .. import imputation
+
+        half = np.zeros(x.shape[-2:], dtype=bool)
+        half[: half.shape[0] // 2] = True
+        t0 = time.perf_counter()
+        imputation.impute(x[0].detach().double().cpu().numpy(), half)
+        per_imputation = time.perf_counter() - t0
+        parallel = max(workers if workers is not None else
+                       inpainting.default_workers(accelerated=device.type != "cpu"), 1)
+        pf_seconds += max(count.road_forward / batch * forward_seconds,
+                          count.road_imputations * per_imputation / parallel)
     return {"lrp": lrp_seconds, "pf": pf_seconds, "unit": lrp_seconds + pf_seconds,
             "calibration": time.perf_counter() - started}
 

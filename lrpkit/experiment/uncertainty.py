@@ -38,7 +38,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .agreement import LOCALISATION_NAMES, optimum, per_image, rank_agreement, score_grid
+from .agreement import LOCALISATION_NAMES, TauInterval, _tau_b, kendall_tau, optimum, per_image, score_grid
 from .report import axes_of
 
 __all__ = ["Grader", "GRADERS", "TRUTH", "graders_in", "grader", "OptimumUncertainty", "optimum_uncertainty",
@@ -219,64 +219,54 @@ class OptimumUncertainty:
                 f"{self.n_region} of {self.n_settings} settings not significantly worse at {100 * self.level:g} %")
 
 
-def _boot_means(oriented: np.ndarray, n_boot: int, seed: int):
-    """``[n_boot, S]`` means over resampled images, in chunks of 100 resamples (NaN ignored)."""
-    valid = ~np.isnan(oriented)
-    filled = np.where(valid, oriented, 0.0)
-    counted = valid.astype(np.float64)
-    n_images = oriented.shape[0]
+def _boot_means(oriented: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """``[n_boot, S]``: the settings' means (NaN ignored) over resamples of the images, drawn as
+    :func:`~lrpkit.experiment.agreement.rank_agreement` draws them (the same seed: the same resamples,
+    the same means), 100 resamples a step."""
     rng = np.random.default_rng(seed)
-    for start in range(0, n_boot, 100):      # bounded memory: [100, I] per step
-        size = min(100, n_boot - start)
-        draw = rng.integers(0, n_images, size=(size, n_images))
-        weights = np.bincount((draw + n_images * np.arange(size)[:, None]).ravel(),
-                              minlength=size * n_images).reshape(size, n_images).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            yield (weights @ filled) / (weights @ counted)
+    n_images = oriented.shape[0]
+    means = []
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)  # all-NaN setting
+        for start in range(0, n_boot, 100):      # bounded memory: [100, I, S] per step
+            draw = rng.integers(0, n_images, size=(min(100, n_boot - start), n_images))
+            means.append(np.nanmean(oriented[draw], axis=1))
+    return np.concatenate(means)
 
 
-def _uncertainty(scores: _Scores, g: Grader, axes, n_boot: int, level: float, seed: int) -> OptimumUncertainty:
+def _uncertainty(scores: _Scores, boot: np.ndarray, g: Grader, axes, level: float, seed: int) -> OptimumUncertainty:
     x = scores.oriented
-    n_settings = x.shape[1]
+    n_boot, n_settings = boot.shape
     scale = float(np.nanmax(np.abs(x))) if np.isfinite(x).any() else 1.0
-    share = np.zeros(n_settings)
-    worse = []               # per chunk [B, S]: the best's mean minus each setting's (> 0: worse than the best)
-    used = 0
-    for means in _boot_means(x, n_boot, seed):
-        scored = np.where(np.isnan(means), -np.inf, means)
-        top = scored.max(axis=1, keepdims=True)
-        ok = np.isfinite(top[:, 0])
-        winners = (scored >= top - 1e-12 * scale) & ok[:, None]       # a tie (to rounding) shares the resample
-        share += (winners / np.maximum(winners.sum(axis=1, keepdims=True), 1)).sum(axis=0)
-        used += int(ok.sum())
-        if scores.best_index >= 0:
-            worse.append(means[:, [scores.best_index]] - means)
-    share = share / max(used, 1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
-        full = np.nanmean(x, axis=0)
+    ranked = np.where(np.isnan(boot), -np.inf, boot)
+    top = ranked.max(axis=1, keepdims=True)
+    ok = np.isfinite(top[:, 0])          # a resample with no finite mean picks nothing
+    winners = (ranked >= top - 1e-12 * scale) & ok[:, None]       # a tie (to rounding) shares the resample
+    share = (winners / np.maximum(winners.sum(axis=1, keepdims=True), 1)).sum(axis=0) / max(int(ok.sum()), 1)
     if scores.best_index >= 0:
-        worse = np.concatenate(worse)
+        worse = boot[:, [scores.best_index]] - boot      # > 0: the setting is worse than the best
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
             bound = np.nanquantile(worse, 1 - level, axis=0)             # one-sided: the lower bound
-        inside = bound <= 0      # NaN (no resample) compares False: out
+        inside = bound <= 0      # NaN (never measured) compares False: out
         inside[scores.best_index] = True
-    else:
-        inside = ~np.isnan(full)   # all equal: none is worse than another
+    else:                        # the same everywhere: none is worse than another
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
+            inside = ~np.isnan(np.nanmean(x, axis=0))
     region = np.zeros(scores.z.shape, dtype=bool)
     region[scores.cell] = inside
     grid_share = np.zeros(scores.z.shape)
     grid_share[scores.cell] = share
     nan = float("nan")
     best = scores.best if scores.best is not None else (nan, nan, nan)
+    found = scores.best_index >= 0
     return OptimumUncertainty(
         grader=g, first_axis=axes[0], second_axis=axes[1], first=scores.first, second=scores.second, z=scores.z,
-        region=region, share=grid_share, constant=scores.best is None, best_first=best[0], best_second=best[1],
-        best_mean=best[2], best_setting=int(scores.settings[scores.best_index]) if scores.best_index >= 0 else -1,
-        best_share=float(share[scores.best_index]) if scores.best_index >= 0 else nan,
-        n_region=int(region.sum()), n_settings=n_settings, n_images=x.shape[0], n_boot=int(n_boot), level=level,
-        seed=seed)
+        region=region, share=grid_share, constant=not found, best_first=best[0], best_second=best[1],
+        best_mean=best[2], best_setting=int(scores.settings[scores.best_index]) if found else -1,
+        best_share=float(share[scores.best_index]) if found else nan, n_region=int(region.sum()),
+        n_settings=n_settings, n_images=x.shape[0], n_boot=int(n_boot), level=level, seed=seed)
 
 
 def optimum_uncertainty(results, grader: GraderLike, *, n_boot: int = 1000, level: float = 0.95,
@@ -311,7 +301,8 @@ def optimum_uncertainty(results, grader: GraderLike, *, n_boot: int = 1000, leve
     """
     g = _find(grader)
     _check(results, g, level, n_boot)
-    return _uncertainty(_scores(results, g), g, axes_of(results), n_boot, level, seed)
+    scores = _scores(results, g)
+    return _uncertainty(scores, _boot_means(scores.oriented, n_boot, seed), g, axes_of(results), level, seed)
 
 
 #: The columns of :func:`grader_agreement`.
@@ -329,7 +320,8 @@ def grader_agreement(results, graders: Optional[Sequence[GraderLike]] = None, *,
     graders : sequence of Grader or str, optional
         Default :func:`graders_in` ``(results)``; :data:`TRUTH` graders may be among them.
     n_boot, level, seed
-        As :func:`lrpkit.experiment.agreement.rank_agreement`.
+        As :func:`lrpkit.experiment.agreement.rank_agreement`, whose numbers these are (each grader's
+        resamples are drawn once, the same for every pair, as that function draws them).
 
     Returns
     -------
@@ -340,18 +332,24 @@ def grader_agreement(results, graders: Optional[Sequence[GraderLike]] = None, *,
         every setting), ``same_optimum`` (whether both best settings over all images coincide; False
         when either has none), ``images`` and ``settings``.
     """
-    import pandas as pd
-
     chosen = graders_in(results) if graders is None else tuple(map(_find, graders))
     for g in chosen:
         _check(results, g, level, n_boot)
     scored = {g.name: _scores(results, g) for g in chosen}
+    boots = {name: _boot_means(scores.oriented, n_boot, seed) for name, scores in scored.items()}
+    return _agreement(chosen, scored, boots, level)
+
+
+def _agreement(chosen: Sequence[Grader], scored, boots, level: float):
+    """:func:`grader_agreement` from each grader's scores and resampled means (:func:`_boot_means`)."""
+    import pandas as pd
+
     rows = []
     for one, two in itertools.combinations(chosen, 2):
         x, y = scored[one.name], scored[two.name]
         if not np.array_equal(x.settings, y.settings) or x.oriented.shape != y.oriented.shape:
             raise ValueError(f"graders {one.name!r} and {two.name!r} cover different images or settings")
-        interval = rank_agreement(x.oriented, y.oriented, n_boot=n_boot, level=level, seed=seed)
+        interval = _tau_interval(x.oriented, y.oriented, boots[one.name], boots[two.name], level)
         if np.isnan(interval.tau):
             agrees = "no ranking"
         else:
@@ -361,3 +359,34 @@ def grader_agreement(results, graders: Optional[Sequence[GraderLike]] = None, *,
                      "tau_high": interval.high, "agrees": agrees, "same_optimum": bool(same),
                      "images": interval.n_images, "settings": interval.n_settings})
     return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+
+
+def _tau_interval(first: np.ndarray, second: np.ndarray, boot_first: np.ndarray, boot_second: np.ndarray,
+                  level: float) -> TauInterval:
+    """:func:`~lrpkit.experiment.agreement.rank_agreement` of ``first`` and ``second`` (``[I, S]``), the
+    same numbers, from their resampled means (:func:`_boot_means` with the same seed): each grader's
+    resamples are taken once, not once per pair."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
+        a, b = np.nanmean(first, axis=0), np.nanmean(second, axis=0)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    tau = kendall_tau(a[keep], b[keep])
+    n_boot = boot_first.shape[0]
+    taus = np.concatenate([_tau_b(boot_first[start:start + 100, keep], boot_second[start:start + 100, keep])
+                           for start in range(0, n_boot, 100)])      # bounded memory: [100, S, S] per step
+    low, high = np.nanquantile(taus, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(taus).any() else (np.nan,) * 2
+    return TauInterval(tau=tau, low=float(low), high=float(high), level=level, n_boot=int(n_boot),
+                       n_images=first.shape[0], n_settings=int(keep.sum()))
+
+
+def _summary(results, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0):
+    """:func:`optimum_uncertainty` of every grader of :func:`graders_in` and their
+    :func:`grader_agreement`, each grader's resamples drawn once (for :func:`~lrpkit.experiment.report.report_lines`)."""
+    chosen = graders_in(results)
+    for g in chosen:
+        _check(results, g, level, n_boot)
+    axes = axes_of(results)
+    scored = {g.name: _scores(results, g) for g in chosen}
+    boots = {name: _boot_means(scores.oriented, n_boot, seed) for name, scores in scored.items()}
+    sure = [_uncertainty(scored[g.name], boots[g.name], g, axes, level, seed) for g in chosen]
+    return sure, _agreement(chosen, scored, boots, level)
