@@ -26,6 +26,9 @@ Where the thesis is silent, or its code has a defect, lrpkit's conventions are:
   otherwise;
 - ``mode="random"`` fills with uniform noise in [0, 1] pixel units, one noise image per distinct
   image, so a region keeps its noise from step to step;
+- ``mode="road"`` is ROAD's noisy linear imputation (:mod:`lrpkit.imputation`, :mod:`lrpkit.road`):
+  each flipped pixel the weighted mean of its neighbours, from the original image, plus Gaussian
+  noise (``noise``, in the normalized input's units), one noise image per distinct image;
 - the random order is one permutation per distinct image, drawn from ``(seed, image index)``;
 - ties between patch scores keep the patches' row-major order (stable sort, on the CPU).
 
