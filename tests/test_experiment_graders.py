@@ -11,17 +11,9 @@ from lrpkit.experiment.config import ConfigError, load_config
 from lrpkit.experiment.plan import cost
 from lrpkit.experiment.runner import run
 from lrpkit.experiment.store import ROAD_COLUMNS, read_results
-from test_experiment import AXOLOTL, config_dict, write_val
+from test_experiment import AXOLOTL, config_dict, one_thread, write_val  # noqa: F401 (one_thread: autouse)
 
 ROAD = {"percentages": [25, 50, 75], "noise": 0.0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
