@@ -529,7 +529,7 @@ def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
     text = re.sub(r"<[^>]+>", "", page)
     assert page.count("<img") >= 6                                   # Figures 4.1-4.6 and 3.2
     assert text.count("Table 4.") >= 3 and "lrpkit-random-weights" in page
-    assert page.count("lrpkit-provenance-record") == 2
+    assert page.count("lrpkit-provenance-record") == 3     # fig-4-1, fig-4-3, fig-4-graders
     assert "2 × 2" in text                                           # the smoke grid, glued
     # no verdict against the thesis's optimum (another axis, denominators and network), and it says
     # that Pixel-Flipping runs without the thesis code's defects

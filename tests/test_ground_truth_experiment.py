@@ -125,8 +125,10 @@ def test_the_results_hold_the_localisation_of_every_heatmap(trained, results):
     for setting, (gamma, epsilon) in enumerate([(g, e) for g in (0.0, 0.25) for e in (0.0, 0.25)]):
         heat = lrp.relevance(model, batch.normalized(), batch.labels, composites.tutorial(gamma, epsilon))
         rows = table[(table["setting"] == setting) & (table["order"] == "morf")].sort_values("image")
+        # float32 heatmaps made in other batch layouts (a grid of one image there, one setting of four
+        # images here) differ by rounding, which differs between CPUs: 8e-8 on a score in [0, 1] seen
         np.testing.assert_allclose(rows["loc_mass"], localisation.relevance_mass_accuracy(heat.double(), batch.masks),
-                                   rtol=1e-5, atol=1e-9)
+                                   rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(rows["loc_pointing"], localisation.pointing_game(heat.double(), batch.masks))
     # a per-heatmap value: the same in the rows of every order
     assert table.groupby(["image", "setting"])["loc_mass"].nunique().max() == 1

@@ -89,7 +89,9 @@ def test_grid_with_a_modified_forward_equals_settings_one_by_one(composite, vgg1
     grid = lrp.explain(vgg16_f64, image, 7, FACTORIES[composite](first, second), chunk_size=3, keep_layers=True)
     for b in range(4):
         one = lrp.explain(vgg16_f64, image, 7, FACTORIES[composite](float(first[b]), float(second[b])))
-        assert rel_err(grid.relevance[b], one.relevance[0]) <= 1e-12
+        # float64: a batch of four sums in another order than a batch of one (up to 4.6e-12 measured on
+        # an Intel Xeon); sharing the forward pass across settings would be wrong by far more
+        assert rel_err(grid.relevance[b], one.relevance[0]) <= 1e-10
         torch.testing.assert_close(grid.logits[b], one.logits[0], rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(grid.layer_sums[:, b], one.layer_sums[:, 0], rtol=1e-10, atol=1e-14)
     # the settings differ in the forward pass itself, not only in the backward pass
