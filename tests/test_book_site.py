@@ -534,7 +534,8 @@ def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
     # no verdict against the thesis's optimum (another axis, denominators and network), and it says
     # that Pixel-Flipping runs without the thesis code's defects
     assert not re.search(r"\b(inside|outside)\b\s+the thesis", text) and "thesis_compat" in text
-    assert "Traceback" not in text and "Error" not in text
+    # the one error the page may show is the one it quotes: Quantus's ROAD metric on a colour image
+    assert "Traceback" not in text and "Error" not in re.sub(r"stops with \w+Error", "", text)
     appendix = (html / "appendix-more-classes.html").read_text(encoding="utf-8")
     assert appendix.count("<img") >= 2 and "lrpkit-provenance-record" in appendix
     assert "dalmatian" in appendix and "Traceback" not in appendix
