@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import __version__
+from .figure_data import FIGURE_ENV, FOLDER_ENV, save, site_path
 
 __all__ = ["COMMON_PARAMETERS", "provenance", "Provenance", "Banner", "provenance_record", "source_hash",
            "lrpkit_version", "git_commit", "state_sha256", "public_value", "package_versions",
@@ -250,6 +251,10 @@ class Provenance:
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     computation: str = ""
+    #: The figure's id in the book's registry, when the book build runs the notebook (else "").
+    figure: str = ""
+    #: Names of the data files attached with :meth:`attach` (published beside the figure).
+    data_files: list[str] = field(default_factory=list)
 
     @property
     def random_weights(self) -> bool:
@@ -267,7 +272,20 @@ class Provenance:
                 "lrpkit_version": self.lrpkit_version, "git_commit": self.git_commit,
                 "date": self.date, "packages": self.packages, "experiments": self.experiments,
                 "machine": self.machine, "computation": self.computation,
-                "random_weights": self.random_weights}
+                "random_weights": self.random_weights, "figure": self.figure, "data_files": self.data_files}
+
+    def attach(self, name: str, data: Any, folder: Path | str | None = None) -> "Provenance":
+        """Save data the figure plots (a pandas table as CSV; arrays or a mapping of them as NPZ) for
+        the reader to download from this box (:func:`lrpkit.figure_data.save`); returns ``self``.
+
+        The file goes to ``folder``, or where the book build says (:data:`lrpkit.figure_data.FOLDER_ENV`);
+        with neither, nothing is written and the box lists nothing. Attach before gluing the box.
+        """
+        folder = folder if folder is not None else os.environ.get(FOLDER_ENV)
+        if folder is not None:
+            path = save(name, data, folder)
+            self.data_files = [*(f for f in self.data_files if f != path.name), path.name]
+        return self
 
     def record(self) -> str:
         """The provenance as JSON (also embedded in the HTML, for the build and the tests)."""
@@ -317,12 +335,15 @@ class Provenance:
             ("Date (UTC)", self.date),
             ("Packages", ", ".join(f"{k} {v}" for k, v in self.packages.items())),
         ]
+        if self.figure:
+            links = [(f, site_path(self.figure, f)) for f in [f"{self.figure}.ipynb", *self.data_files]]
+            rows.insert(1, ("Downloads", [_Link(text, f"lrpkit-root:{path}") for text, path in links]))
         if self.experiments:
             rows.insert(4, ("Experiment results", [f"{name}: {_experiment_text(r)}"
                                                    for name, r in self.experiments.items()]))
         body = "".join(f"<tr><th>{html.escape(k)}</th><td>"
-                       + "<br>".join(f"<code>{html.escape(str(line))}</code>" for line in
-                                     (v if isinstance(v, list) else [v]))
+                       + "<br>".join(line.html() if isinstance(line, _Link) else f"<code>{html.escape(str(line))}</code>"
+                                     for line in (v if isinstance(v, list) else [v]))
                        + "</td></tr>" for k, v in rows)
         record = self.record().replace("</", "<\\/")
         tag = html.escape(self.computation or "computation not stated")
@@ -334,6 +355,18 @@ class Provenance:
     def banner(self) -> "Banner":
         """A visible notice: a warning when the weights are random, else which weights."""
         return Banner(self)
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A download link of the box; ``lrpkit-root:`` is made relative to the page by the site
+    (book/_ext/lrpkit_downloads.py)."""
+
+    text: str
+    href: str
+
+    def html(self) -> str:
+        return f'<a class="lrpkit-download" href="{html.escape(self.href)}" download><code>{html.escape(self.text)}</code></a>'
 
 
 @dataclass
@@ -479,6 +512,7 @@ def provenance(parameters: Mapping[str, Any], model: Any = None,
         experiments={name: experiment_record(folder) for name, folder in (experiments or {}).items()},
         machine=machine(device),
         computation=computation,
+        figure=os.environ.get(FIGURE_ENV, ""),
     )
 
 

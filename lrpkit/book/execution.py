@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .. import figure_data
 from ..checksums import sha256_file
 from ..provenance import lrpkit_version, machine, provenance_record
+from . import downloads
 from .cache import Cache, Entry, code_inputs, data_checksums, weights_inputs
 from .errors import BuildError
 from .experiments import figure_keys
@@ -173,7 +175,10 @@ def _run_one(root: Path, figure: Figure, params: Mapping[str, Any], entry: Entry
         try:
             with entry.fill() as folder:
                 notebook = folder / NOTEBOOK
-                _execute(root, figure, params, notebook, log, timeout, env)
+                # The notebook's data files (Provenance.attach) go into the entry, beside the notebook.
+                figure_env = {**env, figure_data.FOLDER_ENV: str(folder / downloads.DATA),
+                              figure_data.FIGURE_ENV: figure.id}
+                _execute(root, figure, params, notebook, log, timeout, figure_env)
                 _check_kernel_lrpkit(figure, notebook)
                 executed = present(nbformat.read(notebook, as_version=4))
                 # papermill records absolute paths of this machine; the book's own are enough.
@@ -194,6 +199,7 @@ def _run_one(root: Path, figure: Figure, params: Mapping[str, Any], entry: Entry
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.is_file() or target.read_bytes() != cached.read_bytes():
         shutil.copyfile(cached, target)
+    downloads.publish(root, figure.id, entry.folder, cached)
     return FigureResult(figure.id, status, time.perf_counter() - start, entry.fingerprint, str(figure.output),
                         str(entry.folder / LOG))
 
