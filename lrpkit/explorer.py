@@ -112,7 +112,7 @@ class Grid:
                                  f"not {list(_numpy(value).shape)}")
 
 
-@dataclass
+@dataclass(repr=False)
 class Explorer:
     """An explorer's figure and frames; shows itself in a notebook and on a book page as HTML."""
 
@@ -130,6 +130,10 @@ class Explorer:
 
     def _repr_html_(self) -> str:
         return self.html()
+
+    def __repr__(self) -> str:
+        settings = sum(len(row) for g in self.grids for row in g["frames"])
+        return f"<grid explorer: {len(self.grids)} grid(s), {settings} settings>"
 
     def frame(self, grid: int, i: int, j: int = 0) -> dict:
         """The precomputed frame of a setting: ``src`` (the heatmap as a data URI), ``title``,

@@ -22,7 +22,7 @@ from . import store
 from .config import Config, load_config
 from .grid import build_composite, grid_tensors
 
-__all__ = ["Replay", "replay"]
+__all__ = ["Replay", "replay", "explain_grid"]
 
 
 @dataclasses.dataclass
@@ -161,3 +161,16 @@ def stored_curves(results_table, replayed: Replay) -> Dict[tuple, np.ndarray]:
                          & results_table["setting"].isin(replayed.settings)
                          & results_table["order"].isin(replayed.orders)]
     return {(int(r.setting), r.order): np.asarray(r.scores, dtype=np.float64) for r in part.itertuples()}
+
+
+def explain_grid(config: Config, model: torch.nn.Module, x: torch.Tensor, target=None) -> lrp.Explanation:
+    """The heatmaps of every setting of an experiment's grid for any image ``x`` ``[1, C, H, W]``: the
+    experiment's composite, heuristic and max-pooling, in setting order (``n2 * i + j``), as one
+    :func:`lrpkit.lrp.explain` call. ``target``: a class index, or None for each setting's argmax."""
+    comp = config.data["composite"]
+    a, b = grid_tensors(*config.grid, dtype=x.dtype, device=x.device)
+    composite = build_composite(comp["family"], comp["variant"], a, b, heuristic=comp["heuristic"],
+                                maxpool=comp["maxpool"])
+    if target is not None and not torch.is_tensor(target):
+        target = torch.tensor([int(target)], device=x.device)
+    return lrp.explain(model, x, target, composite, chunk_size=config.data["lrp"]["chunk_size"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-__all__ = ["mean_auc", "best_settings", "BEST", "report_lines", "axes_of", "auc_grid", "log_position", "nearest_setting",
+__all__ = ["mean_auc", "mean_curves", "best_settings", "BEST", "report_lines", "axes_of", "auc_grid", "log_position", "nearest_setting",
            "relevance_extremes", "experiments_table"]
 
 #: How each order's best setting is chosen: ``"min"``, ``"max"`` or None (no best).
@@ -44,6 +44,34 @@ def mean_auc(results):
     order_rank = {o: k for k, o in enumerate(BEST)}
     return table.sort_values(["order", "setting"], key=lambda c: c.map(order_rank) if c.name == "order" else c,
                              ignore_index=True)
+
+
+def mean_curves(results, order: str):
+    """The mean curve (``scores``) over the images of every setting of ``order``, as a grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n1, n2, steps]``: ``[i, j]`` is the mean over the images of the curves at setting ``(i, j)``.
+
+    Raises
+    ------
+    ValueError
+        The table has no rows of ``order``, or not every setting of the grid.
+    """
+    import numpy as np
+
+    part = results[results["order"] == order]
+    if part.empty:
+        raise ValueError(f"the results hold no rows of order {order!r} (they have "
+                         f"{sorted(results['order'].unique())})")
+    n1, n2 = int(results["i"].max()) + 1, int(results["j"].max()) + 1
+    curves = np.full((n1, n2, len(part["scores"].iloc[0])), np.nan)
+    for (i, j), rows in part.groupby(["i", "j"]):
+        curves[i, j] = np.mean(np.stack(rows["scores"].to_numpy()), axis=0)
+    if np.isnan(curves).any():
+        raise ValueError(f"order {order!r}: not every setting of the {n1} x {n2} grid has curves")
+    return curves
 
 
 def best_settings(results):

@@ -180,12 +180,9 @@ def _load(config: Config, unit: planning.Unit, device: torch.device, dtype: torc
 
 def _explain(model: torch.nn.Module, config: Config, unit: planning.Unit, x: torch.Tensor) -> lrp.Explanation:
     """The heatmaps of every setting of the grid for the unit's image (one :func:`lrpkit.lrp.explain` call)."""
-    comp = config.data["composite"]
-    a, b = grid_tensors(*config.grid, dtype=x.dtype, device=x.device)
-    composite = build_composite(comp["family"], comp["variant"], a, b, heuristic=comp["heuristic"],
-                                maxpool=comp["maxpool"])
-    target = torch.tensor([unit.label], device=x.device) if config.data["target"] == "label" else None
-    return lrp.explain(model, x, target, composite, chunk_size=config.data["lrp"]["chunk_size"])
+    from .replay import explain_grid
+
+    return explain_grid(config, model, x, unit.label if config.data["target"] == "label" else None)
 
 
 def _pixel_flipping(model: torch.nn.Module, config: Config, x: torch.Tensor, relevance: torch.Tensor, target: int,
