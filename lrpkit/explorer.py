@@ -57,7 +57,7 @@ function choose(g) {
   grid = g;
   fig.layout.sliders = E.grids[g].sliders;
   fig.layout.updatemenus[0].active = g;
-  Plotly.newPlot(gd, fig.data, fig.layout, {displaylogo: false}).then(function () { listen(); show(); });
+  Plotly.newPlot(gd, fig.data, fig.layout, {displaylogo: false, responsive: true}).then(function () { listen(); show(); });
 }
 listen();
 gd.dataset.frame = '0/0/0';
@@ -142,7 +142,7 @@ class Explorer:
 
     def _html(self, **options) -> str:
         frames = json.dumps({"grids": self.grids}, separators=(",", ":")).replace("</", "<\\/")
-        plot = self.figure.to_html(div_id=self.div_id, post_script=GLUE, config={"displaylogo": False},
+        plot = self.figure.to_html(div_id=self.div_id, post_script=GLUE, config={"displaylogo": False, "responsive": True},
                                    **{"full_html": False, **options})
         return (f'<div class="{CSS_CLASS}">'
                 f'<script type="application/json" id="{self.div_id}-frames">{frames}</script>{plot}</div>')
@@ -150,7 +150,7 @@ class Explorer:
 
 def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, curve_x: Any = None,
              curve_axes: tuple[str, str] = ("", ""), title: str = "", quality: int = 85,
-             width: int = 760, height: int = 470) -> Explorer:
+             height: int = 500) -> Explorer:
     """An interactive figure of precomputed heatmaps: sliders pick the setting, a menu the grid.
 
     Parameters
@@ -167,6 +167,8 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
         Shown before each setting's description (its values, the verdict, the numbers) in the title.
     quality : int
         JPEG quality of the embedded heatmaps.
+    height : int
+        The figure's height in pixels; its width follows the page's.
 
     Raises
     ------
@@ -198,12 +200,14 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
     figure.update_xaxes(visible=False, row=1, col=1)
     figure.update_yaxes(visible=False, row=1, col=1)
     menu = len(grids) > 1
-    layout = {"title": {"text": first["title"], "font": {"size": 13}, "x": 0.3 if menu else 0.02, "xanchor": "left"},
-              "width": width, "height": height,
-              "margin": {"t": 70, "b": 20 + 80 * max(len(f["sliders"]) for f in frames), "l": 20, "r": 20},
+    top, bottom = 100 if menu else 60, 20 + 80 * max(len(f["sliders"]) for f in frames)
+    layout = {"title": {"text": first["title"], "font": {"size": 13}, "x": 0.02, "xanchor": "left",
+                        "y": 1 - (top - 45) / height, "yref": "container", "yanchor": "middle"},
+              "height": height, "autosize": True, "margin": {"t": top, "b": bottom, "l": 20, "r": 20},
               "sliders": frames[0]["sliders"]}
-    if menu:
-        layout["updatemenus"] = [{"type": "dropdown", "active": 0, "x": 0, "y": 1.2, "xanchor": "left", "yanchor": "bottom",
+    if menu:   # above the title, in the top margin (in the plot area's coordinates)
+        layout["updatemenus"] = [{"type": "dropdown", "active": 0, "x": 0, "xanchor": "left", "yanchor": "top",
+                                  "y": 1 + (top - 8) / (height - top - bottom),
                                   "buttons": [{"label": g.name, "method": "skip", "args": []} for g in grids]}]
     figure.update_layout(**layout)
     return Explorer(figure, frames, f"explorer-{uuid.uuid4().hex[:8]}")

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrpkit import canonical, teaching
+from lrpkit import canonical, diagnostics, lrp, teaching
+from lrpkit.composites import Composite
 from lrpkit.teaching import conv as teaching_conv
 from lrpkit.rules import Gamma, ZBox
 
@@ -28,7 +29,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("implement-lrp-*.ipynb"))
 def notebook_solutions() -> dict:
     """Every function the notebooks' ``%%solution`` cells define, run in one namespace (in part
     order, as a reader who does all three parts would) holding the names the notebooks import."""
-    namespace: dict = {"torch": torch, "F": F, "canonical": canonical, "Gamma": Gamma, "ZBox": ZBox}
+    namespace: dict = {"torch": torch, "F": F, "canonical": canonical, "Gamma": Gamma, "ZBox": ZBox, "lrp": lrp,
+                       "diagnostics": diagnostics, "Composite": Composite}
     for path in NOTEBOOKS:
         for cell in json.loads(path.read_text())["cells"]:
             source = "".join(cell["source"])
@@ -603,13 +605,17 @@ def test_checks_are_deterministic_and_leave_inputs_alone():
 # the notebooks
 
 
+#: A blank of a skeleton: ``...`` as code (an assignment, an argument or a return), not in prose.
+SKELETON_BLANK = re.compile(r"(= |\(|return )\.\.\.(\)| |$)", re.M)
+
+
 def test_every_exercise_has_stub_solution_and_check_in_order():
     cells = []
     for path in NOTEBOOKS:
         cells += ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     for name in teaching.EXERCISES:
         stub = next(i for i, s in enumerate(cells) if re.search(rf"^def {name}\(", s, re.M)
-                    and "raise NotImplementedError" in s)
+                    and ("raise NotImplementedError" in s or SKELETON_BLANK.search(s)))
         solution = next(i for i, s in enumerate(cells) if s.startswith("%%solution") and f"def {name}(" in s)
         check = next(i for i, s in enumerate(cells) if f"check_{name}({name})" in s)
         assert stub < solution < check, name
@@ -644,7 +650,8 @@ def test_student_versions_have_no_solutions(tmp_path):
         sources = ["".join(c["source"]) for c in cells]
         assert not any(s.startswith("%%solution") for s in sources)
         for name in (e for e, x in teaching.EXERCISES.items() if x.part == int(path.name.split("-")[2])):
-            assert any(f"def {name}(" in s and "raise NotImplementedError" in s for s in sources), name
+            assert any(f"def {name}(" in s and ("raise NotImplementedError" in s or SKELETON_BLANK.search(s))
+                       for s in sources), name
             assert any(f"teaching.check_{name}({name})" in s for s in sources), name
         assert len(cells) == len(json.loads(path.read_text())["cells"]) - sum(
             "solution" in c["metadata"].get("tags", []) for c in json.loads(path.read_text())["cells"])
@@ -694,6 +701,40 @@ def test_solution_lines_are_counted_from_the_notebooks():
     assert list(table["Function"]) == list(teaching.EXERCISES)
     assert list(table["Solution lines"]) == [lines[name] for name in teaching.EXERCISES]
     assert lines["lrp_0_dense"] == 5       # def, four steps
+    to_write = teaching.lines_to_write(REPO / "notebooks")
+    assert list(table["Lines to write"]) == [to_write[name] for name in teaching.EXERCISES]
+    assert to_write["lrp_0_dense"] == 4    # the four steps: the def is given
+    assert to_write["lrp_by_index"] == 9   # the skeleton's four blanks: 1 + 1 + 4 + 3 lines
+    assert lines["lrp_by_index"] >= 35 and all(n <= 15 for n in to_write.values()), to_write
+
+
+def skeleton_and_solution(name):
+    cells = [c for path in NOTEBOOKS for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) for c in cells]
+    skeleton = next(s for s in sources if s.startswith(f"def {name}(") and SKELETON_BLANK.search(s))
+    solution = next(s for s in sources if s.startswith("%%solution") and f"def {name}(" in s)
+    return skeleton, solution.split("\n", 1)[1]
+
+
+def test_the_skeleton_is_the_solution_with_blanks():
+    """Every line of code the skeleton of exercise 10 gives is a line of the book's solution, in
+    the solution's order: the skeleton never shows code the solution does not run."""
+    skeleton, solution = skeleton_and_solution("lrp_by_index")
+
+    given = [line for line in "\n".join(skeleton.split('"""')[0::2]).splitlines()
+             if line.strip() and not SKELETON_BLANK.search(line) and not line.strip().startswith("#")]
+    rest = iter(line.split("  #")[0].rstrip() for line in "\n".join(solution.split('"""')[0::2]).splitlines())
+    for line in given:
+        assert any(line.split("  #")[0].rstrip() == other for other in rest), line
+    assert len(SKELETON_BLANK.findall(skeleton)) == 6            # blanks 1-3, and 4 in three branches
+
+
+def test_a_blank_left_in_the_skeleton_is_named(solutions):
+    skeleton, _ = skeleton_and_solution("lrp_by_index")
+    namespace = dict(solutions)
+    exec(skeleton, namespace)  # noqa: S102 -- the project's own notebook
+    verdict = teaching.check_lrp_by_index(namespace["lrp_by_index"])
+    assert not verdict.passed and "still `...`" in verdict.message, str(verdict)
 
 
 def test_cheat_sheet_calls_are_lrpkit_calls():
@@ -737,3 +778,66 @@ def test_solution_cells_run_only_with_solutions_on(capsys):
     finally:
         teaching.setup(solutions=False)
         InteractiveShell.clear_instance()
+
+
+# --------------------------------------------------------------------------------------------------
+# part 4: debugging a broken heatmap
+
+
+def debug(model, x, target, composite, heuristic="zennit", change=None):
+    """The book's solution, with one answer changed by ``change(answers, names)``."""
+    explanation = lrp.explain(model, x, target, composite)
+    report = diagnostics.instability(explanation)
+    worst = diagnostics.culprits(model, x, composite, target)[0]
+    rules = [((start, stop), rule) for start, stop, rule in composite.assignments]
+    answers = {"unstable": bool(report.unstable[0]), "layer": worst.layer, "channel": worst.unit[0],
+               "fixed": lrp.relevance(model, x, target, Composite(rules, heuristic, composite.maxpool))}
+    if change:
+        change(answers, locals())
+    return answers
+
+
+DEBUG_MISTAKES = [
+    (lambda o, n: o.update(unstable=not o["unstable"]), "but the detector says"),
+    (lambda o, n: o.update(unstable=n["report"]), "give the detector's verdict as True or False"),
+    (lambda o, n: o.update(channel=n["worst"].unit), "is a tuple"),
+    (lambda o, n: o.update(channel=n["worst"].unit[1]), "is the neuron's row"),
+    (lambda o, n: o.update(layer=n["worst"].layer + 1), "is not the layer of the neuron of largest gain"),
+    (lambda o, n: o.update(fixed=n["explanation"].relevance), "is the heatmap you were given"),
+    (lambda o, n: o.update(fixed=n["explanation"]), "is an Explanation"),
+    (lambda o, n: o.update(fixed=-o["fixed"]), "none of lrpkit's stabilized heatmaps"),
+    (lambda o, n: o.pop("fixed"), "has no key 'fixed'"),
+]
+
+
+def test_the_broken_network_is_broken_where_it_was_broken():
+    """The check's own broken case: the detector flags it, and the culprit search names the neuron
+    whose bias was set (layer 5, channel 2, z in (-1e-6, 0))."""
+    model, x, target, composite = teaching.debug.broken_small_vgg(seed=0, channel=2)
+    assert diagnostics.instability(lrp.explain(model, x, target, composite)).unstable[0]
+    worst = diagnostics.culprits(model, x, composite, target, count=1)[0]
+    assert (worst.layer, worst.unit[0]) == (5, 2) and -1e-6 < worst.z < 0
+    for fix in teaching.debug.stabilized(composite).values():
+        assert not diagnostics.instability(lrp.explain(model, x, target, fix)).unstable[0]
+
+
+@pytest.mark.parametrize("heuristic", ["zennit", "tutorial"])
+def test_either_stabilizing_heuristic_fixes_it(heuristic):
+    verdict = teaching.check_debug_heatmap(lambda *args: debug(*args, heuristic=heuristic))
+    assert verdict.passed, str(verdict)
+
+
+@pytest.mark.parametrize("change, words", DEBUG_MISTAKES, ids=[w for _, w in DEBUG_MISTAKES])
+def test_each_debugging_mistake_is_named(change, words):
+    verdict = teaching.check_debug_heatmap(lambda *args: debug(*args, change=change))
+    assert not verdict.passed and words in verdict.message, str(verdict)
+    assert "\n" not in verdict.message
+
+
+def test_the_culprit_of_the_predicted_class_is_named():
+    def predicted(model, x, target, composite):
+        worst = diagnostics.culprits(model, x, composite)[0]
+        return dict(debug(model, x, target, composite), layer=worst.layer, channel=worst.unit[0])
+
+    verdict = teaching.check_debug_heatmap(predicted)
+    assert not verdict.passed and "predicted class" in verdict.message, str(verdict)

@@ -1,6 +1,6 @@
-"""``python -m lrpkit.teaching``: see :mod:`lrpkit.teaching.student`."""
+"""``python -m lrpkit.teaching``: see :mod:`lrpkit.teaching.cli`."""
 import sys
 
-from .student import main
+from .cli import main
 
 sys.exit(main())

@@ -70,11 +70,15 @@ def judge(name: str, fn, cases: Sequence[Case], mistakes: Sequence[Mistake], ref
             return Verdict(name, False, f"{name} is not written yet: replace its `raise NotImplementedError` "
                                         "with your code (the solution is folded under the exercise)")
         except TypeError as exc:
+            if _blank_left(exc):
+                return Verdict(name, False, _BLANK.format(name=name))
             if "argument" in str(exc):
                 return Verdict(name, False, f"{name} cannot be called as {signature}: {exc}; keep the stub's "
                                             "signature")
             return Verdict(name, False, _raised(name, exc, case, raise_hint))
         except RuntimeError as exc:
+            if _blank_left(exc):
+                return Verdict(name, False, _BLANK.format(name=name))
             if no_grad and ("grad" in str(exc)):
                 return Verdict(name, False, f"{name} failed without autograd ({exc}); compute the transposed "
                                             "product directly (F.conv_transpose2d), not with .backward()")
@@ -84,9 +88,13 @@ def judge(name: str, fn, cases: Sequence[Case], mistakes: Sequence[Mistake], ref
                                             "a = a.detach().requires_grad_(True), before the forward pass")
             return Verdict(name, False, _raised(name, exc, case, raise_hint))
         except Exception as exc:  # noqa: BLE001 -- any error of the student's code is reported
+            if _blank_left(exc):
+                return Verdict(name, False, _BLANK.format(name=name))
             return Verdict(name, False, _raised(name, exc, case, raise_hint))
         if out is None:
             return Verdict(name, False, f"{name} returns None: did you forget the `return`?")
+        if out is Ellipsis:
+            return Verdict(name, False, _BLANK.format(name=name))
         if not isinstance(out, torch.Tensor):
             return Verdict(name, False, f"{name} returns a {type(out).__name__}, not a torch.Tensor")
         outputs.append(out.detach())
@@ -144,6 +152,14 @@ def judge(name: str, fn, cases: Sequence[Case], mistakes: Sequence[Mistake], ref
                                 f"largest difference is {float((out - case.expected).abs().max()):.3g} (values "
                                 f"up to {float(case.expected.abs().max()):.3g}); check which inputs receive "
                                 "which share")
+
+
+_BLANK = "a blank of {name}'s skeleton is still `...`: fill in every blank marked `...` with your code"
+
+
+def _blank_left(exc: Exception) -> bool:
+    """Whether ``exc`` comes from a blank ``...`` (Python's Ellipsis) left in a skeleton."""
+    return "ellipsis" in str(exc)
 
 
 def _matches(outputs, cases, variant) -> bool:

@@ -1,14 +1,11 @@
-"""Student versions of the chapter's notebooks (solutions removed), and ``python -m lrpkit.teaching``."""
+"""Student versions of the chapter's notebooks: the solution cells removed, outputs cleared."""
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
 
-__all__ = ["student_notebook", "main"]
+__all__ = ["student_notebook", "student_version"]
 
 
 def student_notebook(source, target, *, force: bool = False) -> Path:
@@ -25,7 +22,7 @@ def student_notebook(source, target, *, force: bool = False) -> Path:
         No such notebook or folder; not a notebook of the chapter (no solution cells) or the target
         is the source; the target exists and ``force`` is False.
     """
-    nb, target = _student_version(source, target, force)
+    nb, target = student_version(source, target, force)
     import nbformat
 
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -39,8 +36,9 @@ def student_notebook(source, target, *, force: bool = False) -> Path:
     return target
 
 
-def _student_version(source, target, force: bool):
-    """The student version of ``source`` and where it goes, after every check (nothing written)."""
+def student_version(source, target, force: bool):
+    """The student version of ``source`` (an nbformat notebook) and the path it goes to, after every check
+    of :func:`student_notebook` (nothing written)."""
     import nbformat
 
     source, target = Path(source), Path(target)
@@ -64,28 +62,3 @@ def _student_version(source, target, force: bool):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     return nb, target
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m lrpkit.teaching student NOTEBOOK... --out FOLDER [--force]``."""
-    parser = argparse.ArgumentParser(prog="python -m lrpkit.teaching",
-                                     description="Tools for teaching with the chapter 'Implement LRP yourself'.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    student = sub.add_parser("student", help="write student versions of the notebooks (solutions removed)")
-    student.add_argument("notebooks", nargs="+", help="notebooks/implement-lrp-*.ipynb")
-    student.add_argument("--out", required=True, help="an existing folder for the student versions")
-    student.add_argument("--force", action="store_true", help="replace existing files")
-    args = parser.parse_args(argv)
-    if not Path(args.out).is_dir():
-        print(f"error: --out {args.out!r} is not a folder; create it first", file=sys.stderr)
-        return 2
-    try:
-        for name in args.notebooks:          # check every notebook before writing any
-            _student_version(name, args.out, args.force)
-        for name in args.notebooks:
-            print(student_notebook(name, args.out, force=args.force))
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
