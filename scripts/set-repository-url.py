@@ -1,10 +1,12 @@
 """Set the book's repository address in its one place, and carry it to the notebooks.
 
-The address lives in ``_config.yml`` (``repository.url``): the Colab launch buttons and the
-repository button read it from there when the book is built. The notebooks' Colab install cell
-(``%pip install "lrpkit... @ git+<address>"``) runs in Colab from the repository itself, so it
-must hold the address literally; this script rewrites it in every notebook of ``notebooks/``
-together with ``_config.yml``, and ``tests/test_publishing.py`` fails while the two disagree.
+The address lives in ``_config.yml`` (``repository.url``): the launch buttons (Colab, Binder,
+JupyterHub), the repository button and the reproducing page read it from there when the book is
+built. The notebooks' Colab install cell (``%pip install "lrpkit... @ git+<address>"``) runs in
+Colab from the repository itself, so it must hold the address literally, and so must
+``CITATION.cff`` (``repository-code``); this script rewrites it in every notebook of
+``notebooks/`` and in ``CITATION.cff`` together with ``_config.yml``, and
+``tests/test_publishing.py`` fails while they disagree.
 
     python scripts/set-repository-url.py https://github.com/OWNER/REPO
 
@@ -24,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 ADDRESS = re.compile(r"https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 CONFIG_LINE = re.compile(r"^(?P<indent>\s+)url:\s*(?P<url>\S+)\s*$", re.M)
+CITATION_LINE = re.compile(r"^repository-code:\s*(?P<quote>\"?)(?P<url>[^\"\s]+)(?P=quote)\s*$", re.M)
 
 
 def current(root: Path) -> str:
@@ -47,6 +50,12 @@ def plan(root: Path, new: str) -> dict[Path, str]:
             raise ValueError(f"{notebook.relative_to(root)}: its install cell does not name git+{old}; "
                              "fix it by hand first")
         changed[notebook] = text.replace(f"git+{old}", f"git+{new}")
+    citation = (root / "CITATION.cff").read_text(encoding="utf-8")
+    lines = [m for m in CITATION_LINE.finditer(citation) if m["url"] == old]
+    if len(lines) != 1:
+        raise ValueError(f"CITATION.cff: expected one 'repository-code: \"{old}\"' line, found {len(lines)}; "
+                         "fix it by hand first")
+    changed[root / "CITATION.cff"] = citation[:lines[0].start("url")] + new + citation[lines[0].end("url"):]
     return changed
 
 

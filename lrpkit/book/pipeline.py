@@ -7,7 +7,8 @@ the networks those figures and their experiments read (:func:`lrpkit.book.networ
 per inputs, reused afterwards), runs the experiments those figures read (:func:`lrpkit.book.experiments.prepare`: run, or reused when
 their inputs are unchanged), then the figures (:func:`lrpkit.book.execution.run_figures`, keyed by
 the experiment keys that ``prepare`` returned), checks every glue key of the prose pages
-(:func:`lrpkit.book.pages.check_glue`) and renders the HTML with Jupyter Book. The summary, also
+(:func:`lrpkit.book.pages.check_glue`), writes the execution report page and the teaching session plans from the build's records
+(:func:`lrpkit.book.report.write_report`, :func:`lrpkit.teaching.sessions.write_session_plans`) and renders the HTML with Jupyter Book. The summary, also
 written to ``_build/book-build.json``, says which figures, or whether all of them, used random
 weights.
 """
@@ -25,6 +26,8 @@ from .execution import run_figures
 from .experiments import prepare
 from .pages import check_glue, jupyter_book, toc_pages, weights_by_figure
 from .registry import GENERATED, PROFILES, load_experiments, load_networks, load_registry, select
+from ..teaching.sessions import write_session_plans
+from .report import records, write_report
 
 __all__ = ["build", "resolve_device", "resolve_profile", "check_weights"]
 
@@ -82,6 +85,9 @@ def build(root: Path | str = ".", profile: str = "auto", device: str = "auto",
                "experiments": [vars(r) for r in ran],
                "network_figures": network, "random_weights": random,
                "notebook_seconds": round(t_notebooks, 2)}
+    # pages of the site made from the build's records: before Jupyter Book renders them
+    write_report(root, summary)
+    write_session_plans(root, records(root, summary))
     if html:
         t1 = time.perf_counter()
         fresh = changed or not (root / "_build" / ".doctrees").is_dir()
