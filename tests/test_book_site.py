@@ -152,6 +152,8 @@ def test_site_in_headless_chromium(site):
     links: dict[str, set[str]] = {}   # internal link target path -> fragments wanted
     figure_pages = 0
     this_machine = provenance.machine()
+    footers: dict[str, str] = {}      # docname -> the text of its footer
+    built_by: set[tuple[str, str]] = set()   # (lrpkit version, git commit) of the provenance records
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -227,6 +229,7 @@ def test_site_in_headless_chromium(site):
                     problems.append(f"{docname}: shows figures but no provenance")
             for record in records:
                 figure_pages += 1
+                built_by.add((record.get("lrpkit_version"), record.get("git_commit")))
                 for key in ("weights", "device", "parameters", "lrpkit_version", "git_commit",
                             "date", "machine"):
                     if key not in record:
@@ -249,6 +252,10 @@ def test_site_in_headless_chromium(site):
                     if first != "banner":
                         problems.append(f"{docname}: random weights, but the first thing after "
                                         f"the title is not the banner: {first!r}")
+
+            # The footer names the lrpkit and the commit that built the site (book/_ext/lrpkit_footer.py).
+            footers[docname] = " ".join(page.eval_on_selector_all(
+                ".extra_footer", "els => els.map(e => e.textContent.replace(/\\s+/g, ' ').trim())"))
 
             # No page shows a folder of the build machine (e.g. in a warning from stderr).
             text = page.inner_text("body")
@@ -293,6 +300,13 @@ def test_site_in_headless_chromium(site):
                 problems.append(f"broken anchors in links to {path}: {missing}")
 
     assert figure_pages >= 1, "no page carried a provenance record"
+    # Every page's footer: the same lrpkit version and commit, those the figures' provenance records.
+    assert len(set(footers.values())) == 1, footers
+    footer = next(iter(footers.values()))
+    assert built_by and "Text and figures CC BY 4.0, code MIT" in footer, footer
+    for version, commit in built_by:
+        short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+        assert f"lrpkit {version}, commit {short} (built " in footer, (footer, version, commit)
     assert not external, f"the site requested outside resources: {sorted(set(external))}"
     assert not problems, "\n".join(problems)
 
@@ -540,3 +554,89 @@ def test_grid_chapter_and_appendix_show_their_figures_and_numbers(smoke_book):
     assert appendix.count("<img") >= 2 and "lrpkit-provenance-record" in appendix
     assert "dalmatian" in appendix and "Traceback" not in appendix
 
+
+def _sweep_number(folder: Path, i: int) -> tuple[str, float]:
+    """fig-3-3's downloadable verdicts: Σ R / logit of the first sweep (zennit stabilizer) at its i-th value."""
+    import pandas as pd
+
+    table = pd.read_csv(folder / "verdicts-zennit.csv")
+    first = table[table["sweep"] == table["sweep"].iloc[0]]
+    return "Σ R / logit", float(first["Σ R / logit"].iloc[i])
+
+
+def _grid_number(folder: Path, i: int) -> tuple[str, float]:
+    """fig-4-explorer's downloadable arrays: LRP-Tutorial's mean MoRF AUC at (γ_i, ε_0)."""
+    import numpy as np
+
+    with np.load(folder / "grid-tutorial.npz") as arrays:
+        return "AUC (MoRF)", float(arrays["auc_morf"][i, 0])
+
+
+#: The pages with a grid explorer: its figure, and the number its first grid shows at the i-th value
+#: of the first slider, read from the figure's downloadable data.
+EXPLORERS = {
+    "book/looking-at-the-grid": ("fig-3-3", _sweep_number),
+    "book/searching-the-grid": ("fig-4-explorer", _grid_number),
+}
+#: The most a page may weigh with everything it loads.
+PAGE_BUDGET = 15 * 2**20
+
+
+def test_grid_explorers_follow_their_sliders_offline(site):
+    """An explorer runs in the page, with no kernel and no network: a mouse click on a slider's rail
+    shows the precomputed heatmap and numbers of that setting (the numbers of the figure's download);
+    the menu swaps in another grid's sliders; the page with all it loads stays under 15 MB."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    root, html, base = site
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith((base, "data:"))
+                   else route.abort())
+        loaded: set[str] = set()
+        page.on("response", lambda r: r.ok and r.url.startswith(base) and loaded.add(r.url))
+        for docname, (fid, number_at) in EXPLORERS.items():
+            loaded.clear()
+            page.goto(f"{base}/{docname}.html", wait_until="load")
+            page.wait_for_load_state("networkidle")
+            plot = page.locator(".lrpkit-explorer .js-plotly-plot")
+            assert plot.count() == 1, docname
+            assert plot.get_attribute("data-frame") == "0/0/0"
+            frames = json.loads(page.eval_on_selector(".lrpkit-explorer script[id$='-frames']", "e => e.textContent"))
+            grids = frames["grids"]
+            last = len(grids[0]["frames"]) - 1
+            assert last >= 1, docname
+
+            rail = page.locator(".lrpkit-explorer .slider-rail-rect").first.bounding_box()
+            page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
+            page.wait_for_function("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').dataset.frame"
+                                   f" === '0/{last}/0'", timeout=10000)
+            shown = page.evaluate("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').data[0].source")
+            wanted = grids[0]["frames"][last][0]
+            assert shown == wanted["src"] != grids[0]["frames"][0][0]["src"], docname
+            assert " ".join(page.inner_text(".lrpkit-explorer .gtitle").split()) == " ".join(wanted["title"].split())
+            label, value = number_at(html / "figure-data" / fid, last)
+            assert np.isclose(wanted["numbers"][label], value, rtol=1e-6), (docname, wanted["numbers"], value)
+            assert f"{label} = {value:.4g}" in wanted["title"]
+
+            page.click(".lrpkit-explorer .updatemenu-header")
+            page.locator(".lrpkit-explorer .updatemenu-dropdown-button").last.click()
+            other = len(grids) - 1
+            page.wait_for_function("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').dataset.frame"
+                                   f" === '{other}/0/0'", timeout=10000)
+            steps = page.evaluate("() => document.querySelector('.lrpkit-explorer .js-plotly-plot')"
+                                  ".layout.sliders.map(s => s.steps.length)")
+            assert steps == [len(s["steps"]) for s in grids[other]["sliders"]], docname
+            shown = page.evaluate("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').data[0].source")
+            assert shown == grids[other]["frames"][0][0]["src"], docname
+
+            files = {html / urllib.parse.unquote(urllib.parse.urlparse(url).path).lstrip("/") for url in loaded}
+            weight = sum(f.stat().st_size for f in files if f.is_file())
+            print(f"{docname}: {weight / 2**20:.1f} MB with everything it loads ({len(loaded)} files)")
+            assert weight < PAGE_BUDGET, (docname, weight)
+        assert not errors, errors
+        browser.close()
