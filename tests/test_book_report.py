@@ -155,7 +155,7 @@ def test_report_is_written_whole_or_not_at_all(built, monkeypatch):
     def broken(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     summary["figures"][0]["status"] = "cached"
     with pytest.raises(OSError, match="disk full"):
         report.write_report(root, summary)

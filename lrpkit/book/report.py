@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from ..experiment.store import write_atomic
 from ..provenance import public_value
 from .registry import GENERATED, REGISTRY
 
@@ -146,14 +145,7 @@ def write_report(root: Path | str, summary: Mapping[str, Any]) -> Path:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return path
 
 

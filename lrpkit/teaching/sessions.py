@@ -13,8 +13,6 @@ times are measured, on the machine and with the profile that built the book.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -142,12 +140,7 @@ def write_session_plans(root, records: Sequence[Mapping]) -> Path:
     text = session_plans_markdown(records)
     target = Path(root) / PAGE
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from ..experiment.store import write_atomic
+
+    write_atomic(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
     return target
