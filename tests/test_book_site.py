@@ -611,14 +611,16 @@ def test_grid_explorers_follow_their_sliders_offline(site):
             last = len(grids[0]["frames"]) - 1
             assert last >= 1, docname
 
-            rail = page.locator(".lrpkit-explorer .slider-rail-rect").first.bounding_box()
+            rail = page.locator(".lrpkit-explorer .slider-rail-rect").first
+            rail.scroll_into_view_if_needed()
+            rail = rail.bounding_box()
             page.mouse.click(rail["x"] + rail["width"] - 2, rail["y"] + rail["height"] / 2)
             page.wait_for_function("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').dataset.frame"
                                    f" === '0/{last}/0'", timeout=10000)
             shown = page.evaluate("() => document.querySelector('.lrpkit-explorer .js-plotly-plot').data[0].source")
             wanted = grids[0]["frames"][last][0]
             assert shown == wanted["src"] != grids[0]["frames"][0][0]["src"], docname
-            assert " ".join(page.inner_text(".lrpkit-explorer .gtitle").split()) == " ".join(wanted["title"].split())
+            assert " ".join(page.eval_on_selector(".lrpkit-explorer .gtitle", "e => e.textContent").split()) == " ".join(wanted["title"].split())
             label, value = number_at(html / "figure-data" / fid, last)
             assert np.isclose(wanted["numbers"][label], value, rtol=1e-6), (docname, wanted["numbers"], value)
             assert f"{label} = {value:.4g}" in wanted["title"]
