@@ -27,7 +27,7 @@ system:
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,book]'
+	$(PY) -m pip install --quiet -e '.[test,book,teach]'
 	# Quantus 0.6, the localisation metrics' test oracle, without its opencv-python (pyproject's test extra)
 	$(PY) -m pip install --quiet --no-deps quantus==0.6.0
 	# cffconvert (CITATION.cff's validator in tests/test_publishing.py) pins jsonschema 3.2, which would break the project's jsonschema 4: its own venv

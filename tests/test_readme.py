@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from lrpkit import book, cli
+from lrpkit.teaching import cli as teaching_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[ \t]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -97,6 +98,16 @@ def test_readme_bash_lines_parse(number, line, words):
             value = assignment.split("=", 1)[1]
             assert builds and any(value in build for build in builds), (
                 f"README line {number}: {line!r}: make does not pass {assignment!r} on")
+    elif words[0] == "mkdir":
+        assert words[1:] and all(not w.startswith("-") for w in words[1:]), f"README line {number}: {line!r}"
+    elif words[:3] == ["python", "-m", "lrpkit.teaching"]:
+        _parse(teaching_cli.build_parser, words[3:], line)
+    elif words[:2] == ["otter", "run"]:      # grading for real: tests/test_teaching_autograder.py
+        from otter.cli import cli as otter
+
+        options = {o for p in otter.commands["run"].params for o in p.opts}
+        unknown = [w for w in words[2:] if w.startswith("-") and w not in options]
+        assert not unknown, f"README line {number}: {line!r}: otter run has no option {unknown}"
     else:
         pytest.fail(f"README line {number}: {line!r}: no check for this command (add one to "
                     "tests/test_readme.py)")

@@ -17,11 +17,11 @@ from typing import Optional, Sequence
 from .autograder import PARTS, write_autograders
 from .student import student_notebook, student_version
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run a command (``argv`` defaults to ``sys.argv[1:]``); return the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m lrpkit.teaching``."""
     parser = argparse.ArgumentParser(prog="python -m lrpkit.teaching",
                                      description="Tools for teaching with the chapter 'Implement LRP yourself'.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,7 +34,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     grader.add_argument("--part", type=int, action="append", choices=PARTS,
                         help="a part to write (repeat for several; default: every part)")
     grader.add_argument("--force", action="store_true", help="replace existing zips")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command (``argv`` defaults to ``sys.argv[1:]``); return the exit status."""
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "autograder":
             for path in write_autograders(args.out, parts=args.part, force=args.force):
