@@ -186,6 +186,10 @@ def test_reproducing_page_prints_the_repository_address_and_the_hub_link():
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", page))
     assert {"repository_url", "jupyterhub_link_pattern", "binder_link"} <= used <= set(values)
     assert "configured in _config.yml" not in page and "jupyterhub_url" in page
+    teaching = (REPO / "book" / "teaching.md").read_text()          # the instructors' hub instructions
+    assert {"repository_url", "pip_install"} <= set(re.findall(r"\{\{\s*(\w+)\s*\}\}", teaching)) <= set(values)
+    assert f'pip install "lrpkit[book] @ git+{config_url()}"' in values["pip_install"]
+    assert "_config.yml" not in teaching
 
     class Config:                                        # what Sphinx hands a config-inited handler
         html_theme_options = options

@@ -88,7 +88,7 @@ def launch_links(launch_buttons: Mapping[str, str], repo_url: str, branch: str,
 def substitutions(theme_options: Mapping) -> dict[str, str]:
     """The MyST substitutions of the repository: its address (a link, shown whole), branch, the Binder link of
     the whole repository and the JupyterHub (nbgitpuller) link pattern with :data:`HUB_PLACEHOLDER`
-    and :data:`NOTEBOOK_PLACEHOLDER`, as a code block (a page shows it on a line of its own, where it
+    and :data:`NOTEBOOK_PLACEHOLDER`, and the pip command that installs lrpkit from it, each as a code block (a page shows it on a line of its own, where it
     scrolls instead of widening the page); empty for an address not on GitHub."""
     repo_url = str(theme_options.get("repository_url", "")).rstrip("/")
     branch = theme_options.get("repository_branch") or "main"
@@ -100,6 +100,7 @@ def substitutions(theme_options: Mapping) -> dict[str, str]:
     return {"repository_url": f"[`{repo_url}`]({repo_url})",
             "repository_branch": f"`{branch}`",
             "binder_link": f"[`{binder}`]({binder})",
+            "pip_install": f'```bash\npip install "lrpkit[book] @ git+{repo_url}"\n```\n',
             "jupyterhub_link_pattern":
                 f"```text\n{jupyterhub_link(HUB_PLACEHOLDER, repo_url, branch, NOTEBOOK_PLACEHOLDER)}\n```\n"}
 
