@@ -4,8 +4,9 @@ The address lives in ``_config.yml`` (``repository.url``): the launch buttons (C
 JupyterHub), the repository button and the reproducing page read it from there when the book is
 built. The notebooks' Colab install cell (``%pip install "lrpkit... @ git+<address>"``) runs in
 Colab from the repository itself, so it must hold the address literally, and so must
-``CITATION.cff`` (``repository-code``); this script rewrites it in every notebook of
-``notebooks/`` and in ``CITATION.cff`` together with ``_config.yml``, and
+``CITATION.cff`` (``repository-code``) and the autograders' requirement (``lrpkit/teaching/autograder.py``,
+what a grading machine installs); this script rewrites it in every notebook of ``notebooks/``, in
+``CITATION.cff`` and in the autograder together with ``_config.yml``, and
 ``tests/test_publishing.py`` fails while they disagree.
 
     python scripts/set-repository-url.py https://github.com/OWNER/REPO
@@ -50,6 +51,11 @@ def plan(root: Path, new: str) -> dict[Path, str]:
             raise ValueError(f"{notebook.relative_to(root)}: its install cell does not name git+{old}; "
                              "fix it by hand first")
         changed[notebook] = text.replace(f"git+{old}", f"git+{new}")
+    autograder = root / "lrpkit" / "teaching" / "autograder.py"
+    text = autograder.read_text(encoding="utf-8")
+    if text.count(f"git+{old}") != 1:
+        raise ValueError(f"{autograder.relative_to(root)}: expected one git+{old} (REQUIREMENT); fix it by hand first")
+    changed[autograder] = text.replace(f"git+{old}", f"git+{new}")
     citation = (root / "CITATION.cff").read_text(encoding="utf-8")
     lines = [m for m in CITATION_LINE.finditer(citation) if m["url"] == old]
     if len(lines) != 1:

@@ -104,16 +104,22 @@ def test_launch_buttons_and_install_cells_name_one_repository():
         assert re.search(rf'@ git\+{re.escape(url)}"', source), f"{name} installs from elsewhere than {url}"
         # every registry notebook glues with myst_nb, which only the [book] extra installs
         assert '"lrpkit[book] @' in source, f"{name} installs lrpkit without the [book] extra"
+    # what a grading machine installs (the otter autograders' requirement)
+    from lrpkit.teaching import autograder
+
+    assert autograder.REQUIREMENT == f"lrpkit[book] @ git+{url}"
     # the launch buttons read repository.url from the configuration, nothing else
     extension = (REPO / "book" / "_ext" / "lrpkit_launch.py").read_text()
     assert 'options.get("repository_url"' in extension and "github.com/lrpkit" not in extension
 
 
-def test_set_repository_url_rewrites_config_notebooks_and_citation(tmp_path):
+def test_set_repository_url_rewrites_config_notebooks_citation_and_autograder(tmp_path):
     root = tmp_path / "book"
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     shutil.copy(REPO / "CITATION.cff", root / "CITATION.cff")
+    (root / "lrpkit" / "teaching").mkdir(parents=True)
+    shutil.copy(REPO / "lrpkit" / "teaching" / "autograder.py", root / "lrpkit" / "teaching" / "autograder.py")
     script = REPO / "scripts" / "set-repository-url.py"
     spec = importlib.util.spec_from_file_location("set_repository_url", script)
     tool = importlib.util.module_from_spec(spec)
@@ -124,6 +130,8 @@ def test_set_repository_url_rewrites_config_notebooks_and_citation(tmp_path):
         assert 'git+https://github.com/someone/lrp-book"' in source
     assert citation(root)["repository-code"] == "https://github.com/someone/lrp-book"
     assert "lrpkit/lrpkit" not in (root / "CITATION.cff").read_text()
+    assert 'REQUIREMENT = "lrpkit[book] @ git+https://github.com/someone/lrp-book"' in (
+        root / "lrpkit" / "teaching" / "autograder.py").read_text()
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert tool.main(["http://example.org/x", "--root", str(root)]) == 2       # refused, nothing written
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
