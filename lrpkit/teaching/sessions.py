@@ -101,7 +101,7 @@ def session_plans_markdown(records: Sequence[Mapping]) -> str:
                              "expected a number")
         by_figure[record["figure"]] = record
     parts = ["The minutes are planned for the students, not measured; the machine time is what each notebook "
-             "took when this book was built (kernel start not included), on the device and with the profile "
+             "took when this book was built (papermill's duration: starting its kernel and running every cell), on the device and with the profile "
              "named."]
     for session in SESSIONS:
         parts.append(_table(session, by_figure))
