@@ -46,20 +46,20 @@ class Session:
 
 SESSIONS = (
     Session(45, "one layer by hand", (
-        Activity("intro from book/what-lrp-sees: what a heatmap shows, and the castle", 8),
+        Activity("intro from {doc}`what-lrp-sees`: what a heatmap shows, and the castle", 8),
         Activity("open part 1 (Colab or the hub) and run its first cells", 5, "implement-lrp-1"),
         Activity("exercises 1–3 (part 1): LRP-0, LRP-ε, conservation as a self-check", 25),
-        Activity("wrap-up: where z + ε breaks (the note of exercise 2, book/when-lrp-breaks)", 7),
+        Activity("wrap-up: where z + ε breaks (the note of exercise 2, {doc}`when-lrp-breaks`)", 7),
     )),
     Session(90, "the rules, dense and convolutional", (
-        Activity("intro from book/what-lrp-sees: what a heatmap shows, and the castle", 10),
+        Activity("intro from {doc}`what-lrp-sees`: what a heatmap shows, and the castle", 10),
         Activity("exercises 1–3 (part 1): LRP-0, LRP-ε, conservation", 25, "implement-lrp-1"),
         Activity("exercises 4–7 (part 2): convolutions, the gradient trick, LRP-γ, zᴮ", 35, "implement-lrp-2"),
         Activity("the denominators side by side on the cheat sheet", 10, "cheat-sheet"),
         Activity("wrap-up and questions", 10),
     )),
     Session(180, "from one layer to VGG-16, and a broken heatmap", (
-        Activity("intro from book/what-lrp-sees: what a heatmap shows, and the castle", 10),
+        Activity("intro from {doc}`what-lrp-sees`: what a heatmap shows, and the castle", 10),
         Activity("exercises 1–3 (part 1): LRP-0, LRP-ε, conservation", 25, "implement-lrp-1"),
         Activity("exercises 4–7 (part 2): convolutions, the gradient trick, LRP-γ, zᴮ", 35, "implement-lrp-2"),
         Activity("break", 10),
@@ -67,7 +67,7 @@ SESSIONS = (
                  "Pixel-Flipping", 45, "implement-lrp-3"),
         Activity("debug a broken heatmap (exercise 12, part 4): the detector, the culprit, the fix", 25,
                  "implement-lrp-4"),
-        Activity("heatmaps that mean something: the network with a ground truth (book/a-network-we-can-check)",
+        Activity("heatmaps that mean something: the network with a ground truth ({doc}`a-network-we-can-check`)",
                  15, "ground-truth-network"),
         Activity("wrap-up and questions", 15),
     )),
