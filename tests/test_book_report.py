@@ -122,9 +122,9 @@ def test_report_page_has_one_row_per_figure_and_the_steps(built):
     rows = table_rows(text, "| figure |")
     assert len(rows) == 2
     a, b = rows
-    assert a == ["{doc}`fig-a <chap/fig-a>`", "{doc}`/book/chap`", "A line | with a bar", "`smoke`", "`cpu`",
+    assert a == ["{doc}`fig-a <chap/fig-a>`", "A line | with a bar", "`smoke`", "`cpu`",
                  "11.6", "ran", "2026-12-06 10:00"]
-    assert b == ["{doc}`fig-b <other/fig-b>`", "{doc}`/book/other`", "A curve", "`full`", "`cuda`",
+    assert b == ["{doc}`fig-b <other/fig-b>`", "A curve", "`full`", "`cuda`",
                  "73.4", "cache hit", "2026-11-30 09:01"]
     assert "Computing the notebooks shown took 85 s in all." in text
     steps = table_rows(text, "| step |")
@@ -212,6 +212,6 @@ def test_build_writes_the_report_before_rendering_from_papermill_s_records(tmp_p
     book.build(root, profile="smoke", device="cpu", weights="random", progress=False)      # from the cache
     papermill = json.loads((root / "book/_generated/chap/fig-a.ipynb").read_text())["metadata"]["papermill"]
     first, second = (table_rows(text, "| figure |") for text in rendered)
-    assert [r[6] for r in first + second] == ["ran", "cache hit"]
-    assert first[0][5] == second[0][5] == f"{papermill['duration']:.1f}"
-    assert first[0][3:5] == ["`smoke`", "`cpu`"]
+    assert [r[5] for r in first + second] == ["ran", "cache hit"]
+    assert first[0][4] == second[0][4] == f"{papermill['duration']:.1f}"
+    assert first[0][2:4] == ["`smoke`", "`cpu`"]

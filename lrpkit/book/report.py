@@ -109,11 +109,11 @@ def report_markdown(root: Path | str, summary: Mapping[str, Any]) -> str:
     if total and len(rows) < total:
         lines += [f"This build ran {len(rows)} of the registry's {total} figure notebooks (`--chapter`, "
                   "`--figure`); the pages of the others show earlier builds.", ""]
-    lines += ["| figure | chapter | title | profile | device | seconds | run | date (UTC) |",
-              "| --- | --- | --- | --- | --- | ---: | --- | --- |"]
+    lines += ["| figure | title | profile | device | seconds | run | date (UTC) |",
+              "| --- | --- | --- | --- | ---: | --- | --- |"]
     for row in rows:
         page = (GENERATED / Path(row["chapter"]).name / row["figure"]).relative_to(here).as_posix()
-        lines.append(_row(f"{{doc}}`{row['figure']} <{page}>`", f"{{doc}}`/{row['chapter']}`", _text(row["title"]),
+        lines.append(_row(f"{{doc}}`{row['figure']} <{page}>`", _text(row["title"]),
                           f"`{row['profile']}`", f"`{row['device']}`", _seconds(row["seconds"]), row["status"],
                           _date(row["date"])))
     known = [r["seconds"] for r in rows if r["seconds"] is not None]
