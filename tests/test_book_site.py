@@ -385,7 +385,7 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
 
     registry = yaml.safe_load((root / "notebooks" / "figures.yml").read_text())["figures"]
     parts = {fid: entry for fid, entry in registry.items() if entry["chapter"] == "book/implement-lrp"}
-    assert len(parts) == 3
+    assert len(parts) == 4
     screenshots = root / "_build" / "screenshots"
     screenshots.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -397,7 +397,7 @@ def test_exercise_solutions_are_folded_behind_a_toggle(site):
             n_checks = sum("teaching.check_" in "".join(c["source"]) for c in cells)
             page.goto(f"{base}/book/_generated/implement-lrp/{fid}.html", wait_until="load")
             toggles = page.locator("details:has(summary:has-text('Show the solution'))")
-            assert toggles.count() == n_solutions >= 3, fid
+            assert toggles.count() == n_solutions >= 1, fid
             for i in range(toggles.count()):
                 code = toggles.nth(i).locator("pre").first
                 assert toggles.nth(i).get_attribute("open") is None and not code.is_visible(), (fid, i)
