@@ -7,6 +7,7 @@ built (smoke profile) and browsed in tests/test_book_site.py.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 import textwrap
@@ -423,6 +424,8 @@ RANDOM_NETWORK_CELLS = (
     GOOD_CELLS[0] + "\nimport sys, warnings\nfrom lrpkit import models",
     """
     print("progress of", "/".join(["", "tmp", "stderr-only"]), file=sys.stderr)
+    from tqdm.auto import tqdm
+    sum(tqdm(range(3), desc="a progress bar"))   # a widget where ipywidgets is installed
     warnings.warn("a warning naming " + "/".join(["", "home", "warned"]))
     model = models.vgg11(weights=weights, seed=seed)
     glue("slope", scale)
@@ -457,10 +460,16 @@ def test_random_weights_page_banner_first_no_stderr_and_a_summary_note(tiny_book
                if o.get("output_type") == "stream"]
     assert all(o["name"] != "stderr" for o in streams)
     assert str(tiny_book) not in json.dumps(executed.metadata)      # papermill's paths
+    # the progress bar drew a widget (ipywidgets comes with otter-grader); it is gone with its state
+    assert importlib.util.find_spec("ipywidgets") is not None
+    assert "widgets" not in executed.metadata
+    assert not any("widget" in key for c in executed.cells if c.cell_type == "code" for o in c.outputs
+                   for key in o.get("data", {}))
 
     page = (tiny_book / "_build" / "html" / "book" / "_generated" / "chap" / "fig-a.html")
     text = page.read_text()
     assert "/tmp/stderr-only" not in text and "/home/warned" not in text
+    assert "require.min.js" not in text and "cdn.jsdelivr" not in text   # no widget script from elsewhere
     assert text.count("lrpkit-random-weights") == 1               # once, first
     assert text.index("<h1") < text.index("lrpkit-random-weights") < text.index("cell_input")
     log = (tiny_book / "_build" / "logs" / "fig-a.log").read_text()

@@ -310,6 +310,8 @@ def kernel_environment() -> dict[str, str]:
     return env
 
 
+#: The MIME type of a widget's output (a tqdm.auto progress bar in a kernel with ipywidgets).
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 #: Id of the cell :func:`present` puts the weights notice in.
 BANNER_CELL_ID = "lrpkit-banner"
 
@@ -318,7 +320,9 @@ def present(nb: Any) -> Any:
     """Prepare an executed notebook (nbformat v4) for its page, in place, and return it.
 
     - Output written to stderr (warnings, progress bars) is removed: it is in the notebook's log,
-      and it names folders of the build machine.
+      and it names folders of the build machine. So are progress bars drawn as widgets (``tqdm.auto``
+      where ipywidgets is installed) with the notebook's widget state: a page with widgets would load
+      their script from a CDN, and the site must work offline.
     - The weights notice (the ``banner`` glue output) is shown first: in a cell with the tag
       ``remove-input`` right after the title (a first markdown cell that starts with a ``# ``
       heading is split after that line). The glued original stays, no longer displayed, for the
@@ -337,12 +341,14 @@ def present(nb: Any) -> Any:
         for cell in nb.cells:
             if "parameters" in tags(cell) and "remove-cell" not in tags(cell):
                 cell.metadata["tags"] = tags(cell) + ["remove-cell"]
+    nb.metadata.pop("widgets", None)
     banner = None
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         cell.outputs = [o for o in cell.get("outputs", [])
-                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+                        if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                        and WIDGET_VIEW not in o.get("data", {})]
         if any(o.get("metadata", {}).get("scrapbook") for o in cell.outputs):
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "execute_result"]
         for output in cell.outputs:
