@@ -1,9 +1,10 @@
 # The two commands of the README:
-#   make book   -- set up everything, then run the main job
-#   make test   -- set up everything, then run the test suite
+#   make book   -- set up what the book needs, then run the main job
+#   make test   -- set up everything (the book's packages, the tests' oracles and tools), then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BOOK_STAMP := $(VENV)/.book-stamp
 STAMP := $(VENV)/.installed-stamp
 # Local mirror of the image files (checked by sha256). CI and this machine keep one beside the checkout.
 export LRPKIT_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
@@ -24,18 +25,24 @@ setup: $(STAMP) system
 system:
 	sh scripts/setup-system.sh
 
-$(STAMP): pyproject.toml Makefile
+# The book's packages only: `make book` needs no test oracle, browser, grader or validator.
+$(BOOK_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,book,teach]'
-	# Quantus 0.6, the localisation metrics' test oracle, without its opencv-python (pyproject's test extra)
+	$(PY) -m pip install --quiet -e '.[book]'
+	# Quantus 0.6 (chapter 4 runs its ROAD; the tests' localisation oracle) without its opencv-python (pyproject's book extra)
 	$(PY) -m pip install --quiet --no-deps quantus==0.6.0
+	touch $(BOOK_STAMP)
+
+# Everything: the book's packages, the tests' oracles and tools, the instructors' grader.
+$(STAMP): $(BOOK_STAMP)
+	$(PY) -m pip install --quiet -e '.[test,book,teach]'
 	# cffconvert (CITATION.cff's validator in tests/test_publishing.py) pins jsonschema 3.2, which would break the project's jsonschema 4: its own venv
 	$(PYTHON) -m venv $(VENV)/tools/cffconvert
 	$(VENV)/tools/cffconvert/bin/pip install --quiet cffconvert==2.0.0
 	touch $(STAMP)
 
-book: setup
+book: $(BOOK_STAMP)
 	$(PY) -m lrpkit.book build --profile $(profile) --device $(device) --weights $(weights) $(if $(chapter),--chapter $(chapter)) $(foreach r,$(results),--results $(r))
 
 test: setup
