@@ -18,9 +18,9 @@ with its own colour limit, the image on top at ``alpha``) and embedded as JPEG.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -186,7 +186,7 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
             raise ValueError(f"grid {grid.name!r} has curves: pass curve_x")
     if image is not None:
         image = np.asarray(image, dtype=np.float64)
-    frames = [_grid_frames(grid, image, alpha, quality, title, curve_x is not None) for grid in grids]
+    frames = [_grid_frames(grid, image, alpha, quality, title) for grid in grids]
     curves = any(grid.curves is not None for grid in grids)
     first = frames[0]["frames"][0][0]
     figure = make_subplots(rows=1, cols=2 if curves else 1, column_widths=[0.5, 0.5] if curves else None,
@@ -210,10 +210,12 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
                                   "y": 1 + (top - 8) / (height - top - bottom),
                                   "buttons": [{"label": g.name, "method": "skip", "args": []} for g in grids]}]
     figure.update_layout(**layout)
-    return Explorer(figure, frames, f"explorer-{uuid.uuid4().hex[:8]}")
+    # the element's id follows from the frames: the same grids give the same page
+    digest = hashlib.sha256(json.dumps(frames, sort_keys=True).encode()).hexdigest()[:12]
+    return Explorer(figure, frames, f"explorer-{digest}")
 
 
-def _grid_frames(grid: Grid, image, alpha: float, quality: int, title: str, has_curves: bool) -> dict:
+def _grid_frames(grid: Grid, image, alpha: float, quality: int, title: str) -> dict:
     """A grid's sliders and its frames ``[n₁][n₂]`` of ready-to-show values."""
     n1, n2 = grid.shape()
     relevance = _numpy(grid.relevance).reshape(n1, n2, *_numpy(grid.relevance).shape[len(grid.axes):])

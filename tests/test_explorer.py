@@ -99,3 +99,10 @@ def test_curves_need_their_x_values():
         explorer.explorer([_grid(np.random.default_rng(4))])
     with pytest.raises(ValueError, match="at least one grid"):
         explorer.explorer([])
+
+
+def test_the_same_grids_give_the_same_page():
+    first = explorer.explorer([_grid(np.random.default_rng(5))], curve_x=np.arange(7)).html()
+    again = explorer.explorer([_grid(np.random.default_rng(5))], curve_x=np.arange(7)).html()
+    other = explorer.explorer([_grid(np.random.default_rng(6))], curve_x=np.arange(7)).html()
+    assert first == again != other
