@@ -9,7 +9,8 @@ patches, with the noise off (so that both give the same numbers):
   noisy_linear_imputation`` once per heatmap (each image imputed on its own), then the model on
   that step's batch of 16 images;
 - **lrpkit**: ``road.road`` on all 32 curves in one call: each distinct perturbed image imputed once
-  (one sparse solve, in worker threads) and scored once, in batches of 8 channels-last.
+  (one sparse solve, in worker threads) and scored once, channels-last, in batches of
+  ``pf.options.cpu_batch_size`` (8 at 224 px, 32 at 64 px).
 
 Two networks: VGG-16 with random weights on the castle at 224 px (the book's photographs; the
 weights do not change the cost), and the network lrpkit trains on its ground-truth task (64 px,
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrpkit import composites, data, imputation, lrp, models, road
+from lrpkit import composites, data, imputation, lrp, models, pf, road
 
 PERCENTAGES = road.PERCENTAGES
 ORDERS = ("morf", "lrf")
@@ -91,10 +92,11 @@ def parts_of_lrpkit(model, x, result, patch):
     for mask in distinct.values():
         imputation.impute(image, mask)
     impute_s = time.perf_counter() - start
-    batch = x.expand(8, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+    size = pf.options.cpu_batch_size(*x.shape[-2:])
+    batch = x.expand(size, -1, -1, -1).contiguous(memory_format=torch.channels_last)
     start = time.perf_counter()
     with torch.inference_mode():
-        for _ in range(-(-result.n_forward // 8)):
+        for _ in range(-(-result.n_forward // size)):
             model(batch)
     forward_s = time.perf_counter() - start
     return len(distinct), impute_s, forward_s
@@ -126,7 +128,7 @@ def workload(name, model, x, target, patch, repeats):
     print(f"  ratio                {best['quantus'] / best['lrpkit']:7.2f} x faster  (best of {repeats})")
     print(f"  same numbers: largest difference between the curves {difference:.1e} of the largest score")
     print(f"  lrpkit's parts, each alone: {distinct} imputations serially {impute_s:.2f} s, "
-          f"{result.n_forward} forward passes {forward_s:.2f} s (batches of 8, channels-last)")
+          f"{result.n_forward} forward passes {forward_s:.2f} s (channels-last, lrpkit's default batches)")
 
 
 def main():

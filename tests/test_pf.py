@@ -492,6 +492,18 @@ def test_small_batches_give_the_same_scores(scene):
     torch.testing.assert_close(big.scores, small.scores, rtol=1e-6, atol=1e-4)
 
 
+def test_cpu_batch_size_holds_the_pixels_of_eight_224_px_images(scene):
+    """The CPU's default batch: 8 · 224² pixels per forward pass, between 8 and 32 images; a run on
+    a CPU model resolves it from its images' size."""
+    size = pf.options.cpu_batch_size
+    assert [size(224, 224), size(160, 160), size(112, 112), size(64, 64), size(448, 448)] == [8, 15, 32, 32, 8]
+    assert size(224, 112) == 16 and size(1, 1) == 32
+    x, model, relevance = scene
+    run = pf.pixel_flipping(model, x, relevance, 0, workers=0)
+    assert run.settings.batch_size == size(*x.shape[-2:])
+    assert pf.pixel_flipping(model, x, relevance, 0, workers=0, batch_size=5).settings.batch_size == 5
+
+
 class ViewedLinear(Linear):
     """:class:`Linear` that flattens its input with ``view``, which a channels-last input refuses."""
 

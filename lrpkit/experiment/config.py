@@ -31,7 +31,7 @@ Every key, with its default (only ``composite.family`` and ``images`` are requir
       score: logit                    # logit | softmax
       auc_x: step                     # step | fraction
       thesis_compat: false            # true, or names from lrpkit.pf.THESIS_COMPAT
-      batch_size: null                # images per forward pass (default: 8 on a CPU, 64 on a GPU)
+      batch_size: null                # images per forward pass (default: 8-32 on a CPU by image size, 64 on a GPU)
     road: false                       # a second grader, ROAD (lrpkit.road), in pf's orders and patches:
                                       # true, or {percentages: [10, 20, ..., 90], noise: 0.01}
     lrp:

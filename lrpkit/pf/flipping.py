@@ -152,9 +152,10 @@ def pixel_flipping(model: torch.nn.Module, x: torch.Tensor, relevance: torch.Ten
     keep_masks : bool
         Return the perturbed-pixel masks of every step in ``result.masks``.
     batch_size : int, optional
-        Images per forward pass (bounds memory). Default: 8 on a CPU, where, in the channels-last
-        layout the CPU's forward passes use, VGG-16 runs 1.3x (224 px) to 1.5x (112 px) faster per
-        image than in the standard layout and batches of 2 (``bench/forward_layout.py``); 64 on an
+        Images per forward pass (bounds memory). Default on a CPU: 8 at 224 px, more for smaller
+        images, at most 32 (:func:`lrpkit.pf.options.cpu_batch_size`): in the channels-last layout
+        the CPU's forward passes use, VGG-16 runs 1.2x (224 px) to 1.4x (112 px) faster per image
+        than in the standard layout and batches of 2 (``bench/forward_layout.py``). 64 on an
         accelerator.
     workers : int, optional
         Inpainting (or imputation) worker threads; 0 works in the calling thread. Default: one per eight cores on a

@@ -116,7 +116,7 @@ def _chunks(keys: Sequence[_Key], size: int) -> List[Sequence[_Key]]:
 class _Forward:
     """The model's forward pass on a batch of images, channels-last on the CPU.
 
-    oneDNN's convolutions run faster on a channels-last input (VGG-16, 2 cores, batches of 8: 1.3x
+    oneDNN's convolutions run faster on a channels-last input (VGG-16, 2 cores, batches of 8: 1.2x
     per image at 224 and 112 px; ``bench/forward_layout.py``), with the same outputs up to float
     rounding (about 1e-6 of the largest). A model that cannot take that layout (a ``view`` of its
     input) raises on the first batch; it then gets the standard layout for the whole run, so that
