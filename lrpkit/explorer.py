@@ -13,7 +13,9 @@ glue that does this is a few lines of JavaScript (:data:`GLUE`): on a slider or 
 up the precomputed frame of the chosen setting and shows it.
 
 Heatmaps are drawn as the thesis code draws its grids (:func:`lrpkit.plotting.heatmap_rgb`, each
-with its own colour limit, the image on top at ``alpha``) and embedded as JPEG.
+with its own colour limit, the image on top at ``alpha``) and embedded as JPEG. The embedded images
+have a byte budget (``max_bytes``): a grid too large for it is shown with every heatmap shrunk by the
+same factor until they fit, so that a page of the thesis's 16 × 16 grids stays light.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import base64
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -28,7 +31,10 @@ import numpy as np
 
 from .plotting import heatmap_rgb
 
-__all__ = ["CSS_CLASS", "Grid", "Explorer", "explorer"]
+__all__ = ["CSS_CLASS", "MAX_BYTES", "Grid", "Explorer", "explorer"]
+
+#: The default budget of an explorer's embedded heatmaps, in bytes of their data URIs together.
+MAX_BYTES = 4_000_000
 
 #: The class of an explorer's element; the site adds Plotly's script to pages that have one.
 CSS_CLASS = "lrpkit-explorer"
@@ -119,6 +125,13 @@ class Explorer:
     figure: Any
     grids: list[dict]
     div_id: str
+    side: tuple[int, int] = (0, 0)     # (height, width) of the embedded heatmaps, in pixels
+    shrunk: bool = False               # the heatmaps were shrunk to fit the byte budget
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of the embedded heatmaps (their data URIs) together."""
+        return sum(len(f["src"]) for g in self.grids for row in g["frames"] for f in row)
 
     def html(self) -> str:
         """The figure's HTML without Plotly's script (the book's site ships it)."""
@@ -150,7 +163,7 @@ class Explorer:
 
 def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, curve_x: Any = None,
              curve_axes: tuple[str, str] = ("", ""), title: str = "", quality: int = 85,
-             height: int = 500) -> Explorer:
+             max_bytes: int | None = MAX_BYTES, height: int = 500) -> Explorer:
     """An interactive figure of precomputed heatmaps: sliders pick the setting, a menu the grid.
 
     Parameters
@@ -167,13 +180,18 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
         Shown before each setting's description (its values, the verdict, the numbers) in the title.
     quality : int
         JPEG quality of the embedded heatmaps.
+    max_bytes : int, optional
+        Budget of the embedded heatmaps (their data URIs together; default :data:`MAX_BYTES`). If
+        they exceed it at full size, every heatmap is shrunk by the same factor (Lanczos) until they
+        fit; ``explorer.side`` and ``explorer.shrunk`` say what was embedded. None: full size.
     height : int
         The figure's height in pixels; its width follows the page's.
 
     Raises
     ------
     ValueError
-        No grids; a grid whose arrays do not fit its axes; curves without ``curve_x``.
+        No grids; a grid whose arrays do not fit its axes; curves without ``curve_x``; heatmaps that
+        do not fit ``max_bytes`` even at 16 pixels.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -184,9 +202,12 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
         grid.check()
         if grid.curves is not None and curve_x is None:
             raise ValueError(f"grid {grid.name!r} has curves: pass curve_x")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise ValueError(f"max_bytes must be a positive integer or None, not {max_bytes!r}")
     if image is not None:
         image = np.asarray(image, dtype=np.float64)
-    frames = [_grid_frames(grid, image, alpha, quality, title) for grid in grids]
+    frames = [_grid_frames(grid, image, alpha, title) for grid in grids]
+    side, shrunk = _embed(frames, quality, max_bytes)
     curves = any(grid.curves is not None for grid in grids)
     first = frames[0]["frames"][0][0]
     figure = make_subplots(rows=1, cols=2 if curves else 1, column_widths=[0.5, 0.5] if curves else None,
@@ -212,11 +233,35 @@ def explorer(grids: Sequence[Grid], *, image: Any = None, alpha: float = 0.2, cu
     figure.update_layout(**layout)
     # the element's id follows from the frames: the same grids give the same page
     digest = hashlib.sha256(json.dumps(frames, sort_keys=True).encode()).hexdigest()[:12]
-    return Explorer(figure, frames, f"explorer-{digest}")
+    return Explorer(figure, frames, f"explorer-{digest}", side, shrunk)
 
 
-def _grid_frames(grid: Grid, image, alpha: float, quality: int, title: str) -> dict:
-    """A grid's sliders and its frames ``[n₁][n₂]`` of ready-to-show values."""
+def _embed(grids: list[dict], quality: int, max_bytes: int | None) -> tuple[tuple[int, int], bool]:
+    """Replace every frame's ``rgb`` by ``src``, its JPEG data URI: at full size, or all shrunk by
+    one factor until they fit ``max_bytes`` (a JPEG's size follows its pixels, so each try scales
+    the side by the square root of budget / size, less 5 %). Returns (side, shrunk)."""
+    frames = [f for g in grids for row in g["frames"] for f in row]
+    smallest = min(min(f["rgb"].shape[:2]) for f in frames)
+    scale = 1.0
+    while True:
+        sources = [_jpeg(f["rgb"], quality, scale) for f in frames]
+        total = sum(map(len, sources))
+        if max_bytes is None or total <= max_bytes:
+            break
+        scale *= 0.95 * math.sqrt(max_bytes / total)
+        if smallest * scale < 16:
+            raise ValueError(f"explorer: {len(frames)} heatmaps take {total:,} bytes and do not fit "
+                             f"max_bytes={max_bytes:,} even at 16 px; raise max_bytes or show fewer settings")
+    side = _scaled(frames[0]["rgb"].shape[:2], scale)
+    for frame, source in zip(frames, sources):
+        del frame["rgb"]
+        frame["src"] = source
+    return side, scale < 1.0
+
+
+def _grid_frames(grid: Grid, image, alpha: float, title: str) -> dict:
+    """A grid's sliders and its frames ``[n₁][n₂]`` of ready-to-show values (``rgb``: the heatmap
+    drawn, uint8, until :func:`_embed` encodes it)."""
     n1, n2 = grid.shape()
     relevance = _numpy(grid.relevance).reshape(n1, n2, *_numpy(grid.relevance).shape[len(grid.axes):])
     unstable = None if grid.unstable is None else _numpy(grid.unstable).reshape(n1, n2)
@@ -232,7 +277,7 @@ def _grid_frames(grid: Grid, image, alpha: float, quality: int, title: str) -> d
             if unstable is not None:
                 parts.append("detector: " + ("unstable" if unstable[i, j] else "stable"))
             parts += [f"{k} = {v:.4g}" for k, v in said.items()]
-            row.append({"src": _jpeg(relevance[i, j], image, alpha, quality),
+            row.append({"rgb": _rgb(relevance[i, j], image, alpha),
                         "title": title + " · ".join(parts),
                         "numbers": said, "unstable": None if unstable is None else bool(unstable[i, j]),
                         "curve": None if curves is None else [float(c) for c in curves[i, j]]})
@@ -243,16 +288,30 @@ def _grid_frames(grid: Grid, image, alpha: float, quality: int, title: str) -> d
     return {"name": grid.name, "axes": [label for label, _ in grid.axes], "sliders": sliders, "frames": rows}
 
 
-def _jpeg(relevance, image, alpha: float, quality: int) -> str:
-    from PIL import Image
-
+def _rgb(relevance, image, alpha: float) -> np.ndarray:
+    """The heatmap as the thesis code colours it, the image on top at ``alpha``: uint8 ``[H, W, 3]``."""
     rgb = heatmap_rgb(relevance).astype(np.float64)
     if image is not None:
         if image.shape != rgb.shape:
             raise ValueError(f"image must be RGB {list(rgb.shape)} like the heatmaps, not {list(image.shape)}")
         rgb = (1 - alpha) * rgb + alpha * image
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _scaled(shape, scale: float) -> tuple[int, int]:
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _jpeg(rgb: np.ndarray, quality: int, scale: float = 1.0) -> str:
+    """``rgb`` as a JPEG data URI, its sides multiplied by ``scale`` (Lanczos) if below 1."""
+    from PIL import Image
+
+    picture = Image.fromarray(rgb, "RGB")
+    side = _scaled(rgb.shape[:2], scale)
+    if side != rgb.shape[:2]:
+        picture = picture.resize((side[1], side[0]), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=quality)
+    picture.save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 

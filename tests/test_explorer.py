@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from lrpkit import explorer, plotting
+from lrpkit.book import wording
 
 
 def _smooth(rng, *shape):
@@ -106,3 +107,37 @@ def test_the_same_grids_give_the_same_page():
     again = explorer.explorer([_grid(np.random.default_rng(5))], curve_x=np.arange(7)).html()
     other = explorer.explorer([_grid(np.random.default_rng(6))], curve_x=np.arange(7)).html()
     assert first == again != other
+
+
+def test_heatmaps_over_the_byte_budget_are_shrunk_alike_until_they_fit():
+    """Noise compresses badly: 24 frames of 128 px take ~0.2 MB at full size; a budget of a third of
+    that shrinks every frame by one factor, and the shrunk frames are the full ones resized."""
+    rng = np.random.default_rng(7)
+    grid = explorer.Grid("noise", [("γ", np.arange(4.0)), ("ε", np.arange(6.0))], rng.normal(size=(4, 6, 128, 128)))
+    full = explorer.explorer([grid], max_bytes=None)
+    assert full.side == (128, 128) and not full.shrunk
+    budget = full.image_bytes // 3
+    small = explorer.explorer([grid], max_bytes=budget)
+    assert small.shrunk and small.image_bytes <= budget and small.side[0] < 128
+    sides = {_decode(small.frame(0, i, j)["src"]).shape[:2] for i in range(4) for j in range(6)}
+    assert sides == {small.side}
+    assert small.side[0] == small.side[1] >= 0.5 * 128 / np.sqrt(3)        # not shrunk far beyond the need
+    # the same frame: the full one shrunk (Lanczos), up to JPEG's error on noise
+    reference = np.asarray(Image.fromarray(_decode(full.frame(0, 1, 2)["src"]).astype(np.uint8))
+                           .resize(small.side[::-1], Image.Resampling.LANCZOS), dtype=np.float64)
+    same = np.abs(_decode(small.frame(0, 1, 2)["src"]) - reference).mean()
+    other = np.abs(_decode(small.frame(0, 1, 3)["src"]) - reference).mean()
+    assert same < 0.5 * other
+    # a grid within the budget is embedded as it is; the book's sentence says which happened
+    assert explorer.explorer([grid], max_bytes=full.image_bytes).side == (128, 128)
+    assert "shrunk" in wording.explorer_embedding(small, budget)
+    assert "shrunk" not in wording.explorer_embedding(full, full.image_bytes) and "128 × 128 px" in \
+        wording.explorer_embedding(full, full.image_bytes)
+
+
+@pytest.mark.parametrize("max_bytes, message", [(100, "do not fit max_bytes=100 even at 16 px"),
+                                                (0, "max_bytes must be a positive integer"),
+                                                (2.5, "max_bytes must be a positive integer")])
+def test_a_budget_that_cannot_hold_the_heatmaps_is_refused(max_bytes, message):
+    with pytest.raises(ValueError, match=message):
+        explorer.explorer([_grid(np.random.default_rng(8))], curve_x=np.arange(7), max_bytes=max_bytes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["count", "listing", "broken_heatmap", "colour_limits"]
+__all__ = ["count", "listing", "broken_heatmap", "colour_limits", "explorer_embedding"]
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -80,3 +80,14 @@ def colour_limits(cubic_over_max: float, patch_area: float, quantile: float, qua
     clauses.append(f"max |R| over its {quantile:.0%} quantile is {concentration:.3g}, {verdict} the detector's "
                    f"limit of {concentration_max:g}")
     return "; ".join(clauses) + "."
+
+
+def explorer_embedding(view, budget: int) -> str:
+    """What a grid explorer (:func:`lrpkit.explorer.explorer`) embedded, from the explorer itself:
+    "1.0 MB of heatmaps at 224 × 224 px, within the budget of 4 MB", or that they were shrunk."""
+    height, width = view.side
+    size = f"{view.image_bytes / 1e6:.1f} MB of heatmaps at {height} × {width} px"
+    if view.shrunk:
+        return f"{size}, shrunk from their computed size to fit the budget of {budget / 1e6:g} MB"
+    return f"{size}, within the budget of {budget / 1e6:g} MB"
+
