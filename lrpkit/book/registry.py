@@ -2,7 +2,7 @@
 
 The registry names, for each figure id, its notebook, the chapter that shows it, the image sets it
 reads, whether its ``full`` profile needs a GPU, and its parameters per profile (``smoke``: CI,
-minutes; ``quick``: a CPU laptop, under half an hour; ``full``: the thesis's scale, for a GPU). The
+minutes; ``quick``: a CPU laptop, tens of minutes; ``full``: the thesis's scale, for a GPU). The
 parameters common to all notebooks are :data:`lrpkit.provenance.COMMON_PARAMETERS`. Every notebook
 is checked when the registry is read: clean (no committed outputs), with one ``parameters`` cell
 that defines every parameter the registry sets.
